@@ -1,0 +1,196 @@
+"""Command line: python -m mnist {train,evaluate,predict,archs}."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import DEVICES, OPTIMIZERS, PRESETS, SCHEDULERS, preset_config
+from .errors import MnistError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line, without the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", choices=tuple(PRESETS), default="fast", help="starting recipe (default: fast)")
+    p.add_argument("--arch", help="architecture name (see `archs`)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float, help="learning rate (peak rate for one-cycle)")
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--scheduler", choices=SCHEDULERS)
+    p.add_argument("--step-size", type=int, help="epochs between decays (step scheduler)")
+    p.add_argument("--gamma", type=float, help="decay factor (step scheduler)")
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--train-limit", type=int, help="train on the first N images only")
+    p.add_argument("--data-dir", type=Path, help="MNIST folder (default: $MNIST_DATA_DIR or ./data)")
+    p.add_argument("--out", type=Path, help="runs folder (default: $MNIST_RUNS_DIR or ./runs)")
+    p.add_argument("--name", help="run folder name (default: date-arch-random)")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of results")
+
+
+CONFIG_ARGS = (
+    "arch epochs batch_size optimizer lr momentum nesterov weight_decay scheduler step_size gamma "
+    "label_smoothing augment seed device train_limit"
+).split()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m mnist", description="Train, evaluate and use MNIST digit classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    add_train_args(sub.add_parser("train", help="train a model and save it as a run"))
+    ev = sub.add_parser("evaluate", help="test-set accuracy of a checkpoint (default: the bundled model)")
+    ev.add_argument("checkpoint", nargs="?", type=Path)
+    ev.add_argument("--data-dir", type=Path)
+    ev.add_argument("--device", choices=DEVICES, default="auto")
+    ev.add_argument("--json", action="store_true")
+    pr = sub.add_parser("predict", help="predict the digit in image files (PNG, JPEG, ...)")
+    pr.add_argument("images", nargs="+", type=Path)
+    pr.add_argument("--checkpoint", type=Path, help="run folder or .safetensors (default: the bundled model)")
+    pr.add_argument("--json", action="store_true")
+    ar = sub.add_parser("archs", help="list the architectures")
+    ar.add_argument("--json", action="store_true")
+    return parser
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .checkpoint import save_run
+    from .data import load_mnist
+    from .train import DoneEvent, EpochEvent, StepEvent, train
+
+    overrides = {k: getattr(args, k) for k in CONFIG_ARGS if getattr(args, k) is not None}
+    config = preset_config(args.preset).replace(**overrides)
+    data = load_mnist(args.data_dir)
+    bar = None
+    done = None
+    for event in train(config, data):
+        if isinstance(event, StepEvent):
+            if bar is None:
+                bar = tqdm(total=event.total_steps, unit="step", dynamic_ncols=True, file=sys.stderr)
+            bar.update(event.step - bar.n)
+            bar.set_postfix(
+                epoch=event.epoch, loss=f"{event.loss:.4f}", lr=f"{event.lr:.2e}", img_s=f"{event.images_per_sec:,.0f}"
+            )
+        elif isinstance(event, EpochEvent):
+            line = (
+                f"epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f} acc "
+                f"{event.train_accuracy:.2%} | test loss {event.test_loss:.4f} acc {event.test_accuracy:.2%} "
+                f"| {event.elapsed:.1f}s"
+            )
+            (bar.write if bar else print)(line, file=sys.stderr)
+        elif isinstance(event, DoneEvent):
+            done = event
+    if bar is not None:
+        bar.close()
+    run_dir = save_run(done.model, config, done.metrics(), done.history, args.out, args.name)
+    summary = {**done.metrics(), "arch": config.arch, "checkpoint": str(run_dir)}
+    print(f"test accuracy {done.test_accuracy:.2%} after {done.train_seconds:.1f}s of training; saved {run_dir}")
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import load_mnist
+    from .device import resolve_device
+    from .train import evaluate
+
+    ckpt = load_checkpoint(args.checkpoint)
+    data = load_mnist(args.data_dir)
+    model = ckpt.model.to(resolve_device(args.device))
+    result = evaluate(model, data.test_images, data.test_labels)
+    out = {
+        "checkpoint": str(ckpt.path),
+        "arch": ckpt.arch,
+        "test_accuracy": result.accuracy,
+        "test_loss": result.loss,
+        "per_class_accuracy": {str(d): acc for d, acc in enumerate(result.per_class_accuracy)},
+        "errors": len(result.misclassified()),
+    }
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{ckpt.arch} from {ckpt.path}")
+    errors = f"{out['errors']} errors of {len(result.labels)}"
+    print(f"test accuracy {result.accuracy:.2%} ({errors}), loss {result.loss:.4f}")
+    for digit, acc in enumerate(result.per_class_accuracy):
+        print(f"  digit {digit}: {acc:.2%}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .predict import predict_canvas, read_image_file
+
+    model = load_checkpoint(args.checkpoint).model
+    results = []
+    for path in args.images:
+        _, pred = predict_canvas(model, read_image_file(path))
+        if pred is None:
+            results.append({"image": str(path), "digit": None, "probability": None, "empty": True})
+            if not args.json:
+                print(f"{path}: blank image, no digit found")
+            continue
+        results.append(
+            {
+                "image": str(path),
+                "digit": pred.digit,
+                "probability": pred.confidence,
+                "probabilities": list(pred.probabilities),
+            }
+        )
+        if not args.json:
+            print(f"{path}: {pred.digit} ({pred.confidence:.1%})")
+    if args.json:
+        print(json.dumps(results))
+    return 0
+
+
+def cmd_archs(args) -> int:
+    from .models import ARCHS, build_model, count_parameters
+
+    rows = [
+        {"name": s.name, "parameters": count_parameters(build_model(s.name)), "description": s.description}
+        for s in ARCHS.values()
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for r in rows:
+        print(f"{r['name']:<14} {r['parameters']:>9,}  {r['description']}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "archs": cmd_archs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except MnistError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

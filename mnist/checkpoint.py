@@ -1,0 +1,319 @@
+"""Checkpoints: safetensors weights + a JSON file, in run folders written atomically.
+
+A run folder holds model.safetensors, meta.json and history.json. It is built under a hidden
+temporary name and renamed into place, so a crash never leaves a half-written run visible.
+Loading never unpickles: safetensors holds raw tensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+
+from . import __version__
+from .config import TrainConfig
+from .constants import MNIST_MEAN, MNIST_STD
+from .errors import CheckpointError, ConfigError
+from .models import build_model, count_parameters
+
+FORMAT = "mnist-studio-checkpoint"
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "meta.json"
+HISTORY_FILE = "history.json"
+META_KEY = "mnist_studio"  # the JSON is also embedded in the safetensors header: one file is enough
+RUNS_DIR_ENV = "MNIST_RUNS_DIR"
+DEFAULT_RUNS_DIR = "runs"
+MAX_CHECKPOINT_BYTES = 50 * 1024 * 1024  # the largest registered model is 2.4 MB
+MAX_JSON_BYTES = 1024 * 1024
+BUNDLED_DIR = Path(__file__).parent / "assets" / "default-model"
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PICKLE_PREFIXES = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, zip (torch.save)
+
+
+@dataclass
+class Checkpoint:
+    model: nn.Module  # in eval mode, on the CPU
+    meta: dict
+    path: Path
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.meta["config"])
+
+    @property
+    def arch(self) -> str:
+        return self.meta["arch"]
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return self.meta.get("metrics", {}).get("test_accuracy")
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside path, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+def check_run_name(name: str) -> str:
+    """A run name that cannot escape the runs folder: letters, digits, '.', '_', '-'."""
+    if not isinstance(name, str) or not RUN_NAME_RE.match(name) or ".." in name:
+        raise CheckpointError(
+            f"invalid run name {name!r}: use up to 100 letters, digits, '.', '_' or '-', starting with a "
+            "letter or digit"
+        )
+    return name
+
+
+def run_path(runs_dir: Path, name: str) -> Path:
+    """The folder of run `name` inside runs_dir, refusing anything that resolves outside it."""
+    runs_dir = Path(runs_dir).resolve()
+    path = (runs_dir / check_run_name(name)).resolve()
+    if path.parent != runs_dir:
+        raise CheckpointError(f"run name {name!r} points outside the runs folder")
+    return path
+
+
+def new_run_name(arch: str) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{arch}-{secrets.token_hex(2)}"
+
+
+def build_meta(model: nn.Module, config: TrainConfig, metrics: dict, name: str) -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "arch": config.arch,
+        "config": config.to_dict(),
+        "metrics": metrics,
+        "parameters": count_parameters(model),
+        "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD},
+        "versions": {"mnist_studio": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def encode_weights(model: nn.Module, meta: dict) -> bytes:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return save_safetensors_bytes(state, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+
+
+def save_run(
+    model: nn.Module,
+    config: TrainConfig,
+    metrics: dict,
+    history: dict | None = None,
+    runs_dir: Path | str | None = None,
+    name: str | None = None,
+) -> Path:
+    """Write a complete run folder atomically and return its path."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    name = name or new_run_name(config.arch)
+    final = run_path(runs_dir, name)
+    if final.exists():
+        raise CheckpointError(f"a run named {name!r} already exists in {runs_dir}")
+    meta = build_meta(model, config, metrics, name)
+    tmp = Path(tempfile.mkdtemp(dir=runs_dir, prefix=f".{name}."))
+    try:
+        atomic_write_bytes(tmp / WEIGHTS_FILE, encode_weights(model, meta))
+        atomic_write_json(tmp / META_FILE, meta)
+        atomic_write_json(tmp / HISTORY_FILE, history or {"steps": [], "epochs": []})
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def parse_meta(text: bytes | str, source: str) -> dict:
+    try:
+        meta = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{source}: not an MNIST Studio checkpoint description (no format {FORMAT!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{source}: checkpoint format version {meta.get('format_version')!r} is not supported")
+    for key in ("arch", "config"):
+        if key not in meta:
+            raise CheckpointError(f"{source}: the description has no {key!r}")
+    return meta
+
+
+def model_from_bytes(weights: bytes, meta: dict | None, source: str) -> tuple[nn.Module, dict]:
+    """Validate and load safetensors bytes; meta defaults to the JSON embedded in them."""
+    if len(weights) > MAX_CHECKPOINT_BYTES:
+        limit = MAX_CHECKPOINT_BYTES // 2**20
+        raise CheckpointError(f"{source}: {len(weights) / 1e6:.1f} MB is over the {limit} MB limit")
+    if weights.startswith(PICKLE_PREFIXES):
+        raise CheckpointError(
+            f"{source}: this is a pickle or torch.save archive, which can run code when loaded and is never "
+            "opened here; export the weights as safetensors from MNIST Studio"
+        )
+    try:
+        state = load_safetensors_bytes(weights)
+        embedded = _embedded_meta(weights)
+    except (SafetensorError, ValueError, RuntimeError, OverflowError) as exc:
+        raise CheckpointError(f"{source}: not a valid safetensors file ({exc})") from None
+    if meta is None:
+        if embedded is None:
+            raise CheckpointError(f"{source}: has no MNIST Studio description; upload its {META_FILE} too")
+        meta = parse_meta(embedded, source)
+    arch = meta["arch"]
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+        model = build_model(arch)
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    if config.arch != arch:
+        raise CheckpointError(f"{source}: arch {arch!r} disagrees with its config ({config.arch!r})")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise CheckpointError(
+            f"{source}: weights do not fit architecture {arch!r} (missing: {', '.join(missing[:3]) or 'none'}; "
+            f"unexpected: {', '.join(extra[:3]) or 'none'})"
+        )
+    for key, tensor in expected.items():
+        got = state[key]
+        if got.shape != tensor.shape or got.dtype != tensor.dtype:
+            raise CheckpointError(
+                f"{source}: {key} is {tuple(got.shape)} {got.dtype}, architecture {arch!r} needs "
+                f"{tuple(tensor.shape)} {tensor.dtype}"
+            )
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            raise CheckpointError(f"{source}: {key} holds NaN or infinite values")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model, meta
+
+
+def _embedded_meta(weights: bytes) -> str | None:
+    """The JSON string stored under META_KEY in the safetensors header's __metadata__, if any."""
+    # Layout: 8-byte little-endian header length, then the JSON header (safetensors' own format).
+    header_len = int.from_bytes(weights[:8], "little")
+    header = json.loads(weights[8 : 8 + header_len])
+    return (header.get("__metadata__") or {}).get(META_KEY)
+
+
+def read_limited(path: Path, limit: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise CheckpointError(f"{path}: {size / 1e6:.1f} MB is over the {limit // 2**20} MB limit")
+        return path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def load_checkpoint(path: Path | str | None = None) -> Checkpoint:
+    """Load a run folder, or a lone .safetensors file with its JSON embedded; default: the bundled model."""
+    path = Path(path) if path is not None else BUNDLED_DIR
+    if path.is_dir():
+        weights_path, meta_path = path / WEIGHTS_FILE, path / META_FILE
+    else:
+        weights_path, meta_path = path, path.with_suffix(".json")
+    if not weights_path.is_file():
+        raise CheckpointError(f"no checkpoint at {weights_path}: give a run folder or a .safetensors file")
+    meta = parse_meta(read_limited(meta_path, MAX_JSON_BYTES), str(meta_path)) if meta_path.is_file() else None
+    model, meta = model_from_bytes(read_limited(weights_path, MAX_CHECKPOINT_BYTES), meta, str(weights_path))
+    return Checkpoint(model, meta, path)
+
+
+def load_uploaded(weights: bytes, meta_json: bytes | None = None, name: str = "upload") -> Checkpoint:
+    """Validate a checkpoint a user uploaded (bytes only; nothing touches the disk)."""
+    meta = parse_meta(meta_json[: MAX_JSON_BYTES + 1], f"{name} (JSON)") if meta_json is not None else None
+    model, meta = model_from_bytes(weights, meta, name)
+    return Checkpoint(model, meta, Path(name))
+
+
+@dataclass
+class RunInfo:
+    name: str
+    path: Path
+    meta: dict
+
+    @property
+    def metrics(self) -> dict:
+        return self.meta.get("metrics", {})
+
+
+def list_runs(runs_dir: Path | str | None = None) -> list[RunInfo]:
+    """Saved runs, newest first. Damaged folders are skipped with a warning, hidden ones ignored."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    if not runs_dir.is_dir():
+        return []
+    runs = []
+    for path in sorted(runs_dir.iterdir(), reverse=True):
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        try:
+            meta = parse_meta(read_limited(path / META_FILE, MAX_JSON_BYTES), str(path / META_FILE))
+            if not (path / WEIGHTS_FILE).is_file():
+                raise CheckpointError(f"{path}: {WEIGHTS_FILE} is missing")
+        except CheckpointError as exc:
+            warnings.warn(f"skipping damaged run folder: {exc}", stacklevel=2)
+            continue
+        runs.append(RunInfo(path.name, path, meta))
+    runs.sort(key=lambda r: r.meta.get("created", ""), reverse=True)
+    return runs
+
+
+def load_history(run_dir: Path) -> dict:
+    try:
+        history = json.loads((Path(run_dir) / HISTORY_FILE).read_text())
+    except (OSError, ValueError):
+        return {"steps": [], "epochs": []}
+    return history if isinstance(history, dict) else {"steps": [], "epochs": []}
+
+
+def delete_run(runs_dir: Path | str, name: str) -> None:
+    """Remove a run folder: renamed to a hidden name first, so a crash mid-delete hides it."""
+    path = run_path(Path(runs_dir), name)
+    if not path.is_dir():
+        raise CheckpointError(f"no run named {name!r}")
+    trash = path.with_name(f".deleted-{name}-{secrets.token_hex(2)}")
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def checkpoint_file_bytes(run_dir: Path) -> bytes:
+    """The run's model.safetensors (its JSON embedded), for download."""
+    return read_limited(Path(run_dir) / WEIGHTS_FILE, MAX_CHECKPOINT_BYTES)

@@ -1,0 +1,10 @@
+"""Numbers shared by training, evaluation and the canvas: named once, used everywhere."""
+
+IMAGE_SIZE = 28  # MNIST images are 28x28 pixels
+NUM_CLASSES = 10
+# Mean and standard deviation of MNIST training pixels scaled to [0, 1] (the values the
+# PyTorch tutorials use); the canvas is normalised exactly like the training set.
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+# MNIST digits are scaled to fit a 20x20 box, then centred by centre of mass in 28x28.
+DIGIT_BOX = 20

@@ -1,0 +1,163 @@
+"""A bounded pool of training jobs shared by every user of one process (the app).
+
+Jobs beyond the pool's size wait in a FIFO queue; each job records its progress events so any
+page can render them, and any failure ends only that job, with a message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .checkpoint import save_run
+from .config import TrainConfig
+from .data import MnistData
+from .errors import MnistError
+from .train import DoneEvent, train
+
+MAX_RUNS_ENV = "MNIST_MAX_TRAINING_RUNS"
+MAX_FINISHED_KEPT = 200  # finished jobs remembered in memory; their runs stay on disk anyway
+log = logging.getLogger(__name__)
+
+QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
+FINISHED = (DONE, STOPPED, FAILED)
+
+
+def default_max_runs() -> int:
+    """From $MNIST_MAX_TRAINING_RUNS, else one run per two cores (training uses both threads)."""
+    value = os.environ.get(MAX_RUNS_ENV)
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise MnistError(f"{MAX_RUNS_ENV} must be a whole number >= 1, got {value!r}")
+        return n
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+@dataclass
+class Job:
+    id: str
+    config: TrainConfig
+    owner: str  # the browser session that started it
+    state: str = QUEUED
+    events: list[dict] = field(default_factory=list)  # StepEvent / EpochEvent dicts, in order
+    error: str | None = None
+    run_dir: Path | None = None
+    metrics: dict | None = None
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    future: Future | None = field(default=None, repr=False)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINISHED
+
+
+class JobManager:
+    def __init__(
+        self,
+        load_data: Callable[[], MnistData],
+        runs_dir: Path | str | None = None,
+        max_workers: int | None = None,
+    ):
+        self.max_workers = max_workers or default_max_runs()
+        self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="train")
+        self._load_data = load_data
+        self._runs_dir = runs_dir
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._ids = itertools.count(1)
+
+    def submit(self, config: TrainConfig, owner: str) -> Job:
+        with self._lock:
+            job = Job(id=f"job-{next(self._ids)}", config=config, owner=owner)
+            self._jobs[job.id] = job
+            self._prune()
+        job.future = self._pool.submit(self._run, job)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def jobs_for(self, owner: str) -> list[Job]:
+        with self._lock:
+            return [j for j in self._jobs.values() if j.owner == owner]
+
+    def position(self, job: Job) -> int:
+        """0 while running or finished; 1 for the next job to start, and so on."""
+        if job.state != QUEUED:
+            return 0
+        with self._lock:
+            queued = [j for j in self._jobs.values() if j.state == QUEUED]
+        return queued.index(job) + 1 if job in queued else 0
+
+    def active_count(self) -> tuple[int, int]:
+        """(running, queued) over all users."""
+        with self._lock:
+            states = [j.state for j in self._jobs.values()]
+        return states.count(RUNNING), states.count(QUEUED)
+
+    def stop(self, job_id: str) -> None:
+        """Stop a running job after its current step, or withdraw a queued one."""
+        job = self._jobs.get(job_id)
+        if job is None or job.is_finished:
+            return
+        job.stop_event.set()
+        if job.future is not None and job.future.cancel():
+            self._finish(job, STOPPED)
+
+    def events(self, job: Job) -> list[dict]:
+        with self._lock:
+            return list(job.events)
+
+    def shutdown(self) -> None:
+        for job in list(self._jobs.values()):
+            job.stop_event.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _finish(self, job: Job, state: str, error: str | None = None) -> None:
+        with self._lock:
+            job.state, job.error, job.finished = state, error, time.time()
+
+    def _prune(self) -> None:
+        finished = sorted((j for j in self._jobs.values() if j.is_finished), key=lambda j: j.created)
+        for job in finished[: max(0, len(finished) - MAX_FINISHED_KEPT)]:
+            del self._jobs[job.id]
+
+    def _run(self, job: Job) -> None:
+        """Runs on a pool thread; never raises: every failure becomes the job's message."""
+        if job.stop_event.is_set():
+            self._finish(job, STOPPED)
+            return
+        with self._lock:
+            job.state = RUNNING
+        try:
+            data = self._load_data()
+            for event in train(job.config, data, job.stop_event):
+                if isinstance(event, DoneEvent):
+                    job.run_dir = save_run(event.model, job.config, event.metrics(), event.history, self._runs_dir)
+                    job.metrics = event.metrics()
+                    self._finish(job, STOPPED if event.stopped else DONE)
+                    return
+                with self._lock:
+                    job.events.append(event.to_dict())
+        except MnistError as exc:
+            self._finish(job, FAILED, str(exc))
+        except (torch.OutOfMemoryError, MemoryError):
+            self._finish(job, FAILED, "out of memory: try a smaller batch size or a smaller architecture")
+        except Exception as exc:  # noqa: BLE001 - one run's bug must not take the app down
+            log.exception("training job %s failed", job.id)
+            self._finish(job, FAILED, f"training failed: {type(exc).__name__}: {exc}")
