@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
@@ -91,7 +91,7 @@ def atomic_write_json(path: Path, obj) -> None:
 
 def check_run_name(name: str) -> str:
     """A run name that cannot escape the runs folder: letters, digits, '.', '_', '-'."""
-    if not isinstance(name, str) or not RUN_NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not RUN_NAME_RE.fullmatch(name) or ".." in name:
         raise CheckpointError(
             f"invalid run name {name!r}: use up to 100 letters, digits, '.', '_' or '-', starting with a "
             "letter or digit"
@@ -164,7 +164,7 @@ def save_run(
 def parse_meta(text: bytes | str, source: str) -> dict:
     try:
         meta = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise CheckpointError(f"{source}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{source}: not an MNIST Studio checkpoint description (no format {FORMAT!r})")
@@ -173,6 +173,15 @@ def parse_meta(text: bytes | str, source: str) -> dict:
     for key in ("arch", "config"):
         if key not in meta:
             raise CheckpointError(f"{source}: the description has no {key!r}")
+    for key, kind in (("arch", str), ("config", dict), ("metrics", dict), ("created", str), ("name", str)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise CheckpointError(f"{source}: {key!r} must be a {kind.__name__}, got {type(meta[key]).__name__}")
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    if config.arch != meta["arch"]:
+        raise CheckpointError(f"{source}: arch {meta['arch']!r} disagrees with its config ({config.arch!r})")
     return meta
 
 
@@ -181,28 +190,24 @@ def model_from_bytes(weights: bytes, meta: dict | None, source: str) -> tuple[nn
     if len(weights) > MAX_CHECKPOINT_BYTES:
         limit = MAX_CHECKPOINT_BYTES // 2**20
         raise CheckpointError(f"{source}: {len(weights) / 1e6:.1f} MB is over the {limit} MB limit")
-    if weights.startswith(PICKLE_PREFIXES):
-        raise CheckpointError(
-            f"{source}: this is a pickle or torch.save archive, which can run code when loaded and is never "
-            "opened here; export the weights as safetensors from MNIST Studio"
-        )
     try:
+        # Parsing safetensors never runs code, so it goes first: a valid file whose 8-byte header length
+        # happens to start with 0x80 must not be mistaken for a pickle.
         state = load_safetensors_bytes(weights)
         embedded = _embedded_meta(weights)
     except (SafetensorError, ValueError, RuntimeError, OverflowError) as exc:
+        if weights.startswith(PICKLE_PREFIXES):
+            raise CheckpointError(
+                f"{source}: this is a pickle or torch.save archive, which can run code when loaded and is never "
+                "opened here; export the weights as safetensors from MNIST Studio"
+            ) from None
         raise CheckpointError(f"{source}: not a valid safetensors file ({exc})") from None
     if meta is None:
         if embedded is None:
             raise CheckpointError(f"{source}: has no MNIST Studio description; upload its {META_FILE} too")
         meta = parse_meta(embedded, source)
     arch = meta["arch"]
-    try:
-        config = TrainConfig.from_dict(meta["config"])
-        model = build_model(arch)
-    except (ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{source}: {exc}") from None
-    if config.arch != arch:
-        raise CheckpointError(f"{source}: arch {arch!r} disagrees with its config ({config.arch!r})")
+    model = build_model(arch)  # parse_meta checked arch and config
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -259,7 +264,10 @@ def load_checkpoint(path: Path | str | None = None) -> Checkpoint:
 
 def load_uploaded(weights: bytes, meta_json: bytes | None = None, name: str = "upload") -> Checkpoint:
     """Validate a checkpoint a user uploaded (bytes only; nothing touches the disk)."""
-    meta = parse_meta(meta_json[: MAX_JSON_BYTES + 1], f"{name} (JSON)") if meta_json is not None else None
+    if meta_json is not None and len(meta_json) > MAX_JSON_BYTES:
+        limit = MAX_JSON_BYTES // 2**20
+        raise CheckpointError(f"{name} (JSON): {len(meta_json) / 1e6:.1f} MB is over the {limit} MB limit")
+    meta = parse_meta(meta_json, f"{name} (JSON)") if meta_json is not None else None
     model, meta = model_from_bytes(weights, meta, name)
     return Checkpoint(model, meta, Path(name))
 
@@ -286,14 +294,24 @@ def list_runs(runs_dir: Path | str | None = None) -> list[RunInfo]:
             continue
         try:
             meta = parse_meta(read_limited(path / META_FILE, MAX_JSON_BYTES), str(path / META_FILE))
-            if not (path / WEIGHTS_FILE).is_file():
-                raise CheckpointError(f"{path}: {WEIGHTS_FILE} is missing")
+            check_weights_file(path / WEIGHTS_FILE)
         except CheckpointError as exc:
             warnings.warn(f"skipping damaged run folder: {exc}", stacklevel=2)
             continue
         runs.append(RunInfo(path.name, path, meta))
-    runs.sort(key=lambda r: r.meta.get("created", ""), reverse=True)
+    runs.sort(key=lambda r: r.meta.get("created", ""), reverse=True)  # parse_meta made it a str
     return runs
+
+
+def check_weights_file(path: Path) -> None:
+    """Cheap structural check of a safetensors file (header and size, no tensor read): catches truncation."""
+    if not path.is_file():
+        raise CheckpointError(f"{path.parent}: {WEIGHTS_FILE} is missing")
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
 
 
 def load_history(run_dir: Path) -> dict:

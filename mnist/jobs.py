@@ -154,6 +154,7 @@ class JobManager:
                     return
                 with self._lock:
                     job.events.append(event.to_dict())
+            self._finish(job, FAILED, "training ended without a result")  # never left "running" forever
         except MnistError as exc:
             self._finish(job, FAILED, str(exc))
         except (torch.OutOfMemoryError, MemoryError):

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .constants import DIGIT_BOX, IMAGE_SIZE
+from .constants import DIGIT_BOX, IMAGE_SIZE, MNIST_CENTER_OF_MASS
 from .data import normalize
 from .errors import MnistError
 
@@ -48,9 +48,10 @@ def to_unit_float(array: np.ndarray) -> np.ndarray:
         return array.astype(np.float32)
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise CanvasError(f"image pixels must be numbers, got dtype {array.dtype}")
-    x = array.astype(np.float32)
+    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused just below
+        x = array.astype(np.float32)
     if not np.isfinite(x).all():
-        raise CanvasError("image contains NaN or infinite values")
+        raise CanvasError("image contains NaN or infinite (or absurdly large) values")
     low, high = float(x.min()), float(x.max())
     if low < 0:
         raise CanvasError(f"image has negative pixel values (min {low:g}); expected 0..1 or 0..255")
@@ -107,15 +108,14 @@ def fit_digit_box(ink: np.ndarray) -> np.ndarray:
 
 
 def center_by_mass(box: np.ndarray) -> np.ndarray:
-    """Paste into 28x28 so the centre of mass lands on the centre, keeping the digit in frame."""
+    """Paste into 28x28 so the centre of mass lands where MNIST's does, keeping the digit in frame."""
     h, w = box.shape
     total = float(box.sum())
     ys, xs = np.arange(h), np.arange(w)
     cy = float((box.sum(1) * ys).sum()) / total
     cx = float((box.sum(0) * xs).sum()) / total
-    centre = (IMAGE_SIZE - 1) / 2
-    top = int(np.clip(round(centre - cy), 0, IMAGE_SIZE - h))
-    left = int(np.clip(round(centre - cx), 0, IMAGE_SIZE - w))
+    top = int(np.clip(round(MNIST_CENTER_OF_MASS - cy), 0, IMAGE_SIZE - h))
+    left = int(np.clip(round(MNIST_CENTER_OF_MASS - cx), 0, IMAGE_SIZE - w))
     out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
     out[top : top + h, left : left + w] = box
     return out
@@ -125,7 +125,7 @@ def preprocess_canvas(array) -> CanvasImage:
     """Drawing (H, W), (H, W, 1|3|4) in uint8 0..255 or float 0..1 -> CanvasImage (28x28 or EMPTY).
 
     Threshold away faint noise, crop to the ink's bounding box, scale the longest side to 20 px with
-    anti-aliasing, paste in 28x28 and shift the centre of mass to the centre, as MNIST was made.
+    anti-aliasing, paste in 28x28 with the centre of mass where MNIST has it (pixel 14, 14).
     Raises CanvasError (a ValueError) for arrays that are not images.
     """
     ink = ink_map(array)

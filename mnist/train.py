@@ -241,6 +241,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            step_lr = optimizer.param_groups[0]["lr"]  # the rate this step used, before any decay
             step += 1
             if scheduler is not None and step % sched_every == 0:
                 scheduler.step()
@@ -258,7 +259,7 @@ def train(
                     step=step,
                     total_steps=total_steps,
                     loss=float(window_loss) / window_steps,
-                    lr=optimizer.param_groups[0]["lr"],
+                    lr=step_lr,
                     images_per_sec=window_steps * config.batch_size / max(now - t_window, 1e-9),
                     elapsed=train_time,
                     eta=train_time / step * (total_steps - step),

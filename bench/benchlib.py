@@ -1,0 +1,414 @@
+"""Shared helpers for the benchmarks: machine description, thread setup, tables, results files.
+
+Every script in bench/ imports this module first: it puts the repository root on sys.path so
+`python bench/NAME.py` finds the `mnist` package without installing it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+BENCH_DIR = REPO / "bench"
+RESULTS_DIR = BENCH_DIR / "results"
+SHARED_MNIST = REPO.parent / "shared" / "mnist"
+FALLBACK_RUNS_DIR = Path("/tmp/mnist-bench-runs")
+FALLBACK_RUN_NAME = "bench-fallback"
+# Above this many busy cores (of other processes) before a benchmark starts, its timings are
+# flagged as measured under contention.
+CONTENTION_BUSY_CORES = 0.3
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine
+
+_METER: ContentionMeter | None = None
+
+
+def cpu_model(cpuinfo_text: str | None = None) -> str:
+    """The first 'model name' of /proc/cpuinfo (or of the text given), else platform.processor()."""
+    if cpuinfo_text is None:
+        try:
+            cpuinfo_text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo_text = ""
+    for line in cpuinfo_text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            return value.strip()
+    return platform.processor() or "unknown"
+
+
+def core_count() -> int:
+    """Cores this process may run on (the affinity mask), not the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def parse_proc_stat_cpu(text: str) -> tuple[int, int]:
+    """(busy, total) jiffies from the aggregate 'cpu' line of /proc/stat."""
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "cpu":
+            values = [int(v) for v in parts[1:]]
+            idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+            total = sum(values[:8])  # user..steal; guest time is already counted in user
+            return total - idle, total
+    raise ValueError("no aggregate cpu line in /proc/stat")
+
+
+def busy_cores(seconds: float = 0.5) -> float | None:
+    """How many cores were busy over the next `seconds` (measured while this process sleeps)."""
+    try:
+        busy0, total0 = parse_proc_stat_cpu(Path("/proc/stat").read_text())
+        time.sleep(seconds)
+        busy1, total1 = parse_proc_stat_cpu(Path("/proc/stat").read_text())
+    except (OSError, ValueError):
+        return None
+    if total1 <= total0:
+        return None
+    return (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1)
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds used by this process and its reaped children."""
+    import resource
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+class ContentionMeter:
+    """Cores kept busy by *other* processes between start and stop (all busy time minus our own)."""
+
+    def __init__(self) -> None:
+        self.start_state = self._state()
+
+    @staticmethod
+    def _state() -> tuple[float, float, float] | None:
+        try:
+            busy, _total = parse_proc_stat_cpu(Path("/proc/stat").read_text())
+        except (OSError, ValueError):
+            return None
+        return busy / os.sysconf("SC_CLK_TCK"), own_cpu_seconds(), time.perf_counter()
+
+    def other_busy_cores(self) -> float | None:
+        end = self._state()
+        if self.start_state is None or end is None or end[2] - self.start_state[2] < 0.5:
+            return None
+        busy = end[0] - self.start_state[0]
+        own = end[1] - self.start_state[1]
+        return max(0.0, busy - own) / (end[2] - self.start_state[2])
+
+
+def setup_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads explicitly (default: the core count) and return the number."""
+    import torch
+
+    threads = threads or core_count()
+    torch.set_num_threads(threads)
+    return threads
+
+
+def machine_info() -> dict:
+    import torch
+
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return {
+        "cpu": cpu_model(),
+        "cores": core_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "loadavg_1min": round(load[0], 2),
+    }
+
+
+def machine_line(info: dict) -> str:
+    return (
+        f"{info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['torch_threads']} threads, "
+        f"Python {info['python']}"
+    )
+
+
+def start(name: str, threads: int | None = None) -> dict:
+    """Set the threads, measure the background load, print the machine; returns the machine dict."""
+    setup_threads(threads)
+    info = machine_info()
+    background = busy_cores()
+    info["busy_cores_before_start"] = None if background is None else round(background, 2)
+    info["contended"] = background is not None and background > CONTENTION_BUSY_CORES
+    global _METER
+    _METER = ContentionMeter()
+    print(f"== {name} ==")
+    print(f"machine: {machine_line(info)}")
+    if background is not None:
+        note = " -> OTHER WORK IS RUNNING: timings are inflated" if info["contended"] else " (idle)"
+        print(f"background load: {background:.2f} of {info['cores']} cores busy before start{note}")
+    return info
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and model
+
+
+def data_dir() -> Path:
+    """$MNIST_DATA_DIR, else ../shared/mnist beside the repository, else ./data."""
+    env = os.environ.get("MNIST_DATA_DIR")
+    if env:
+        return Path(env)
+    return SHARED_MNIST if SHARED_MNIST.is_dir() else REPO / "data"
+
+
+def load_data():
+    from mnist.data import load_mnist
+
+    return load_mnist(data_dir(), download=False)
+
+
+def decompress_mnist(dest_root: Path, source: Path | None = None) -> Path:
+    """Write the four IDX files, gunzipped, into dest_root/MNIST/raw (torchvision's layout)."""
+    from mnist.data import find_mnist_files
+
+    source = source or data_dir()
+    files = find_mnist_files(source)
+    if files is None:
+        raise FileNotFoundError(f"MNIST files not found in {source}; set MNIST_DATA_DIR")
+    raw = Path(dest_root) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for path in files.values():
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        name = path.name.removesuffix(".gz")
+        (raw / name).write_bytes(data)
+    return raw
+
+
+def checkpoint_path(requested: str | Path | None = None) -> tuple[Path | None, str]:
+    """(path for load_checkpoint, description): the requested one, the bundled one, else a quick fallback.
+
+    When the bundled model is missing, one epoch of the fast preset is trained once into
+    /tmp/mnist-bench-runs and reused; the description says so.
+    """
+    from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE
+
+    if requested is not None:
+        return Path(requested), f"checkpoint {requested}"
+    if (BUNDLED_DIR / WEIGHTS_FILE).is_file():
+        return None, "bundled default model"
+    fallback = FALLBACK_RUNS_DIR / FALLBACK_RUN_NAME
+    if not (fallback / WEIGHTS_FILE).is_file():
+        print("bundled model missing: training a 1-epoch fast-preset model as a stand-in ...", flush=True)
+        env = {**os.environ, "MNIST_DATA_DIR": str(data_dir())}
+        cmd = [sys.executable, "-m", "mnist", "train", "--epochs", "1", "--out", str(FALLBACK_RUNS_DIR)]
+        subprocess.run([*cmd, "--name", FALLBACK_RUN_NAME], cwd=REPO, env=env, check=True, stderr=subprocess.DEVNULL)
+    return fallback, f"STAND-IN model {fallback} (bundled model missing)"
+
+
+def mnist_canvas(digit, rng, size: int = 280, scale: int | None = None):
+    """A 28x28 uint8 MNIST digit drawn like the browser canvas: (size, size, 4) uint8 RGBA.
+
+    White ink on an opaque black background. The digit is enlarged (bilinear, like anti-aliased
+    strokes) by `scale` (default: random 6..10, so 10 = the full canvas) and placed at a random
+    position where it fits.
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    digit = np.asarray(digit, dtype=np.uint8)
+    side = digit.shape[0]
+    scale = int(scale if scale is not None else rng.integers(6, size // side + 1))
+    big_side = side * scale
+    if big_side > size:
+        raise ValueError(f"scale {scale} makes the digit {big_side} px, larger than the {size} px canvas")
+    t = torch.from_numpy(digit.astype(np.float32))[None, None]
+    big = F.interpolate(t, size=(big_side, big_side), mode="bilinear", align_corners=False)[0, 0]
+    big = big.round().clamp(0, 255).to(torch.uint8).numpy()
+    top, left = (int(rng.integers(0, size - big_side + 1)) for _ in range(2))
+    canvas = np.zeros((size, size, 4), dtype=np.uint8)
+    canvas[..., 3] = 255
+    for channel in range(3):
+        canvas[top : top + big_side, left : left + big_side, channel] = big
+    return canvas
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) by linear interpolation between closest ranks (numpy's default)."""
+    if not values:
+        raise ValueError("percentile of an empty sequence")
+    if not 0 <= q <= 100:
+        raise ValueError(f"q must be in [0, 100], got {q}")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def latency_stats(seconds: Sequence[float]) -> dict:
+    """p50, p90, p99, max and mean, in milliseconds."""
+    ms = [s * 1000 for s in seconds]
+    return {
+        "n": len(ms),
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": max(ms),
+        "mean_ms": sum(ms) / len(ms),
+    }
+
+
+def time_to_reach(epochs: Iterable[tuple[float, float]], threshold: float, *, strictly: bool = False) -> float | None:
+    """Cumulative seconds at the first (accuracy, seconds) pair whose accuracy reaches the threshold."""
+    for accuracy, seconds in epochs:
+        if accuracy > threshold if strictly else accuracy >= threshold:
+            return seconds
+    return None
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def status(passed: bool | None) -> str:
+    return "n/a" if passed is None else ("PASS" if passed else "FAIL")
+
+
+def fmt(value, spec: str = ".2f", suffix: str = "") -> str:
+    """A figure for a table: '-' for missing values."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:{spec}}{suffix}"
+
+
+def pct(value: float | None) -> str:
+    return fmt(None if value is None else value * 100, ".2f", "%")
+
+
+def row(figure: str, ours: str, reference: str = "", ratio_text: str = "", target: str = "", result: str = "") -> dict:
+    """One line of a summary table; run_all.py shows these rows from every results file."""
+    return {
+        "figure": figure,
+        "ours": ours,
+        "reference": reference,
+        "ratio": ratio_text,
+        "target": target,
+        "status": result,
+    }
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A plain-text table with left-aligned columns."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    def cell(value) -> str:
+        return ("" if value is None else str(value)).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def summary_rows_table(rows: Sequence[dict]) -> str:
+    headers = ("figure", "ours", "reference", "ratio", "target", "result")
+    keys = ("figure", "ours", "reference", "ratio", "target", "status")
+    return format_table(headers, [[r.get(k, "") for k in keys] for r in rows])
+
+
+def result_line(name: str, figures: dict) -> str:
+    """'RESULT name: key=value ...', the one line of key figures each script ends with."""
+
+    def value(v) -> str:
+        if v is None:
+            return "none"
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v).replace(" ", "_")
+
+    return f"RESULT {name}: " + " ".join(f"{k}={value(v)}" for k, v in figures.items())
+
+
+def parse_result_line(line: str) -> tuple[str, dict[str, str]] | None:
+    """Inverse of result_line (values stay strings); None for any other line."""
+    if not line.startswith("RESULT "):
+        return None
+    name, sep, rest = line[len("RESULT ") :].partition(":")
+    if not sep:
+        return None
+    figures = {}
+    for item in rest.split():
+        key, eq, val = item.partition("=")
+        if eq:
+            figures[key] = val
+    return name.strip(), figures
+
+
+def write_results(name: str, machine: dict, figures: dict, rows: list[dict], **extra) -> Path:
+    """bench/results/NAME.json: date, machine, key figures, summary rows and any details."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "name": name,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "argv": sys.argv[1:],
+        "machine": machine,
+        "figures": figures,
+        "rows": rows,
+        **extra,
+    }
+    path = RESULTS_DIR / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def finish(name: str, machine: dict, figures: dict, rows: list[dict], **extra) -> None:
+    """Print the summary rows, write the results file and end with the RESULT line."""
+    others = _METER.other_busy_cores() if _METER is not None else None
+    if others is not None:
+        machine["other_busy_cores_during_run"] = round(others, 2)
+        machine["contended"] = machine.get("contended", False) or others > CONTENTION_BUSY_CORES
+    print()
+    print(summary_rows_table(rows))
+    if machine.get("contended"):
+        print(
+            f"note: MEASURED UNDER CONTENTION: other processes kept {machine.get('busy_cores_before_start')} cores "
+            f"busy before the start and {machine.get('other_busy_cores_during_run')} on average during the run"
+        )
+    path = write_results(name, machine, figures, rows, **extra)
+    print(f"results: {path.relative_to(REPO)}")
+    print(result_line(name, figures), flush=True)

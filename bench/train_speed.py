@@ -1,0 +1,214 @@
+"""Training speed: our pipeline against the tutorial reference, in one run on one machine.
+
+(a) the reference (bench/reference.py) for up to --ref-epochs epochs: its best test accuracy and
+    the training time to reach it;
+(b) our "fast" preset through mnist.train: training seconds to first reach 99.0% test accuracy
+    (from the EpochEvents) and its final accuracy;
+(c) lenet-dropout throughput through mnist.train (batch 100, Adam 1e-3, no augmentation, one
+    epoch) against the reference's images/s: the same network, only the pipeline differs.
+
+Training seconds exclude the test evaluations on both sides. Compare the ratios: absolute times
+move with the machine and its load.
+
+    python bench/train_speed.py [--ref-epochs 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import benchlib
+import reference
+
+from mnist.config import PRESETS, TrainConfig
+from mnist.train import DoneEvent, EpochEvent, StepEvent, train
+
+TARGET_ACCURACY = 0.99
+TARGET_TIME_TO_99_S = 20.0
+TARGET_SPEEDUP_VS_REF_BEST = 5.0  # ours beats the reference's best in at most 1/5 of its time-to-best
+TARGET_THROUGHPUT_RATIO = 2.0
+
+# The reference's recipe through the library: the throughput comparison isolates the pipeline.
+LENET_CONFIG = TrainConfig(
+    arch=reference.ARCH,
+    epochs=1,
+    batch_size=reference.BATCH_SIZE,
+    optimizer="adam",
+    lr=reference.LR,
+    scheduler="none",
+    augment=False,
+    label_smoothing=0.0,
+    device="cpu",
+)
+
+
+def run_library(config: TrainConfig, data, on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train through mnist.train; per-epoch accuracy and training seconds, throughput, wall time."""
+    wall0 = time.perf_counter()
+    epochs, step_rates, done = [], [], None
+    for event in train(config, data):
+        if isinstance(event, StepEvent):
+            step_rates.append(event.images_per_sec)
+        elif isinstance(event, EpochEvent):
+            row = {"epoch": event.epoch, "test_accuracy": event.test_accuracy, "train_seconds": event.elapsed}
+            epochs.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+        elif isinstance(event, DoneEvent):
+            done = event
+    images = done.steps_done * config.batch_size
+    return {
+        "config": config.to_dict(),
+        "epochs": epochs,
+        "final_accuracy": done.test_accuracy,
+        "train_seconds": done.train_seconds,
+        "images_per_sec": images / done.train_seconds,
+        "median_window_images_per_sec": benchlib.percentile(step_rates, 50) if step_rates else None,
+        "wall_seconds": time.perf_counter() - wall0,
+    }
+
+
+def first_epoch_reaching(epochs: list[dict], threshold: float, *, strictly: bool = False) -> dict | None:
+    for row in epochs:
+        acc = row["test_accuracy"]
+        if acc > threshold if strictly else acc >= threshold:
+            return row
+    return None
+
+
+def at_epoch(row: dict | None) -> str:
+    return "never" if row is None else f"{row['train_seconds']:.1f} s (epoch {row['epoch']})"
+
+
+def print_library_epoch(row: dict) -> None:
+    print(
+        f"  epoch {row['epoch']}: test {benchlib.pct(row['test_accuracy'])}, "
+        f"{row['train_seconds']:.1f} s of training so far",
+        flush=True,
+    )
+
+
+def compare(fast: dict, lenet: dict, ref: dict, ref_epochs: int) -> tuple[dict, list[dict], list[str]]:
+    """Key figures, summary rows and loud warnings from the three runs."""
+    warnings = []
+    ours_99 = first_epoch_reaching(fast["epochs"], TARGET_ACCURACY)
+    ref_99 = first_epoch_reaching(ref["epochs"], TARGET_ACCURACY)
+    if ours_99 is None:
+        warnings.append(
+            f"!!! the fast preset NEVER reached {TARGET_ACCURACY:.1%} test accuracy "
+            f"(final {benchlib.pct(fast['final_accuracy'])}) !!!"
+        )
+    ours_t99 = ours_99["train_seconds"] if ours_99 else None
+    ref_t99 = ref_99["train_seconds"] if ref_99 else None
+
+    ref_best, ref_ttb = ref["best_accuracy"], ref["time_to_best"]
+    beat = first_epoch_reaching(fast["epochs"], ref_best, strictly=True)
+    beat_t = beat["train_seconds"] if beat else None
+    budget = ref_ttb / TARGET_SPEEDUP_VS_REF_BEST
+    beat_ok = beat_t is not None and beat_t <= budget
+    if beat is None:
+        warnings.append(
+            f"!!! the fast preset never beat the reference's best {benchlib.pct(ref_best)} "
+            f"(its final: {benchlib.pct(fast['final_accuracy'])}) !!!"
+        )
+
+    tp_ratio = benchlib.ratio(lenet["images_per_sec"], ref["images_per_sec"])
+    figures = {
+        "ours_time_to_99_s": ours_t99,
+        "ours_final_acc": fast["final_accuracy"],
+        "ours_train_s": fast["train_seconds"],
+        "ours_time_to_beat_ref_s": beat_t,
+        "ref_best_acc": ref_best,
+        "ref_best_epoch": ref["best_epoch"],
+        "ref_time_to_best_s": ref_ttb,
+        "ref_time_to_99_s": ref_t99,
+        "ref_epochs": ref_epochs,
+        "ref_wall_s": ref["wall_seconds"],
+        "lenet_ours_img_s": lenet["images_per_sec"],
+        "lenet_ref_img_s": ref["images_per_sec"],
+        "lenet_throughput_ratio": tp_ratio,
+    }
+    speedup_99 = benchlib.ratio(ref_t99, ours_t99)
+    speedup_beat = benchlib.ratio(ref_ttb, beat_t)
+    ref_99_text = at_epoch(ref_99) if ref_99 else f"never in {ref_epochs} epochs"
+    rows = [
+        benchlib.row(
+            f"training time to {TARGET_ACCURACY:.1%} test accuracy",
+            at_epoch(ours_99) + " [fast preset]",
+            ref_99_text,
+            benchlib.fmt(speedup_99, ".1f", "x faster"),
+            f"ours <= {TARGET_TIME_TO_99_S:.0f} s",
+            benchlib.status(ours_t99 is not None and ours_t99 <= TARGET_TIME_TO_99_S),
+        ),
+        benchlib.row(
+            "test accuracy: ours final vs reference best",
+            benchlib.pct(fast["final_accuracy"]),
+            f"{benchlib.pct(ref_best)} (epoch {ref['best_epoch']} of {ref_epochs})",
+        ),
+        benchlib.row(
+            "training time to beat the reference's best",
+            at_epoch(beat),
+            f"{ref_ttb:.1f} s to reach its best",
+            benchlib.fmt(speedup_beat, ".1f", "x faster"),
+            f"ours <= 1/{TARGET_SPEEDUP_VS_REF_BEST:.0f} of reference ({budget:.1f} s)",
+            benchlib.status(beat_ok),
+        ),
+        benchlib.row(
+            "lenet-dropout training throughput (batch 100)",
+            f"{lenet['images_per_sec']:,.0f} img/s",
+            f"{ref['images_per_sec']:,.0f} img/s",
+            benchlib.fmt(tp_ratio, ".2f", "x"),
+            f">= {TARGET_THROUGHPUT_RATIO:.0f}x reference",
+            benchlib.status(tp_ratio is not None and tp_ratio >= TARGET_THROUGHPUT_RATIO),
+        ),
+        benchlib.row(
+            "wall time incl. data loading and evaluations",
+            f"{fast['wall_seconds']:.1f} s [fast preset]",
+            f"{ref['wall_seconds']:.1f} s [{ref_epochs} epochs]",
+        ),
+    ]
+    return figures, rows, warnings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ref-epochs", type=int, default=10, help="reference epochs (default 10)")
+    parser.add_argument("--quick", action="store_true", help="the reference for 2 epochs only")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.ref_epochs = min(args.ref_epochs, 2)
+
+    machine = benchlib.start("train_speed: ours vs the tutorial reference")
+    data = benchlib.load_data()
+    fast_config = PRESETS["fast"].replace(device="cpu")
+
+    print(f"\n(b) our fast preset: {fast_config.arch}, {fast_config.epochs} epochs, batch {fast_config.batch_size}")
+    fast = run_library(fast_config, data, on_epoch=print_library_epoch)
+    print(f"  final {benchlib.pct(fast['final_accuracy'])}, {fast['train_seconds']:.1f} s of training")
+
+    print("\n(c) lenet-dropout through our pipeline, 1 epoch, batch 100, Adam 1e-3")
+    lenet = run_library(LENET_CONFIG, data, on_epoch=print_library_epoch)
+    print(f"  {lenet['images_per_sec']:,.0f} img/s ({lenet['train_seconds']:.1f} s of training)")
+
+    print(f"\n(a) the reference, {args.ref_epochs} epochs")
+    ref = reference.run_reference(args.ref_epochs, on_epoch=reference.print_epoch)
+    print(f"  {ref['wall_seconds']:.1f} s wall time in all")
+
+    figures, rows, warnings = compare(fast, lenet, ref, args.ref_epochs)
+    for line in warnings:
+        print(line)
+    benchlib.finish(
+        "train_speed",
+        machine,
+        figures,
+        rows,
+        quick=args.quick,
+        details={"fast": fast, "lenet": lenet, "reference": ref},
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

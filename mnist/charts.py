@@ -1,0 +1,343 @@
+"""Plotly figures for the app: pure functions from plain data to go.Figure (no Streamlit here)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from .constants import NUM_CLASSES
+
+DIGITS = list(range(NUM_CLASSES))
+ACCENT = "#FF8C42"  # the theme's primary colour (.streamlit/config.toml)
+MUTED = "#7A8394"
+TRAIN_COLOR = "#4C9BE8"
+TEST_COLOR = ACCENT
+PALETTE = qualitative.Plotly + qualitative.D3
+DEFAULT_SMOOTHING = 0.9
+
+
+def ema(values, smoothing: float = DEFAULT_SMOOTHING) -> list[float]:
+    """Exponential moving average, debiased like TensorBoard's (the first points are not dragged to 0)."""
+    if not 0 <= smoothing < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    out, avg = [], 0.0
+    for i, v in enumerate(values, start=1):
+        avg = smoothing * avg + (1 - smoothing) * float(v)
+        out.append(avg / (1 - smoothing**i) if smoothing > 0 else avg)
+    return out
+
+
+def _layout(fig: go.Figure, height: int, title: str | None = None, **kw) -> go.Figure:
+    fig.update_layout(
+        height=height,
+        title=dict(text=title, x=0, xanchor="left", font=dict(size=15)) if title else None,
+        margin=dict(l=10, r=10, t=40 if title else 10, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+        hovermode="x unified",
+        **kw,
+    )
+    return fig
+
+
+def _empty(fig: go.Figure, message: str) -> go.Figure:
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(color=MUTED))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def step_loss_figure(steps: list[dict], smoothing: float = DEFAULT_SMOOTHING, height: int = 300) -> go.Figure:
+    """Training loss per logged step: the raw values faint, their EMA bold, on a log axis."""
+    fig = go.Figure()
+    _layout(fig, height, "Training loss")
+    if not steps:
+        return _empty(fig, "waiting for the first steps…")
+    x = [s["step"] for s in steps]
+    y = [s["loss"] for s in steps]
+    fig.add_trace(go.Scatter(x=x, y=y, name="loss", mode="lines", line=dict(color=TRAIN_COLOR, width=1), opacity=0.35))
+    fig.add_trace(
+        go.Scatter(
+            x=x, y=ema(y, smoothing), name=f"smoothed (EMA {smoothing:g})", line=dict(color=TRAIN_COLOR, width=3)
+        )
+    )
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(type="log", dtick="D2", title_text="cross-entropy")
+    return fig
+
+
+def epoch_figure(epochs: list[dict], height: int = 300) -> go.Figure:
+    """Train and test loss (left) and accuracy (right) per epoch."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss per epoch", "Accuracy per epoch (%)"))
+    _layout(fig, height)
+    fig.update_layout(margin=dict(t=50))
+    if not epochs:
+        fig.add_annotation(
+            text="the first epoch's results appear here",
+            showarrow=False,
+            x=0.5,
+            y=0.5,
+            xref="paper",
+            yref="paper",
+            font=dict(color=MUTED),
+        )
+        return fig
+    x = [e["epoch"] for e in epochs]
+    for split, color in (("train", TRAIN_COLOR), ("test", TEST_COLOR)):
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[e[f"{split}_loss"] for e in epochs],
+                name=f"{split} loss",
+                mode="lines+markers",
+                line=dict(color=color),
+                legendgroup=split,
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[e[f"{split}_accuracy"] * 100 for e in epochs],
+                name=f"{split} accuracy",
+                mode="lines+markers",
+                line=dict(color=color, dash="dot"),
+                legendgroup=split,
+            ),
+            row=1,
+            col=2,
+        )
+    fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None)
+    return fig
+
+
+def lr_figure(steps: list[dict], height: int = 220) -> go.Figure:
+    """The learning rate the scheduler set, per logged step."""
+    fig = go.Figure()
+    _layout(fig, height, "Learning rate")
+    if not steps:
+        return _empty(fig, "waiting for the first steps…")
+    fig.add_trace(
+        go.Scatter(
+            x=[s["step"] for s in steps],
+            y=[s["lr"] for s in steps],
+            name="learning rate",
+            line=dict(color=ACCENT, width=2),
+        )
+    )
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(exponentformat="e")
+    return fig
+
+
+def compare_figure(histories: dict[str, dict], smoothing: float = DEFAULT_SMOOTHING, height: int = 340) -> go.Figure:
+    """Overlay of several runs: smoothed step loss (left), test accuracy per epoch (right)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss (smoothed)", "Test accuracy per epoch (%)"))
+    _layout(fig, height)
+    fig.update_layout(
+        margin=dict(t=50),
+        hovermode="closest",
+        legend=dict(orientation="h", y=-0.25, x=0, xanchor="left", yanchor="top"),
+    )
+    for i, (name, history) in enumerate(histories.items()):
+        color = PALETTE[i % len(PALETTE)]
+        steps, epochs = history.get("steps", []), history.get("epochs", [])
+        if steps:
+            fig.add_trace(
+                go.Scatter(
+                    x=[s["step"] for s in steps],
+                    y=ema([s["loss"] for s in steps], smoothing),
+                    name=name,
+                    legendgroup=name,
+                    line=dict(color=color),
+                ),
+                row=1,
+                col=1,
+            )
+        if epochs:
+            fig.add_trace(
+                go.Scatter(
+                    x=[e["epoch"] for e in epochs],
+                    y=[e["test_accuracy"] * 100 for e in epochs],
+                    name=name,
+                    legendgroup=name,
+                    showlegend=not steps,
+                    mode="lines+markers",
+                    line=dict(color=color),
+                ),
+                row=1,
+                col=2,
+            )
+    fig.update_yaxes(type="log", dtick="D2", row=1, col=1)
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=2)
+    return fig
+
+
+# --- the data set and a model's mistakes ------------------------------------------------------
+
+
+def class_distribution_figure(train_counts: list[int], test_counts: list[int], height: int = 300) -> go.Figure:
+    """Share of each digit in the training and test sets (counts in the hover)."""
+    fig = go.Figure()
+    _layout(fig, height, "Class distribution")
+    for name, counts, color in (("train", train_counts, TRAIN_COLOR), ("test", test_counts, TEST_COLOR)):
+        total = max(1, sum(counts))
+        fig.add_trace(
+            go.Bar(
+                x=DIGITS,
+                y=[100 * c / total for c in counts],
+                name=f"{name} ({total:,} images)",
+                marker_color=color,
+                customdata=counts,
+                hovertemplate="%{customdata:,} images (%{y:.1f}%)<extra>" + name + "</extra>",
+            )
+        )
+    fig.update_layout(barmode="group", hovermode="closest")
+    fig.update_xaxes(title_text="digit", dtick=1)
+    fig.update_yaxes(title_text="% of the split")
+    return fig
+
+
+def confusion_figure(confusion, selected: tuple[int | None, int | None] = (None, None), height: int = 520) -> go.Figure:
+    """Confusion matrix (rows = true digit, columns = prediction) whose cells can be clicked.
+
+    Correct predictions (the diagonal) are grey, mistakes red on their own scale, so a handful of
+    errors stays visible next to a thousand correct answers. Plotly heatmaps emit no selection
+    events, so a transparent square marker sits on every cell: clicking a cell selects its point,
+    with x = predicted and y = true digit. `selected` = (true, predicted) outlines that cell, row
+    or column.
+    """
+    counts = np.asarray(confusion, dtype=np.int64)
+    n = counts.shape[0]
+    diag_mask = np.eye(n, dtype=bool)
+    errors = np.where(diag_mask, np.nan, counts).astype(float)
+    correct = np.where(diag_mask, counts, np.nan).astype(float)
+    max_err = max(1.0, float(np.nanmax(errors)) if n > 1 else 1.0)
+    text = np.where(counts > 0, counts.astype(str), "")  # empty cells stay quiet
+    fig = go.Figure()
+    fig.add_trace(
+        go.Heatmap(
+            z=correct,
+            x=DIGITS[:n],
+            y=DIGITS[:n],
+            colorscale=[[0, "#3a4150"], [1, "#3a4150"]],
+            showscale=False,
+            text=text,
+            texttemplate="%{text}",
+            hoverinfo="skip",
+        )
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=errors,
+            x=DIGITS[:n],
+            y=DIGITS[:n],
+            zmin=0,
+            zmax=max_err,
+            text=text,
+            texttemplate="%{text}",
+            colorscale=[[0, "#1b1e26"], [0.15, "#5c2a2a"], [1, "#ff4b4b"]],
+            hoverinfo="skip",
+            colorbar=dict(title=dict(text="mistakes"), thickness=12),
+        )
+    )
+    ys, xs = np.divmod(np.arange(n * n), n)
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=ys,
+            mode="markers",
+            name="cells",
+            showlegend=False,
+            marker=dict(symbol="square", size=30, color="rgba(255,255,255,0.01)"),
+            selected=dict(marker=dict(color="rgba(255,255,255,0.25)")),
+            unselected=dict(marker=dict(opacity=1)),
+            customdata=counts.flatten(),
+            hovertemplate="true %{y}, predicted %{x}: %{customdata} images<extra></extra>",
+        )
+    )
+    true, pred = selected
+    if true is not None or pred is not None:
+        x0, x1 = (pred - 0.5, pred + 0.5) if pred is not None else (-0.5, n - 0.5)
+        y0, y1 = (true - 0.5, true + 0.5) if true is not None else (-0.5, n - 0.5)
+        fig.add_shape(type="rect", x0=x0, x1=x1, y0=y0, y1=y1, line=dict(color=ACCENT, width=3))
+    _layout(fig, height, None)
+    fig.update_layout(hovermode="closest", clickmode="event+select", dragmode=False, margin=dict(t=10, b=10))
+    fig.update_xaxes(
+        title_text="predicted digit",
+        dtick=1,
+        side="top",
+        showgrid=False,
+        zeroline=False,
+        range=[-0.5, n - 0.5],
+        fixedrange=True,
+        constrain="domain",
+    )
+    fig.update_yaxes(
+        title_text="true digit",
+        dtick=1,
+        range=[n - 0.5, -0.5],  # digit 0 at the top
+        showgrid=False,
+        zeroline=False,
+        scaleanchor="x",
+        fixedrange=True,
+        constrain="domain",
+    )
+    return fig
+
+
+def per_class_accuracy_figure(per_class: list[float], height: int = 260) -> go.Figure:
+    """Test accuracy per true digit, the axis zoomed to where the bars differ."""
+    acc = [100 * a for a in per_class]
+    fig = go.Figure(
+        go.Bar(
+            x=DIGITS[: len(acc)],
+            y=acc,
+            marker_color=[ACCENT if a == min(acc) else TRAIN_COLOR for a in acc],
+            text=[f"{a:.1f}" for a in acc],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="digit %{x}: %{y:.2f}%<extra></extra>",
+        )
+    )
+    _layout(fig, height, "Accuracy per digit (%)")
+    low = min(acc) if acc else 0
+    fig.update_yaxes(range=[max(0.0, math.floor(low - (100 - low) * 0.6 - 0.5)), 100.5])
+    fig.update_xaxes(dtick=1, title_text="true digit")
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+# --- a drawing --------------------------------------------------------------------------------
+
+
+def probabilities_figure(probabilities, threshold: float | None = None, height: int = 240) -> go.Figure:
+    """Ten bars, the top digit highlighted; a dashed line at the confidence threshold."""
+    probs = [100 * float(p) for p in probabilities]
+    top = int(np.argmax(probs)) if probs else -1
+    fig = go.Figure(
+        go.Bar(
+            x=DIGITS[: len(probs)],
+            y=probs,
+            marker_color=[ACCENT if i == top else MUTED for i in range(len(probs))],
+            text=[f"{p:.0f}%" if p >= 1 else "" for p in probs],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate="%{x}: %{y:.2f}%<extra></extra>",
+        )
+    )
+    if threshold is not None:
+        fig.add_hline(y=threshold * 100, line=dict(color=MUTED, dash="dash", width=1))
+    _layout(fig, height, None)
+    fig.update_layout(hovermode="closest", margin=dict(t=20))
+    fig.update_yaxes(range=[0, 108], title_text="probability %", fixedrange=True)
+    fig.update_xaxes(dtick=1, fixedrange=True)
+    return fig

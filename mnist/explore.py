@@ -1,0 +1,218 @@
+"""Data-set statistics, image helpers and progress arithmetic for the app's pages (no Streamlit here).
+
+Everything returns plain Python or NumPy values, so the pages only lay things out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .constants import IMAGE_SIZE, NUM_CLASSES
+
+CANVAS_SIZE = 280  # pixels per side of the app's drawing canvas (10x MNIST)
+MISTAKE_ORDERS = ("most confident first", "least confident first")
+
+
+# --- the data set -----------------------------------------------------------------------------
+
+
+def class_counts(labels: torch.Tensor) -> list[int]:
+    """How many images of each digit 0..9."""
+    return torch.bincount(labels.long().flatten(), minlength=NUM_CLASSES)[:NUM_CLASSES].tolist()
+
+
+def mean_images(images: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """(10, 28, 28) float32 in [0, 1]: the average image of each digit (zeros for an absent digit)."""
+    x = images.float().reshape(len(images), -1) / 255.0
+    one_hot = torch.nn.functional.one_hot(labels.long(), NUM_CLASSES).float()  # (N, 10)
+    sums = one_hot.T @ x  # (10, 784)
+    counts = one_hot.sum(0).clamp(min=1).unsqueeze(1)
+    return (sums / counts).reshape(NUM_CLASSES, IMAGE_SIZE, IMAGE_SIZE).numpy().astype(np.float32)
+
+
+def indices_of(labels: torch.Tensor, digit: int | None = None) -> torch.Tensor:
+    """Indices of the images showing `digit` (all images when None), in data-set order."""
+    if digit is None:
+        return torch.arange(len(labels))
+    return (labels == digit).nonzero().flatten()
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a paged list: items [start, stop) of total, page number 1-based."""
+
+    number: int
+    count: int  # number of pages, at least 1
+    start: int
+    stop: int
+    total: int
+
+    def caption(self, noun: str = "images") -> str:
+        if self.total == 0:
+            return f"No {noun}."
+        shown = f"{noun.capitalize()} {self.start + 1:,}–{self.stop:,} of {self.total:,}"
+        return f"{shown} (page {self.number} of {self.count})"
+
+
+def paginate(total: int, page: int, per_page: int) -> Page:
+    """Clamp `page` (1-based) into range and return its bounds."""
+    per_page = max(1, per_page)
+    count = max(1, math.ceil(total / per_page))
+    number = min(max(1, page), count)
+    start = (number - 1) * per_page
+    return Page(number, count, min(start, total), min(start + per_page, total), total)
+
+
+# --- images -----------------------------------------------------------------------------------
+
+
+def to_uint8(image) -> np.ndarray:
+    """uint8 image from a uint8 array/tensor or floats in [0, 1]."""
+    arr = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+    if arr.dtype == np.uint8:
+        return arr
+    return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def upscale(image, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement (pixels stay crisp squares), as uint8."""
+    arr = to_uint8(image)
+    return np.repeat(np.repeat(arr, factor, axis=0), factor, axis=1)
+
+
+def digit_canvas(image, size: int = CANVAS_SIZE) -> np.ndarray:
+    """A 28x28 digit drawn onto a size x size opaque RGBA canvas, white ink on black, like the app's canvas."""
+    arr = to_uint8(image)
+    factor = size // arr.shape[0]
+    big = upscale(arr, factor)
+    canvas = np.zeros((size, size, 4), dtype=np.uint8)
+    canvas[..., 3] = 255
+    h, w = big.shape
+    top, left = (size - h) // 2, (size - w) // 2
+    for c in range(3):
+        canvas[top : top + h, left : left + w, c] = big
+    return canvas
+
+
+def saliency_overlay(
+    pixels: np.ndarray, saliency: np.ndarray, factor: int = 8, strength: float = 0.95, gamma: float = 0.6
+) -> np.ndarray:
+    """RGB uint8 composite: the input in dim grey, the saliency on top in a black-red-yellow heat scale.
+
+    The saliency is shown with a gamma below 1 so that weaker evidence stays visible next to the peak.
+    """
+    gray = np.clip(np.asarray(pixels, dtype=np.float32), 0, 1) * 0.45
+    s = np.clip(np.asarray(saliency, dtype=np.float32), 0, 1) ** gamma
+    # "hot" colour map: red rises first, then green (yellow), blue stays low.
+    heat = np.stack([np.clip(s * 2, 0, 1), np.clip(s * 2 - 1, 0, 1), np.zeros_like(s)], axis=-1)
+    alpha = (s * strength)[..., None]
+    rgb = gray[..., None] * (1 - alpha) + heat * alpha
+    return upscale(rgb, factor)
+
+
+# --- a model's mistakes -----------------------------------------------------------------------
+
+
+def filter_mistakes(
+    mistakes: list[dict],
+    true: int | None = None,
+    predicted: int | None = None,
+    order: str = MISTAKE_ORDERS[0],
+) -> list[dict]:
+    """Misclassified images (EvalResult.misclassified()) with that true label and/or prediction, sorted."""
+    if order not in MISTAKE_ORDERS:
+        raise ValueError(f"order must be one of {MISTAKE_ORDERS}, got {order!r}")
+    rows = [
+        m
+        for m in mistakes
+        if (true is None or m["label"] == true) and (predicted is None or m["predicted"] == predicted)
+    ]
+    return sorted(rows, key=lambda m: (m["confidence"], -m["index"]), reverse=order == MISTAKE_ORDERS[0])
+
+
+def second_choice(probabilities) -> int:
+    """The runner-up digit of ten probabilities."""
+    return int(np.argsort(np.asarray(probabilities))[-2])
+
+
+def prediction_text(digit: int, confidence: float, probabilities, threshold: float) -> str:
+    """`Prediction: 7 (98.3%)`, with a hedge and the runner-up below the threshold."""
+    text = f"Prediction: {digit} ({confidence * 100:.1f}%)"
+    if confidence < threshold:
+        text += f" — not sure, maybe {second_choice(probabilities)}"
+    return text
+
+
+# --- training runs ----------------------------------------------------------------------------
+
+
+def format_duration(seconds: float | None) -> str:
+    """'45 s', '3 min 05 s', '1 h 02 min'; '–' when unknown."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "–"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+@dataclass(frozen=True)
+class Progress:
+    fraction: float  # 0..1
+    text: str
+
+
+def training_progress(events: list[dict], epochs: int) -> Progress:
+    """Progress bar value and text from a job's event dicts (StepEvent/EpochEvent as dicts)."""
+    steps = [e for e in events if e.get("kind") == "step"]
+    if not steps:
+        return Progress(0.0, f"Epoch 1/{epochs} · starting…")
+    last = steps[-1]
+    total = max(1, int(last["total_steps"]))
+    fraction = min(1.0, last["step"] / total)
+    text = (
+        f"Epoch {last['epoch']}/{epochs} · step {last['step']:,}/{total:,} · "
+        f"{last['images_per_sec']:,.0f} images/s · ETA {format_duration(last['eta'])}"
+    )
+    return Progress(fraction, text)
+
+
+def split_history(events: list[dict]) -> dict:
+    """Event dicts -> {"steps": [...], "epochs": [...]}, the layout of a saved run's history."""
+    return {
+        "steps": [e for e in events if e.get("kind") == "step"],
+        "epochs": [e for e in events if e.get("kind") == "epoch"],
+    }
+
+
+def run_row(name: str, meta: dict) -> dict:
+    """One row of the run-history table from a run's meta.json."""
+    config = meta.get("config", {})
+    metrics = meta.get("metrics", {})
+    acc = metrics.get("test_accuracy")
+    optimizer = config.get("optimizer", "")
+    return {
+        "run": name,
+        "created": (meta.get("created") or "").replace("T", " ")[:19],
+        "arch": meta.get("arch", config.get("arch", "")),
+        "test accuracy %": round(acc * 100, 2) if isinstance(acc, (int, float)) else None,
+        "epochs": metrics.get("epochs_done", config.get("epochs")),
+        "train time": format_duration(metrics.get("train_seconds")),
+        "stopped early": bool(metrics.get("stopped", False)),
+        "optimizer": optimizer,
+        "lr": config.get("lr"),
+        "batch": config.get("batch_size"),
+        "scheduler": config.get("scheduler", ""),
+        "augment": bool(config.get("augment", False)),
+        "label smoothing": config.get("label_smoothing"),
+        "train images": f"{config['train_limit']:,}" if config.get("train_limit") else "all",
+        "parameters": meta.get("parameters"),
+    }

@@ -1,0 +1,322 @@
+"""Streamlit helpers shared by the pages: cached resources, per-session state and the sidebar.
+
+Process-wide (st.cache_resource, shared by every browser session): the MNIST tensors, the training
+JobManager, loaded models and their test-set evaluations. Per session (st.session_state): the owner id
+that ties a person to their training jobs, their active model, uploaded checkpoints.
+
+Test seam: AppTest cannot draw on the canvas component, so the Sketch page reads its drawing through
+`read_drawing` in pages/sketch.py, which uses the array stored under CANVAS_OVERRIDE_KEY in
+st.session_state instead of the canvas when that key is set (any (H, W) or (H, W, 1|3|4) image array).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+from torch import nn
+
+from mnist.checkpoint import (
+    BUNDLED_DIR,
+    META_FILE,
+    WEIGHTS_FILE,
+    Checkpoint,
+    default_runs_dir,
+    list_runs,
+    load_checkpoint,
+    load_uploaded,
+)
+from mnist.data import (
+    DATA_DIR_ENV,
+    DEFAULT_DATA_DIR,
+    MnistData,
+    default_data_dir,
+    load_mnist,
+    mnist_available,
+)
+from mnist.device import describe_device, resolve_device
+from mnist.errors import DataNotFoundError, MnistError
+from mnist.jobs import JobManager
+from mnist.train import EvalResult, evaluate
+
+CANVAS_OVERRIDE_KEY = "sketch_canvas_override"  # tests: an image array used instead of the drawing
+OWNER_KEY = "owner_id"
+ACTIVE_MODEL_KEY = "active_model"  # the sidebar's model selectbox; a model key (see model_choices)
+UPLOADS_KEY = "uploaded_models"  # model key -> Checkpoint, this session's uploads
+JOB_KEY = "job_id"  # the training job this session is looking at
+BUNDLED = "bundled"
+RUN_PREFIX = "run:"
+UPLOAD_PREFIX = "upload:"
+
+
+# --- MNIST ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataState:
+    data: MnistData | None
+    error: str | None
+    root: Path
+
+
+def data_root() -> Path:
+    return default_data_dir().resolve()
+
+
+def download_allowed() -> bool:
+    """Only into the default ./data: a folder named by MNIST_DATA_DIR is where the files already are."""
+    return not os.environ.get(DATA_DIR_ENV)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load_data(root: str, files_present: bool, download: bool) -> DataState:
+    # files_present is part of the cache key: a failure is remembered only until the files appear.
+    try:
+        return DataState(load_mnist(root, download=download), None, Path(root))
+    except MnistError as exc:
+        return DataState(None, str(exc), Path(root))
+
+
+def get_data() -> DataState:
+    """The data set, loaded once per process; never raises (the error is in .error)."""
+    root = data_root()
+    present = mnist_available(root)
+    download = not present and download_allowed()
+    message = f"Downloading MNIST into {root} (about 11 MB)…" if download else "Loading MNIST…"
+    with st.spinner(message):
+        return _load_data(str(root), present, download)
+
+
+def show_data_help(state: DataState) -> None:
+    """One message saying what is missing and how to provide it."""
+    st.warning(
+        f"**MNIST is not available, so this page cannot work yet.** {state.error}\n\n"
+        f"How to provide it: put the four files in `./{DEFAULT_DATA_DIR}` next to `streamlit_app.py` (the app "
+        f"downloads them there by itself when it has internet access), or start the app with "
+        f"`{DATA_DIR_ENV}=/path/to/folder streamlit run streamlit_app.py`. Then reload this page. "
+        "The Sketch page works without MNIST.",
+        icon=":material/dataset:",
+    )
+
+
+def _training_data(root: str) -> MnistData:
+    """For the JobManager's threads: the cached data set, or DataNotFoundError."""
+    state = _load_data(root, mnist_available(root), False)
+    if state.data is None:
+        raise DataNotFoundError(state.error or f"MNIST not found in {root}")
+    return state.data
+
+
+@st.cache_resource(show_spinner=False)
+def _job_manager(root: str, runs_dir: str) -> JobManager:
+    return JobManager(load_data=functools.partial(_training_data, root), runs_dir=runs_dir)
+
+
+def job_manager() -> JobManager:
+    """The training pool shared by every session of this process."""
+    return _job_manager(str(data_root()), str(runs_dir()))
+
+
+# --- the session ------------------------------------------------------------------------------
+
+
+def owner_id() -> str:
+    """This browser session's id: it sees the training jobs it started, not other people's."""
+    if OWNER_KEY not in st.session_state:
+        st.session_state[OWNER_KEY] = uuid.uuid4().hex
+    return st.session_state[OWNER_KEY]
+
+
+def init_session() -> None:
+    owner_id()
+    st.session_state.setdefault(UPLOADS_KEY, {})
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+def runs_dir() -> Path:
+    return default_runs_dir().resolve()
+
+
+def bundled_available() -> bool:
+    return (BUNDLED_DIR / WEIGHTS_FILE).is_file()
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=16)
+def _load_checkpoint(path: str, mtime: int) -> Checkpoint:
+    # mtime is part of the key: a replaced file is loaded again.
+    return load_checkpoint(path)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    key: str
+    label: str
+    meta: dict
+
+    @property
+    def accuracy(self) -> float | None:
+        return (self.meta.get("metrics") or {}).get("test_accuracy")
+
+    @property
+    def arch(self) -> str:
+        return self.meta.get("arch", "?")
+
+
+def _bundled_meta() -> dict:
+    meta_path = BUNDLED_DIR / META_FILE
+    try:
+        return json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        try:
+            return _load_checkpoint(str(BUNDLED_DIR), _mtime(BUNDLED_DIR / WEIGHTS_FILE)).meta
+        except MnistError:
+            return {}
+
+
+def _accuracy_text(meta: dict) -> str:
+    acc = (meta.get("metrics") or {}).get("test_accuracy")
+    return f"{acc * 100:.2f}%" if isinstance(acc, (int, float)) else "accuracy unknown"
+
+
+def model_choices() -> dict[str, ModelChoice]:
+    """Every model this session can use: the bundled one, saved runs (newest first), its uploads."""
+    choices: dict[str, ModelChoice] = {}
+    if bundled_available():
+        meta = _bundled_meta()
+        choices[BUNDLED] = ModelChoice(BUNDLED, f"Bundled: {meta.get('arch', '?')} {_accuracy_text(meta)}", meta)
+    for run in list_runs(runs_dir()):
+        key = RUN_PREFIX + run.name
+        label = f"{run.meta.get('arch', '?')} {_accuracy_text(run.meta)} · run {run.name}"
+        choices[key] = ModelChoice(key, label, run.meta)
+    for key, (name, ckpt) in st.session_state.get(UPLOADS_KEY, {}).items():
+        label = f"{ckpt.arch} {_accuracy_text(ckpt.meta)} · uploaded {name}"
+        choices[key] = ModelChoice(key, label, ckpt.meta)
+    return choices
+
+
+def active_model_key(choices: dict[str, ModelChoice] | None = None) -> str | None:
+    """The session's model, made valid: bundled by default, else the newest run; None when there is none."""
+    choices = model_choices() if choices is None else choices
+    current = st.session_state.get(ACTIVE_MODEL_KEY)
+    if current in choices:
+        return current
+    return next(iter(choices), None)
+
+
+def set_active_model(key: str) -> None:
+    """Callback-safe: make `key` the session's model (used by Sketch and Explore)."""
+    st.session_state[ACTIVE_MODEL_KEY] = key
+
+
+def get_checkpoint(key: str) -> Checkpoint:
+    """Load (cached) the model behind a key; raises MnistError (CheckpointError) when it cannot."""
+    if key == BUNDLED:
+        return _load_checkpoint(str(BUNDLED_DIR), _mtime(BUNDLED_DIR / WEIGHTS_FILE))
+    if key.startswith(RUN_PREFIX):
+        path = runs_dir() / key[len(RUN_PREFIX) :]
+        return _load_checkpoint(str(path), _mtime(path / WEIGHTS_FILE))
+    if key.startswith(UPLOAD_PREFIX):
+        upload = st.session_state.get(UPLOADS_KEY, {}).get(key)
+        if upload is not None:
+            return upload[1]
+    raise MnistError(f"the model {key!r} is no longer available; choose another one")
+
+
+def model_identity(key: str) -> str:
+    """A string that changes whenever the model behind `key` changes: the cache key for its results."""
+    if key == BUNDLED:
+        return f"{BUNDLED_DIR}@{_mtime(BUNDLED_DIR / WEIGHTS_FILE)}"
+    if key.startswith(RUN_PREFIX):
+        path = runs_dir() / key[len(RUN_PREFIX) :]
+        return f"{path}@{_mtime(path / WEIGHTS_FILE)}"
+    return key  # uploads: the key is a hash of the bytes
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _model_on(identity: str, device: str, _model: nn.Module) -> nn.Module:
+    return copy.deepcopy(_model).to(device).eval()
+
+
+def model_on_device(key: str, device: str) -> nn.Module:
+    """The model of `key` on `device` (a cached copy; the CPU original stays untouched)."""
+    model = get_checkpoint(key).model
+    if device == "cpu":
+        return model
+    return _model_on(model_identity(key), device, model)
+
+
+@st.cache_resource(show_spinner="Evaluating the model on the 10,000 test images…", max_entries=8)
+def _evaluate(identity: str, data_root: str, _model: nn.Module, _data: MnistData) -> tuple[EvalResult, list[dict]]:
+    result = evaluate(_model, _data.test_images, _data.test_labels)
+    return result, result.misclassified()
+
+
+def evaluation(key: str, state: DataState) -> tuple[EvalResult, list[dict]]:
+    """Test-set evaluation of a model and its mistakes, computed once per model and shared by all sessions."""
+    return _evaluate(model_identity(key), str(state.root), get_checkpoint(key).model, state.data)
+
+
+def add_upload(weights: bytes, meta_json: bytes | None, name: str) -> str:
+    """Validate an uploaded checkpoint, add it to this session's models and make it active; its key."""
+    ckpt = load_uploaded(weights, meta_json, name=name)
+    digest = hashlib.sha256(weights + (meta_json or b"")).hexdigest()[:16]
+    key = UPLOAD_PREFIX + digest
+    st.session_state.setdefault(UPLOADS_KEY, {})[key] = (name, ckpt)
+    set_active_model(key)
+    return key
+
+
+# --- the sidebar ------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def _device_text() -> str:
+    return describe_device(resolve_device("auto"))
+
+
+def sidebar() -> None:
+    """Device, MNIST availability, the active model (selectable) with its accuracy, training load."""
+    choices = model_choices()
+    active = active_model_key(choices)
+    if active is not None and st.session_state.get(ACTIVE_MODEL_KEY) != active:
+        st.session_state[ACTIVE_MODEL_KEY] = active  # before the widget exists: allowed
+    with st.sidebar:
+        if choices:
+            st.selectbox(
+                "Active model",
+                options=list(choices),
+                format_func=lambda k: choices[k].label if k in choices else k,
+                key=ACTIVE_MODEL_KEY,
+                help="Used by Sketch and Explore. Train a model or upload a checkpoint on Sketch to add one.",
+            )
+            choice = choices[active]
+            acc = choice.accuracy
+            acc_text = f"{acc * 100:.2f}% test accuracy" if isinstance(acc, (int, float)) else "accuracy unknown"
+            st.caption(f":material/neurology: {choice.arch} · {acc_text}")
+        else:
+            st.info("No model yet: train one on the Train page.", icon=":material/neurology:")
+        st.caption(f":material/memory: Device: {_device_text()}")
+        root = data_root()
+        if mnist_available(root):
+            st.caption(f":material/dataset: MNIST: available in `{root}`")
+        else:
+            st.caption(f":material/dataset: MNIST: not found in `{root}` (Sketch still works)")
+        running, queued = job_manager().active_count()
+        if running or queued:
+            st.caption(f":material/model_training: Training now: {running} running, {queued} queued")

@@ -1,0 +1,165 @@
+"""Explore: the MNIST data set, and the mistakes the active model makes on the test set."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from mnist.charts import class_distribution_figure, confusion_figure, per_class_accuracy_figure
+from mnist.constants import NUM_CLASSES
+from mnist.errors import MnistError
+from mnist.explore import (
+    MISTAKE_ORDERS,
+    class_counts,
+    filter_mistakes,
+    indices_of,
+    mean_images,
+    paginate,
+    upscale,
+)
+from pages import common
+
+SAMPLES_PER_PAGE = 60
+MISTAKES_PER_PAGE = 40
+THUMB_SCALE = 2  # 28 -> 56 pixels
+TRUE_KEY, PRED_KEY = "mistake_true", "mistake_pred"  # the gallery's filters; a confusion-matrix click sets them
+ANY = None
+DIGIT_OPTIONS = [ANY, *range(NUM_CLASSES)]
+
+
+def digit_label(value) -> str:
+    return "any" if value is None else str(value)
+
+
+@st.cache_resource(show_spinner="Counting the data set…", max_entries=2)
+def data_stats(root: str, _data) -> dict:
+    return {
+        "train_counts": class_counts(_data.train_labels),
+        "test_counts": class_counts(_data.test_labels),
+        "means": mean_images(_data.train_images, _data.train_labels),
+    }
+
+
+def data_set_tab(state: common.DataState) -> None:
+    data = state.data
+    stats = data_stats(str(state.root), data)
+    left, right = st.columns([1.2, 1], gap="large")
+    with left:
+        st.plotly_chart(class_distribution_figure(stats["train_counts"], stats["test_counts"]), key="distribution")
+    with right:
+        st.markdown("**Mean training image per digit**")
+        for row in range(2):
+            for digit, col in zip(range(row * 5, row * 5 + 5), st.columns(5), strict=True):
+                mean = stats["means"][digit]
+                col.image(
+                    upscale(mean / max(float(mean.max()), 1e-6), 3),
+                    caption=f"{digit} · {stats['train_counts'][digit]:,}",
+                    width="stretch",
+                )
+        st.caption(
+            f"{len(data.train_labels):,} training and {len(data.test_labels):,} test images from `{data.source}`. "
+            "Under each mean: the digit and its number of training images."
+        )
+
+    st.markdown("**Samples**")
+    c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
+    split = c1.segmented_control("Split", ["train", "test"], key="sample_split", required=True, default="train")
+    digit = c2.selectbox("Digit", DIGIT_OPTIONS, format_func=digit_label, key="sample_digit")
+    images, labels = data.split(split or "train")
+    indices = indices_of(labels, digit)
+    pages = paginate(len(indices), 1, SAMPLES_PER_PAGE).count
+    number = c3.number_input(f"Page (of {pages:,})", 1, pages, 1, key=f"sample_page_{split}_{digit}")
+    page = paginate(len(indices), int(number), SAMPLES_PER_PAGE)
+    shown = indices[page.start : page.stop].tolist()
+    st.caption(page.caption(f"{split} images" + ("" if digit is None else f" of {digit}")))
+    if shown:
+        st.image(
+            [upscale(images[i], THUMB_SCALE) for i in shown],
+            caption=[f"{int(labels[i])}" for i in shown],
+            width=THUMB_SCALE * 28,
+        )
+
+
+def on_confusion_click() -> None:
+    """A click on a cell: x is the predicted digit, y the true one. The diagonal shows every error of that digit."""
+    event = st.session_state.get("confusion")
+    points = (event or {}).get("selection", {}).get("points", [])
+    if not points:
+        return
+    true, predicted = int(points[0]["y"]), int(points[0]["x"])
+    st.session_state[TRUE_KEY] = true
+    st.session_state[PRED_KEY] = predicted if predicted != true else ANY
+
+
+def mistakes_tab(state: common.DataState, key: str) -> None:
+    try:
+        checkpoint = common.get_checkpoint(key)
+        result, mistakes = common.evaluation(key, state)
+    except MnistError as exc:
+        st.error(f"The active model cannot be evaluated: {exc}")
+        return
+    label = common.model_choices().get(key)
+    st.caption(f"Active model: {label.label if label else key} (change it in the sidebar) · {checkpoint.arch}")
+    n = len(result.labels)
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Test accuracy", f"{result.accuracy * 100:.2f}%")
+    m2.metric("Mistakes", f"{len(mistakes):,} of {n:,}")
+    m3.metric("Test loss", f"{result.loss:.4f}")
+
+    st.session_state.setdefault(TRUE_KEY, ANY)
+    st.session_state.setdefault(PRED_KEY, ANY)
+    left, right = st.columns([1.1, 1], gap="large")
+    with left:
+        st.markdown("**Confusion matrix** · click a cell to see those mistakes")
+        st.plotly_chart(
+            confusion_figure(result.confusion.numpy(), (st.session_state[TRUE_KEY], st.session_state[PRED_KEY])),
+            key="confusion",
+            on_select=on_confusion_click,
+            selection_mode="points",
+            config={"displayModeBar": False},
+        )
+    with right:
+        st.plotly_chart(per_class_accuracy_figure(result.per_class_accuracy), key="per_class")
+        f1, f2 = st.columns(2)
+        true = f1.selectbox("True digit", DIGIT_OPTIONS, format_func=digit_label, key=TRUE_KEY)
+        predicted = f2.selectbox("Predicted digit", DIGIT_OPTIONS, format_func=digit_label, key=PRED_KEY)
+        order = st.segmented_control(
+            "Sort by confidence", MISTAKE_ORDERS, key="mistake_order", required=True, default=MISTAKE_ORDERS[0]
+        )
+
+    rows = filter_mistakes(mistakes, true, predicted, order or MISTAKE_ORDERS[0])
+    what = f"true {digit_label(true)}, predicted {digit_label(predicted)}"
+    st.markdown(f"**{len(rows):,} misclassified test images** ({what})")
+    if not rows:
+        st.caption("No mistakes match: pick another cell or digit.")
+        return
+    pages = paginate(len(rows), 1, MISTAKES_PER_PAGE).count
+    number = 1
+    if pages > 1:
+        number = st.number_input(
+            f"Page (of {pages:,})", 1, pages, 1, key=f"mistake_page_{true}_{predicted}_{order}", width=160
+        )
+    page = paginate(len(rows), int(number), MISTAKES_PER_PAGE)
+    st.caption(page.caption("mistakes") + " · under each image: test index, true → predicted digit, confidence")
+    shown = rows[page.start : page.stop]
+    st.image(
+        [upscale(state.data.test_images[r["index"]], 3) for r in shown],
+        caption=[f"#{r['index']}: {r['label']}→{r['predicted']} {r['confidence'] * 100:.0f}%" for r in shown],
+        width=84,
+    )
+
+
+st.title("Explore")
+data_state = common.get_data()
+if data_state.data is None:
+    common.show_data_help(data_state)
+    st.stop()
+
+model_key = common.active_model_key()
+tab_data, tab_mistakes = st.tabs([":material/dataset: The data set", ":material/bug_report: The model's mistakes"])
+with tab_data:
+    data_set_tab(data_state)
+with tab_mistakes:
+    if model_key is None:
+        st.info("No model yet: train one on the Train page, then come back to see its mistakes.")
+    else:
+        mistakes_tab(data_state, model_key)

@@ -1,0 +1,163 @@
+"""Sketch: draw a digit, see the model's prediction after every stroke, and why it made it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from mnist.charts import probabilities_figure
+from mnist.device import available_devices
+from mnist.errors import MnistError
+from mnist.explore import CANVAS_SIZE, prediction_text, saliency_overlay, upscale
+from mnist.predict import predict_canvas, saliency_map
+from pages import common
+
+CONFIDENCE_THRESHOLD = 0.60  # below this the page says the model is unsure
+DEFAULT_STROKE = 20  # canvas pixels; the digit is rescaled anyway, this looks like MNIST's pen
+PREVIEW_SCALE = 8  # the 28x28 input shown at 224x224
+CANVAS_VERSION_KEY = "canvas_version"  # bumped by Clear: a new canvas key remounts an empty canvas
+UPLOAD_WIDGET_KEY = "checkpoint_upload"
+UPLOAD_ERROR_KEY = "checkpoint_upload_error"
+
+
+def clear_canvas() -> None:
+    st.session_state[CANVAS_VERSION_KEY] = st.session_state.get(CANVAS_VERSION_KEY, 0) + 1
+    st.session_state.pop(common.CANVAS_OVERRIDE_KEY, None)
+
+
+def read_drawing(stroke_width: int):
+    """The drawing as an RGBA array (None before the first stroke).
+
+    The canvas is always rendered; st.session_state[common.CANVAS_OVERRIDE_KEY], when set, replaces
+    what it returns (AppTest cannot draw on a component).
+    """
+    # Imported here: the component registers itself at import, which needs a running Streamlit app.
+    from streamlit_drawable_canvas import st_canvas
+
+    result = st_canvas(
+        stroke_width=stroke_width,
+        stroke_color="#FFFFFF",
+        background_color="#000000",
+        width=CANVAS_SIZE,
+        height=CANVAS_SIZE,
+        drawing_mode="freedraw",
+        update_streamlit=True,  # send the drawing after every stroke: no button to press
+        return_image_data=True,
+        key=f"canvas_{st.session_state.get(CANVAS_VERSION_KEY, 0)}",
+    )
+    override = st.session_state.get(common.CANVAS_OVERRIDE_KEY)
+    if override is not None:
+        return np.asarray(override)
+    return result.image_data
+
+
+def on_upload() -> None:
+    """Validate the uploaded checkpoint (a .safetensors, optionally with its .json) and make it active."""
+    st.session_state.pop(UPLOAD_ERROR_KEY, None)
+    files = st.session_state.get(UPLOAD_WIDGET_KEY) or []
+    weights = [f for f in files if f.name.lower().endswith(".safetensors")]
+    metas = [f for f in files if f.name.lower().endswith(".json")]
+    if not files:
+        return
+    if len(weights) != 1 or len(metas) > 1:
+        st.session_state[UPLOAD_ERROR_KEY] = (
+            "Upload one .safetensors file (MNIST Studio embeds its description in it), optionally with its "
+            f".json; got {', '.join(f.name for f in files)}."
+        )
+        return
+    try:
+        common.add_upload(weights[0].getvalue(), metas[0].getvalue() if metas else None, weights[0].name)
+    except MnistError as exc:
+        st.session_state[UPLOAD_ERROR_KEY] = f"This checkpoint cannot be used: {exc}"
+
+
+def model_settings() -> None:
+    with st.expander("Model, device and your own checkpoint", icon=":material/tune:"):
+        st.caption("Pick the model in the sidebar: the bundled one, any run trained on the Train page, or an upload.")
+        st.file_uploader(
+            "Upload a checkpoint (model.safetensors, optionally with its .json)",
+            type=["safetensors", "json"],
+            accept_multiple_files=True,
+            key=UPLOAD_WIDGET_KEY,
+            on_change=on_upload,
+        )
+        if UPLOAD_ERROR_KEY in st.session_state:
+            st.error(st.session_state[UPLOAD_ERROR_KEY])
+        devices = available_devices()
+        if st.session_state.get("sketch_device") not in devices:
+            st.session_state["sketch_device"] = devices[-1]  # cpu: a single drawing gains nothing from a GPU
+        st.selectbox("Device for predictions", devices, key="sketch_device")
+
+
+def show_prediction(key: str, label: str, array) -> None:
+    device = st.session_state.get("sketch_device", "cpu")
+    try:
+        model = common.model_on_device(key, device)
+        started = time.perf_counter()
+        image, prediction = predict_canvas(model, array)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    except MnistError as exc:
+        with st.container(key="prediction"):
+            st.error(str(exc))
+        return
+    with st.container(key="prediction"):
+        if prediction is None:
+            st.markdown("### Draw a digit")
+            st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
+        else:
+            text = prediction_text(
+                prediction.digit, prediction.confidence, prediction.probabilities, CONFIDENCE_THRESHOLD
+            )
+            st.markdown(f"### {text}")
+    if prediction is None:
+        return
+    st.caption(f"{label} · {device} · {elapsed_ms:.0f} ms")
+    st.plotly_chart(
+        probabilities_figure(prediction.probabilities, CONFIDENCE_THRESHOLD),
+        key="probabilities",
+        config={"displayModeBar": False},
+    )
+    seen, why = st.columns(2)
+    with seen:
+        st.image(upscale(image.pixels, PREVIEW_SCALE), caption="What the model sees: 28×28, centred like MNIST")
+    with why:
+        try:
+            saliency = saliency_map(model, image, target=prediction.digit)
+        except MnistError as exc:
+            st.error(str(exc))
+        else:
+            st.image(
+                saliency_overlay(image.pixels, saliency, PREVIEW_SCALE),
+                caption=f"Why {prediction.digit}: pixels that pushed towards it glow (integrated gradients)",
+            )
+
+
+st.title("Sketch a digit")
+choices = common.model_choices()
+key = common.active_model_key(choices)
+
+left, right = st.columns([1, 1.35], gap="large")
+with left:
+    st.space("small")  # room for the canvas toolbar, which appears above the canvas on hover
+    canvas_slot = st.container()
+    controls = st.columns([3, 1], vertical_alignment="bottom")
+    with controls[0]:
+        stroke = st.slider("Stroke width", 6, 40, DEFAULT_STROKE, key="stroke_width", persist_state="session")
+    with controls[1]:
+        st.button("Clear", icon=":material/delete:", on_click=clear_canvas, width="stretch")
+    with canvas_slot:
+        drawing = read_drawing(stroke)
+    st.caption("Hover over the canvas for its toolbar: undo, redo and reset.")
+with right:
+    if key is None:
+        with st.container(key="prediction"):
+            st.info("No model yet: train one on the Train page (about 15 s) or upload a checkpoint below.")
+    elif drawing is None:
+        with st.container(key="prediction"):
+            st.markdown("### Draw a digit")
+            st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
+    else:
+        show_prediction(key, choices[key].label, drawing)
+    model_settings()

@@ -1,0 +1,436 @@
+"""Train: configure a run, watch it learn live, compare saved runs and manage them."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from mnist.charts import compare_figure, epoch_figure, lr_figure, step_loss_figure
+from mnist.checkpoint import checkpoint_file_bytes, delete_run, list_runs, load_history
+from mnist.config import (
+    MAX_BATCH_SIZE,
+    MAX_EPOCHS,
+    OPTIMIZERS,
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    SCHEDULERS,
+    TrainConfig,
+    preset_config,
+)
+from mnist.device import available_devices, resolve_device
+from mnist.errors import ConfigError, MnistError
+from mnist.explore import format_duration, run_row, split_history, training_progress
+from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
+from mnist.models import ARCHS, build_model, count_parameters, summarize_model
+from pages import common
+
+REFRESH_SECONDS = 1.0  # the live panel reruns (alone) this often while a run is queued or training
+PREFIX = "cfg_"  # session-state keys of the form's fields: cfg_<TrainConfig field>
+FORM_FIELDS = (
+    "arch epochs batch_size optimizer lr momentum nesterov weight_decay scheduler step_size gamma "
+    "label_smoothing augment device seed train_limit"
+).split()
+MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
+SCHEDULER_LABELS = {
+    "none": "none (constant)",
+    "step": "step decay",
+    "cosine": "cosine annealing",
+    "onecycle": "one-cycle",
+}
+STATE_LABELS = {QUEUED: "queued", RUNNING: "training", DONE: "finished", STOPPED: "stopped", FAILED: "failed"}
+MAX_COMPARED = 8
+DELETE_CONFIRM_KEY = "confirm_delete"
+DELETE_ERROR_KEY = "delete_error"
+
+manager = common.job_manager()
+owner = common.owner_id()
+runs_dir = common.runs_dir()
+
+
+# --- the form ---------------------------------------------------------------------------------
+
+
+def apply_preset() -> None:
+    """Fill every field from the chosen preset (the preset control's callback)."""
+    config = preset_config(st.session_state.get(PREFIX + "preset") or "fast")
+    for field in FORM_FIELDS:
+        st.session_state[PREFIX + field] = getattr(config, field)
+    if config.device not in device_options():
+        st.session_state[PREFIX + "device"] = "auto"
+
+
+def device_options() -> list[str]:
+    return ["auto", *available_devices()]  # a GPU only appears when there is one
+
+
+@st.cache_data(show_spinner=False)
+def arch_summary(arch: str) -> tuple[int, list[dict]]:
+    model = build_model(arch)
+    rows = [
+        {"layer": r.name, "type": r.kind, "output shape": " × ".join(map(str, r.output_shape)), "parameters": r.params}
+        for r in summarize_model(model)
+    ]
+    return count_parameters(model), rows
+
+
+def config_form(data_ready: bool) -> None:
+    if PREFIX + "epochs" not in st.session_state:
+        st.session_state[PREFIX + "preset"] = "fast"
+        apply_preset()
+    keep = {"persist_state": "session"}  # keep the values when the user visits another page
+
+    st.segmented_control("Preset", list(PRESETS), key=PREFIX + "preset", on_change=apply_preset, required=True, **keep)
+    st.caption(PRESET_DESCRIPTIONS.get(st.session_state.get(PREFIX + "preset") or "fast", ""))
+
+    arch = st.selectbox(
+        "Architecture",
+        list(ARCHS),
+        key=PREFIX + "arch",
+        format_func=lambda a: f"{a} · {arch_summary(a)[0]:,} parameters",
+        **keep,
+    )
+    params, rows = arch_summary(arch)
+    with st.expander(f"{arch}: {params:,} parameters, {len(rows)} layers", icon=":material/layers:"):
+        st.caption(ARCHS[arch].description)
+        st.dataframe(rows, hide_index=True, width="stretch")
+
+    a, b = st.columns(2)
+    a.number_input("Epochs", 1, MAX_EPOCHS, step=1, key=PREFIX + "epochs", **keep)
+    b.number_input("Batch size", 1, MAX_BATCH_SIZE, step=16, key=PREFIX + "batch_size", **keep)
+    optimizer = a.selectbox("Optimizer", OPTIMIZERS, key=PREFIX + "optimizer", **keep)
+    b.number_input(
+        "Learning rate",
+        min_value=1e-6,
+        max_value=10.0,
+        step=1e-3,
+        format="%g",
+        key=PREFIX + "lr",
+        help="The peak rate with the one-cycle scheduler.",
+        **keep,
+    )
+    if optimizer in MOMENTUM_OPTIMIZERS:
+        a.number_input("Momentum", 0.0, 0.999, step=0.01, format="%g", key=PREFIX + "momentum", **keep)
+        if optimizer == "sgd":
+            b.checkbox("Nesterov momentum", key=PREFIX + "nesterov", **keep)
+    a.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%g", key=PREFIX + "weight_decay", **keep)
+    scheduler = b.selectbox(
+        "Learning-rate schedule", SCHEDULERS, format_func=SCHEDULER_LABELS.get, key=PREFIX + "scheduler", **keep
+    )
+    if scheduler == "step":
+        a.number_input("Step size (epochs)", 1, MAX_EPOCHS, step=1, key=PREFIX + "step_size", **keep)
+        b.number_input("Gamma (decay factor)", 0.01, 1.0, step=0.05, format="%g", key=PREFIX + "gamma", **keep)
+    a.number_input("Label smoothing", 0.0, 0.5, step=0.01, format="%g", key=PREFIX + "label_smoothing", **keep)
+    b.selectbox(
+        "Device",
+        device_options(),
+        key=PREFIX + "device",
+        format_func=lambda d: f"auto ({resolve_device('auto').type})" if d == "auto" else d,
+        **keep,
+    )
+    a.number_input(
+        "Training images (0 = all)",
+        0,
+        MAX_BATCH_SIZE,
+        step=1000,
+        key=PREFIX + "train_limit",
+        help="Train on the first N images only; 0 = all 60,000. A few thousand make a run of seconds.",
+        **keep,
+    )
+    b.number_input("Seed", 0, 2**31 - 1, step=1, key=PREFIX + "seed", **keep)
+    st.toggle("Augment (random rotation, scale and shift)", key=PREFIX + "augment", **keep)
+
+    config, problem = build_config()
+    if problem:
+        st.error(problem, icon=":material/error:")
+    if not data_ready:
+        st.caption("Training needs MNIST: see the message at the top of the page.")
+    st.button(
+        "Start training",
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=config is None or not data_ready,
+        on_click=start_run,
+        args=(config,),
+        width="stretch",
+    )
+
+
+def build_config() -> tuple[TrainConfig | None, str | None]:
+    """The form's TrainConfig, or the reason it is refused."""
+    base = PRESETS["fast"]
+    values = {f: st.session_state.get(PREFIX + f, getattr(base, f)) for f in FORM_FIELDS}
+    try:
+        config = TrainConfig(**values)
+    except ConfigError as exc:
+        return None, f"Cannot train with these settings: {exc}."
+    if config.train_limit and config.batch_size > config.train_limit:
+        return None, (
+            f"Cannot train with these settings: the batch size ({config.batch_size}) is larger than the "
+            f"{config.train_limit} training images; lower it or use more images."
+        )
+    return config, None
+
+
+def start_run(config: TrainConfig | None) -> None:
+    if config is None:
+        return
+    job = manager.submit(config, owner)
+    st.session_state[common.JOB_KEY] = job.id
+
+
+# --- the run being watched --------------------------------------------------------------------
+
+
+def my_jobs():
+    """This session's runs, newest first."""
+    return sorted(manager.jobs_for(owner), key=lambda j: j.created, reverse=True)
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def job_title(job) -> str:
+    c = job.config
+    limit = f" · first {c.train_limit:,} images" if c.train_limit else ""
+    return f"{job.id} · {c.arch} · {plural(c.epochs, 'epoch')} · batch {c.batch_size}{limit}"
+
+
+def render_job(job_id: str) -> None:
+    job = manager.get(job_id)
+    if job is None:
+        st.info("This run is no longer tracked; find it under Saved runs below.")
+        return
+    events = manager.events(job)
+    state = job.state
+    st.markdown(f"**{job_title(job)}** · {STATE_LABELS.get(state, state)}")
+    if state == QUEUED:
+        running, _queued = manager.active_count()
+        st.info(
+            f"Queued: position {manager.position(job)} in line. It starts when one of the "
+            f"{manager.max_workers} training slot{'s' if manager.max_workers != 1 else ''} frees up "
+            f"({running} busy).",
+            icon=":material/hourglass_top:",
+        )
+        st.button("Cancel this run", icon=":material/close:", on_click=manager.stop, args=(job.id,), key="stop_job")
+    elif state == RUNNING:
+        progress = training_progress(events, job.config.epochs)
+        st.progress(progress.fraction, text=progress.text)
+        if job.stop_event.is_set():
+            st.caption("Stopping after the current step; the model trained so far will be saved…")
+        else:
+            st.button(
+                "Stop (keeps the model trained so far)",
+                icon=":material/stop:",
+                on_click=manager.stop,
+                args=(job.id,),
+                key="stop_job",
+            )
+    elif state == FAILED:
+        st.error(f"Training failed: {job.error}", icon=":material/error:")
+    else:
+        render_summary(job)
+    if events:
+        history = split_history(events)
+        smoothing = st.session_state.get("loss_smoothing", 0.9)
+        st.plotly_chart(step_loss_figure(history["steps"], smoothing), key="live_step_loss")
+        st.plotly_chart(epoch_figure(history["epochs"]), key="live_epochs")
+        st.plotly_chart(lr_figure(history["steps"]), key="live_lr")
+        st.slider("Loss smoothing (EMA)", 0.0, 0.99, 0.9, 0.01, key="loss_smoothing", persist_state="session")
+
+
+def render_summary(job) -> None:
+    m = job.metrics or {}
+    acc, loss = m.get("test_accuracy", 0.0), m.get("test_loss", 0.0)
+    duration = format_duration(m.get("train_seconds"))
+    if job.state == STOPPED:
+        st.warning(
+            f"Stopped after {m.get('steps_done', 0):,} steps: the model trained so far was saved. "
+            f"Test accuracy {acc * 100:.2f}% after {duration} of training.",
+            icon=":material/stop_circle:",
+        )
+    else:
+        st.success(
+            f"Finished: test accuracy {acc * 100:.2f}% after {duration} of training "
+            f"({plural(m.get('epochs_done', 0), 'epoch')}, {plural(m.get('steps_done', 0), 'step')}).",
+            icon=":material/check_circle:",
+        )
+    cols = st.columns(4)
+    cols[0].metric("Test accuracy", f"{acc * 100:.2f}%")
+    cols[1].metric("Test loss", f"{loss:.4f}")
+    cols[2].metric("Training time", duration)
+    cols[3].metric("Steps", f"{m.get('steps_done', 0):,}")
+    if job.run_dir is not None:
+        key = common.RUN_PREFIX + job.run_dir.name
+        if st.session_state.get(common.ACTIVE_MODEL_KEY) == key:
+            st.caption(f"Saved as `{job.run_dir.name}` · the active model for Sketch and Explore.")
+        else:
+            st.button(
+                "Use this model in Sketch and Explore",
+                icon=":material/check:",
+                on_click=common.set_active_model,
+                args=(key,),
+                key="use_finished",
+            )
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live_job(job_id: str) -> None:
+    """Reruns on its own every second while the run is queued or training, then hands back to the page."""
+    render_job(job_id)
+    job = manager.get(job_id)
+    if job is None or job.is_finished:
+        st.rerun()  # the whole page: the new run joins the history and the sidebar's model list
+
+
+def run_panel() -> None:
+    jobs = my_jobs()
+    if not jobs:
+        st.info(
+            "Start a run to watch it learn here: the loss after every few steps, train and test accuracy after "
+            "every epoch and the learning rate, live. It trains in the background: you can switch pages.",
+            icon=":material/monitoring:",
+        )
+        return
+    labels = {j.id: f"{job_title(j)} · {STATE_LABELS.get(j.state, j.state)}" for j in jobs}
+    if st.session_state.get(common.JOB_KEY) not in labels:
+        st.session_state[common.JOB_KEY] = jobs[0].id  # before the selectbox exists: allowed
+    if len(jobs) > 1:
+        st.selectbox(
+            "Your runs in this session",
+            list(labels),
+            key=common.JOB_KEY,
+            format_func=lambda i: labels.get(i, i),
+            persist_state="session",
+        )
+    job = manager.get(st.session_state[common.JOB_KEY])
+    if job.is_finished:
+        render_job(job.id)
+    else:
+        live_job(job.id)
+
+
+# --- saved runs -------------------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_history(path: str) -> dict:
+    return load_history(path)  # runs never change once saved
+
+
+def ask_delete(name: str) -> None:
+    st.session_state[DELETE_CONFIRM_KEY] = name
+
+
+def cancel_delete() -> None:
+    st.session_state.pop(DELETE_CONFIRM_KEY, None)
+
+
+def do_delete(name: str) -> None:
+    st.session_state.pop(DELETE_CONFIRM_KEY, None)
+    try:
+        delete_run(runs_dir, name)
+    except MnistError as exc:
+        st.session_state[DELETE_ERROR_KEY] = f"Could not delete {name}: {exc}"
+        return
+    if st.session_state.get(common.ACTIVE_MODEL_KEY) == common.RUN_PREFIX + name:
+        st.session_state.pop(common.ACTIVE_MODEL_KEY, None)  # back to the default model
+    if name in st.session_state.get("compare_runs", []):
+        st.session_state["compare_runs"] = [n for n in st.session_state["compare_runs"] if n != name]
+    st.session_state.pop("manage_run", None)
+
+
+def saved_runs() -> None:
+    st.subheader("Saved runs")
+    runs = list_runs(runs_dir)
+    if not runs:
+        st.info(f"No saved runs yet in `{runs_dir}`. Every finished or stopped run is saved there.")
+        return
+    st.dataframe(
+        [run_row(r.name, r.meta) for r in runs],
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "test accuracy %": st.column_config.NumberColumn(format="%.2f"),
+            "lr": st.column_config.NumberColumn(format="%g"),
+            "parameters": st.column_config.NumberColumn(format="localized"),
+        },
+    )
+    names = [r.name for r in runs]
+    by_name = {r.name: r for r in runs}
+
+    compare_col, manage_col = st.columns([2, 1], gap="large")
+    with compare_col:
+        if "compare_runs" not in st.session_state:
+            st.session_state["compare_runs"] = names[:2]
+        st.session_state["compare_runs"] = [n for n in st.session_state["compare_runs"] if n in by_name]
+        chosen = st.multiselect(
+            "Compare runs", names, key="compare_runs", max_selections=MAX_COMPARED, placeholder="Choose runs"
+        )
+        if chosen:
+            histories = {n: cached_history(str(by_name[n].path)) for n in chosen}
+            st.plotly_chart(compare_figure(histories), key="compare")
+    with manage_col:
+        if st.session_state.get("manage_run") not in by_name:
+            st.session_state["manage_run"] = names[0]
+        name = st.selectbox("Manage a run", names, key="manage_run")
+        run = by_name[name]
+        acc = run.metrics.get("test_accuracy")
+        st.caption(
+            f"{run.meta.get('arch', '?')} · "
+            + (f"{acc * 100:.2f}% test accuracy" if isinstance(acc, (int, float)) else "accuracy unknown")
+            + f" · {run.meta.get('parameters', 0):,} parameters"
+        )
+        key = common.RUN_PREFIX + name
+        is_active = st.session_state.get(common.ACTIVE_MODEL_KEY) == key
+        st.button(
+            "Active model" if is_active else "Make it the active model",
+            icon=":material/check:",
+            disabled=is_active,
+            on_click=common.set_active_model,
+            args=(key,),
+            width="stretch",
+        )
+        try:
+            weights = checkpoint_file_bytes(run.path)
+        except MnistError as exc:
+            st.error(str(exc))
+        else:
+            st.download_button(
+                "Download model.safetensors",
+                data=weights,
+                file_name="model.safetensors",
+                mime="application/octet-stream",
+                icon=":material/download:",
+                on_click="ignore",
+                width="stretch",
+                help="One file: the weights with the run's description embedded. Load it on the Sketch page.",
+            )
+        if st.session_state.get(DELETE_CONFIRM_KEY) == name:
+            st.warning(f"Delete `{name}`? Its folder and checkpoint are removed from disk.")
+            yes, no = st.columns(2)
+            yes.button("Yes, delete", type="primary", on_click=do_delete, args=(name,), width="stretch")
+            no.button("Cancel", on_click=cancel_delete, width="stretch")
+        else:
+            st.button("Delete…", icon=":material/delete:", on_click=ask_delete, args=(name,), width="stretch")
+        if DELETE_ERROR_KEY in st.session_state:
+            st.error(st.session_state.pop(DELETE_ERROR_KEY))
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+st.title("Train a model")
+data_state = common.get_data()
+if data_state.data is None:
+    common.show_data_help(data_state)
+
+form_col, run_col = st.columns([1, 1.6], gap="large")
+with form_col:
+    with st.container(border=True):
+        st.subheader("New run")
+        config_form(data_state.data is not None)
+with run_col:
+    st.subheader("Progress")
+    run_panel()
+
+st.divider()
+saved_runs()

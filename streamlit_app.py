@@ -1,0 +1,31 @@
+"""MNIST Studio: train a digit classifier, explore the data and its mistakes, sketch digits live.
+
+Run with `streamlit run streamlit_app.py`. MNIST is read from $MNIST_DATA_DIR, else ./data (downloaded
+there when missing and online); saved runs go to $MNIST_RUNS_DIR, else ./runs.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:  # `streamlit run` adds it; AppTest and other launchers may not
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st
+
+from pages import common
+
+st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
+common.init_session()
+
+navigation = st.navigation(
+    [
+        st.Page("pages/sketch.py", title="Sketch", icon=":material/draw:", default=True),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/explore.py", title="Explore", icon=":material/query_stats:"),
+    ]
+)
+with st.sidebar:
+    st.markdown("### :material/draw: MNIST Studio")
+common.sidebar()
+navigation.run()

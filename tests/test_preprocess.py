@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+
+from mnist.constants import IMAGE_SIZE
+from mnist.preprocess import CanvasError, preprocess_canvas
+
+CANVAS = 280
+
+
+def draw_on_canvas(digit: np.ndarray, scale: int, top: int, left: int, *, rgba: bool = True) -> np.ndarray:
+    """A 28x28 uint8 digit scaled up by `scale` (nearest) and pasted on a black 280x280 canvas."""
+    big = np.kron(digit, np.ones((scale, scale), dtype=np.uint8))
+    canvas = np.zeros((CANVAS, CANVAS), dtype=np.uint8)
+    canvas[top : top + big.shape[0], left : left + big.shape[1]] = big
+    if not rgba:
+        return canvas
+    out = np.zeros((CANVAS, CANVAS, 4), dtype=np.uint8)
+    out[..., :3] = canvas[..., None]
+    out[..., 3] = 255
+    return out
+
+
+@pytest.fixture(scope="module")
+def digit(mnist_data):
+    return mnist_data.test_images[0].numpy()  # a 7
+
+
+def test_shifted_digit_gives_the_same_centred_image(digit):
+    a = preprocess_canvas(draw_on_canvas(digit, 5, 0, 0)).pixels
+    b = preprocess_canvas(draw_on_canvas(digit, 5, 130, 120)).pixels
+    assert np.array_equal(a, b)
+
+
+def test_rescaled_digit_gives_nearly_the_same_centred_image(digit):
+    small = preprocess_canvas(draw_on_canvas(digit, 4, 20, 30)).pixels
+    large = preprocess_canvas(draw_on_canvas(digit, 9, 10, 5)).pixels
+    assert small.shape == large.shape == (IMAGE_SIZE, IMAGE_SIZE)
+    assert np.abs(small - large).mean() < 0.03
+    # The result sits like MNIST: 20-pixel box, centre of mass at the centre.
+    ys, xs = np.nonzero(large > 0.05)
+    assert max(ys.max() - ys.min(), xs.max() - xs.min()) + 1 <= 21
+    weights = large / large.sum()
+    cy, cx = (weights.sum(1) * np.arange(28)).sum(), (weights.sum(0) * np.arange(28)).sum()
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+
+
+def test_preprocessed_canvas_resembles_the_original_mnist_digit(digit):
+    out = preprocess_canvas(draw_on_canvas(digit, 10, 0, 0)).pixels
+    original = digit.astype(np.float32) / 255
+    corr = np.corrcoef(out.ravel(), original.ravel())[0, 1]
+    assert corr > 0.85
+
+
+def test_polarity_and_formats_agree(digit):
+    white_on_black = draw_on_canvas(digit, 6, 50, 40, rgba=False)
+    reference = preprocess_canvas(white_on_black).pixels
+    black_on_white = 255 - white_on_black
+    assert np.allclose(preprocess_canvas(black_on_white).pixels, reference, atol=1e-5)
+    rgb = np.repeat(black_on_white[..., None], 3, axis=2)
+    assert np.allclose(preprocess_canvas(rgb).pixels, reference, atol=1e-2)
+    as_float = white_on_black.astype(np.float64) / 255
+    assert np.allclose(preprocess_canvas(as_float).pixels, reference, atol=1e-5)
+    # Dark strokes on a transparent canvas: alpha carries the ink.
+    transparent = np.zeros((CANVAS, CANVAS, 4), dtype=np.uint8)
+    transparent[..., 3] = white_on_black
+    assert np.allclose(preprocess_canvas(transparent).pixels, reference, atol=1e-5)
+
+
+def test_blank_drawings_are_empty_not_predictions():
+    for blank in (np.zeros((280, 280, 4), np.uint8), np.full((50, 60), 255, np.uint8), np.zeros((1, 1))):
+        image = preprocess_canvas(blank)
+        assert image.empty
+        with pytest.raises(ValueError, match="empty"):
+            image.to_tensor()
+
+
+def test_output_is_normalised_like_training(digit):
+    from mnist.data import normalize
+
+    image = preprocess_canvas(draw_on_canvas(digit, 10, 0, 0))
+    tensor = image.to_tensor()
+    assert tensor.shape == (1, 1, 28, 28)
+    assert torch.allclose(tensor, normalize(torch.from_numpy(image.pixels)[None]))
+
+
+@pytest.mark.parametrize(
+    "array, words",
+    [
+        (np.zeros((5, 5, 2)), "shape"),
+        (np.zeros((2, 3, 4, 5)), "shape"),
+        (np.full((5, 5), np.nan), "NaN"),
+        (np.full((5, 5), -3.0), "negative"),
+        (np.full((5, 5), 1e6), "0..255"),
+        (np.zeros((3000, 10)), "largest side"),
+        (np.array([["a"]]), "numbers"),
+    ],
+)
+def test_bad_arrays_are_clear_value_errors(array, words):
+    with pytest.raises(CanvasError, match=words):
+        preprocess_canvas(array)
