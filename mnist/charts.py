@@ -17,7 +17,7 @@ MUTED = "#7A8394"
 TRAIN_COLOR = "#4C9BE8"
 TEST_COLOR = ACCENT
 PALETTE = qualitative.Plotly + qualitative.D3
-DEFAULT_SMOOTHING = 0.9
+DEFAULT_SMOOTHING = 0.6  # TensorBoard's default; applied per logged point (every log_every steps)
 
 
 def ema(values, smoothing: float = DEFAULT_SMOOTHING) -> list[float]:
@@ -43,6 +43,14 @@ def _layout(fig: go.Figure, height: int, title: str | None = None, **kw) -> go.F
     return fig
 
 
+LOG_TICKS = [m * 10.0**e for e in range(-4, 2) for m in (1, 2, 5)]
+
+
+def _log_axis(fig: go.Figure, **where) -> None:
+    """A log y axis labelled 0.01, 0.02, 0.05, 0.1, ... (plotly's own minor labels are bare digits)."""
+    fig.update_yaxes(type="log", tickvals=LOG_TICKS, ticktext=[f"{t:g}" for t in LOG_TICKS], **where)
+
+
 def _empty(fig: go.Figure, message: str) -> go.Figure:
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(color=MUTED))
     fig.update_xaxes(visible=False)
@@ -64,11 +72,16 @@ def step_loss_figure(steps: list[dict], smoothing: float = DEFAULT_SMOOTHING, he
     fig.add_trace(go.Scatter(x=x, y=y, name="loss", mode="lines", line=dict(color=TRAIN_COLOR, width=1), opacity=0.35))
     fig.add_trace(
         go.Scatter(
-            x=x, y=ema(y, smoothing), name=f"smoothed (EMA {smoothing:g})", line=dict(color=TRAIN_COLOR, width=3)
+            x=x,
+            y=ema(y, smoothing),
+            name=f"smoothed (EMA {smoothing:g})",
+            mode="lines",
+            line=dict(color=TRAIN_COLOR, width=3),
         )
     )
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(type="log", dtick="D2", title_text="cross-entropy")
+    _log_axis(fig)
+    fig.update_yaxes(title_text="cross-entropy")
     return fig
 
 
@@ -76,7 +89,7 @@ def epoch_figure(epochs: list[dict], height: int = 300) -> go.Figure:
     """Train and test loss (left) and accuracy (right) per epoch."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss per epoch", "Accuracy per epoch (%)"))
     _layout(fig, height)
-    fig.update_layout(margin=dict(t=50))
+    fig.update_layout(margin=dict(t=30), legend=dict(orientation="h", y=-0.25, x=0, xanchor="left", yanchor="top"))
     if not epochs:
         fig.add_annotation(
             text="the first epoch's results appear here",
@@ -129,6 +142,7 @@ def lr_figure(steps: list[dict], height: int = 220) -> go.Figure:
             x=[s["step"] for s in steps],
             y=[s["lr"] for s in steps],
             name="learning rate",
+            mode="lines",
             line=dict(color=ACCENT, width=2),
         )
     )
@@ -175,7 +189,7 @@ def compare_figure(histories: dict[str, dict], smoothing: float = DEFAULT_SMOOTH
                 row=1,
                 col=2,
             )
-    fig.update_yaxes(type="log", dtick="D2", row=1, col=1)
+    _log_axis(fig, row=1, col=1)
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="epoch", dtick=1, row=1, col=2)
     return fig

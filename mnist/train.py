@@ -200,7 +200,7 @@ def train(
     gen = _seeded_generator(config.seed, device)
 
     # The whole set goes to the device once, normalised: a batch is then an index, not a copy loop.
-    n_train = config.train_limit or len(data.train_images)
+    n_train = min(config.train_limit or len(data.train_images), len(data.train_images))  # a limit above N = all
     train_x = normalize(data.train_images[:n_train]).to(device)  # (N, 1, 28, 28) float
     train_y = data.train_labels[:n_train].to(device)
     test_x = normalize(data.test_images).to(device)

@@ -209,7 +209,7 @@ def test_non_array_inputs_are_clear_value_errors_or_valid(obj):
     run_preprocess(obj)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=100)
 @given(
     h=st.integers(1, 64),
     w=st.integers(1, 64),
@@ -304,3 +304,14 @@ def test_two_level_images_are_empty_or_valid(h, w, a, b):
     check_image(image)
     if abs(a - b) < 0.04:
         assert image.empty
+
+
+def test_a_model_with_broken_weights_never_returns_nan_probabilities():
+    """Belt and braces: even a NaN-producing model gives an error, not a NaN prediction."""
+    broken = build_model("cnn-bn-fast").eval()
+    with torch.no_grad():
+        broken[-1].weight.fill_(float("nan"))
+    drawing = np.zeros((50, 50), np.uint8)
+    drawing[10:40, 24:27] = 255
+    with pytest.raises(MnistError, match="NaN"):
+        predict_canvas(broken, drawing)
