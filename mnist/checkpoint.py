@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -79,6 +79,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; runs are ordinary readable files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -124,7 +125,7 @@ def build_meta(model: nn.Module, config: TrainConfig, metrics: dict, name: str) 
         "parameters": count_parameters(model),
         "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD},
         "versions": {"mnist_studio": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -151,6 +152,7 @@ def save_run(
     meta = build_meta(model, config, metrics, name)
     tmp = Path(tempfile.mkdtemp(dir=runs_dir, prefix=f".{name}."))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only
         atomic_write_bytes(tmp / WEIGHTS_FILE, encode_weights(model, meta))
         atomic_write_json(tmp / META_FILE, meta)
         atomic_write_json(tmp / HISTORY_FILE, history or {"steps": [], "epochs": []})

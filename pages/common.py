@@ -15,7 +15,6 @@ import copy
 import functools
 import hashlib
 import json
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ OWNER_KEY = "owner_id"
 ACTIVE_MODEL_KEY = "active_model"  # the sidebar's model selectbox; a model key (see model_choices)
 UPLOADS_KEY = "uploaded_models"  # model key -> Checkpoint, this session's uploads
 JOB_KEY = "job_id"  # the training job this session is looking at
+ENTRY_KEY = "_entered_through_app"  # set by streamlit_app.py on every run; see page_setup
 BUNDLED = "bundled"
 RUN_PREFIX = "run:"
 UPLOAD_PREFIX = "upload:"
@@ -70,45 +70,44 @@ def data_root() -> Path:
     return default_data_dir().resolve()
 
 
-def download_allowed() -> bool:
-    """Only into the default ./data: a folder named by MNIST_DATA_DIR is where the files already are."""
-    return not os.environ.get(DATA_DIR_ENV)
-
-
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _load_data(root: str, files_present: bool, download: bool) -> DataState:
-    # files_present is part of the cache key: a failure is remembered only until the files appear.
+def _load_data(root: str, files_present: bool) -> DataState:
+    # files_present is part of the key: a failed download is tried once per process, not on every
+    # rerun (offline it can be slow to fail), and forgotten as soon as the files appear.
     try:
-        return DataState(load_mnist(root, download=download), None, Path(root))
+        return DataState(load_mnist(root, download=not files_present), None, Path(root))
     except MnistError as exc:
         return DataState(None, str(exc), Path(root))
 
 
 def get_data() -> DataState:
-    """The data set, loaded once per process; never raises (the error is in .error)."""
+    """The data set, loaded (or downloaded into the data folder) once per process; never raises."""
     root = data_root()
     present = mnist_available(root)
-    download = not present and download_allowed()
-    message = f"Downloading MNIST into {root} (about 11 MB)…" if download else "Loading MNIST…"
+    message = "Loading MNIST…" if present else f"MNIST is not in {root}: downloading it (about 11 MB)…"
     with st.spinner(message):
-        return _load_data(str(root), present, download)
+        return _load_data(str(root), present)
+
+
+def retry_data() -> None:
+    _load_data.clear()
 
 
 def show_data_help(state: DataState) -> None:
     """One message saying what is missing and how to provide it."""
     st.warning(
         f"**MNIST is not available, so this page cannot work yet.** {state.error}\n\n"
-        f"How to provide it: put the four files in `./{DEFAULT_DATA_DIR}` next to `streamlit_app.py` (the app "
-        f"downloads them there by itself when it has internet access), or start the app with "
-        f"`{DATA_DIR_ENV}=/path/to/folder streamlit run streamlit_app.py`. Then reload this page. "
-        "The Sketch page works without MNIST.",
+        f"How to provide it: put the four files in `./{DEFAULT_DATA_DIR}` next to `streamlit_app.py`, or start "
+        f"the app with `{DATA_DIR_ENV}=/path/to/folder streamlit run streamlit_app.py`. With internet access "
+        "the app downloads them into that folder by itself. The Sketch page works without MNIST.",
         icon=":material/dataset:",
     )
+    st.button("Check again", icon=":material/refresh:", on_click=retry_data, key="retry_data")
 
 
 def _training_data(root: str) -> MnistData:
     """For the JobManager's threads: the cached data set, or DataNotFoundError."""
-    state = _load_data(root, mnist_available(root), False)
+    state = _load_data(root, mnist_available(root))
     if state.data is None:
         raise DataNotFoundError(state.error or f"MNIST not found in {root}")
     return state.data
@@ -135,8 +134,26 @@ def owner_id() -> str:
 
 
 def init_session() -> None:
+    """Called by streamlit_app.py at the start of every run, before the page."""
     owner_id()
     st.session_state.setdefault(UPLOADS_KEY, {})
+    st.session_state[ENTRY_KEY] = True
+
+
+def page_setup() -> None:
+    """First line of every page: make sure the run went through streamlit_app.py's st.navigation.
+
+    Streamlit still knows the old multipage mode where every file in pages/ is a page of its own. A fresh
+    server uses it for the very first run of the process, so a first visitor who opens /train directly
+    would get pages/train.py alone, without the app's navigation, sidebar or layout. Switching the flag
+    off and rerunning sends that run through streamlit_app.py like every other.
+    """
+    if st.session_state.pop(ENTRY_KEY, False):
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 # --- models -----------------------------------------------------------------------------------

@@ -148,6 +148,7 @@ def mistakes_tab(state: common.DataState, key: str) -> None:
     )
 
 
+common.page_setup()
 st.title("Explore")
 data_state = common.get_data()
 if data_state.data is None:

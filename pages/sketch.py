@@ -20,6 +20,7 @@ PREVIEW_SCALE = 8  # the 28x28 input shown at 224x224
 CANVAS_VERSION_KEY = "canvas_version"  # bumped by Clear: a new canvas key remounts an empty canvas
 UPLOAD_WIDGET_KEY = "checkpoint_upload"
 UPLOAD_ERROR_KEY = "checkpoint_upload_error"
+UPLOAD_OK_KEY = "checkpoint_upload_ok"
 
 
 def clear_canvas() -> None:
@@ -56,6 +57,7 @@ def read_drawing(stroke_width: int):
 def on_upload() -> None:
     """Validate the uploaded checkpoint (a .safetensors, optionally with its .json) and make it active."""
     st.session_state.pop(UPLOAD_ERROR_KEY, None)
+    st.session_state.pop(UPLOAD_OK_KEY, None)
     files = st.session_state.get(UPLOAD_WIDGET_KEY) or []
     weights = [f for f in files if f.name.lower().endswith(".safetensors")]
     metas = [f for f in files if f.name.lower().endswith(".json")]
@@ -68,13 +70,16 @@ def on_upload() -> None:
         )
         return
     try:
-        common.add_upload(weights[0].getvalue(), metas[0].getvalue() if metas else None, weights[0].name)
+        key = common.add_upload(weights[0].getvalue(), metas[0].getvalue() if metas else None, weights[0].name)
     except MnistError as exc:
         st.session_state[UPLOAD_ERROR_KEY] = f"This checkpoint cannot be used: {exc}"
+        return
+    label = common.model_choices()[key].label
+    st.session_state[UPLOAD_OK_KEY] = f"Loaded {label}. It is now the active model (see the sidebar)."
 
 
-def model_settings() -> None:
-    with st.expander("Model, device and your own checkpoint", icon=":material/tune:"):
+def model_settings(expanded: bool) -> None:
+    with st.expander("Model, device and your own checkpoint", icon=":material/tune:", expanded=expanded):
         st.caption("Pick the model in the sidebar: the bundled one, any run trained on the Train page, or an upload.")
         st.file_uploader(
             "Upload a checkpoint (model.safetensors, optionally with its .json)",
@@ -85,6 +90,8 @@ def model_settings() -> None:
         )
         if UPLOAD_ERROR_KEY in st.session_state:
             st.error(st.session_state[UPLOAD_ERROR_KEY])
+        if UPLOAD_OK_KEY in st.session_state:
+            st.success(st.session_state[UPLOAD_OK_KEY])
         devices = available_devices()
         if st.session_state.get("sketch_device") not in devices:
             st.session_state["sketch_device"] = devices[-1]  # cpu: a single drawing gains nothing from a GPU
@@ -134,6 +141,7 @@ def show_prediction(key: str, label: str, array) -> None:
             )
 
 
+common.page_setup()
 st.title("Sketch a digit")
 choices = common.model_choices()
 key = common.active_model_key(choices)
@@ -160,4 +168,4 @@ with right:
             st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
     else:
         show_prediction(key, choices[key].label, drawing)
-    model_settings()
+    model_settings(expanded=key is None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist.charts import compare_figure, epoch_figure, lr_figure, step_loss_figure
+from mnist.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
 from mnist.checkpoint import checkpoint_file_bytes, delete_run, list_runs, load_history
 from mnist.config import (
     MAX_BATCH_SIZE,
@@ -113,7 +113,7 @@ def config_form(data_ready: bool) -> None:
             b.checkbox("Nesterov momentum", key=PREFIX + "nesterov", **keep)
     a.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%g", key=PREFIX + "weight_decay", **keep)
     scheduler = b.selectbox(
-        "Learning-rate schedule", SCHEDULERS, format_func=SCHEDULER_LABELS.get, key=PREFIX + "scheduler", **keep
+        "LR schedule", SCHEDULERS, format_func=SCHEDULER_LABELS.get, key=PREFIX + "scheduler", **keep
     )
     if scheduler == "step":
         a.number_input("Step size (epochs)", 1, MAX_EPOCHS, step=1, key=PREFIX + "step_size", **keep)
@@ -227,15 +227,19 @@ def render_job(job_id: str) -> None:
             )
     elif state == FAILED:
         st.error(f"Training failed: {job.error}", icon=":material/error:")
+    elif job.metrics is None:  # withdrawn from the queue before it started
+        st.info("Cancelled before it started: nothing was trained or saved.", icon=":material/block:")
     else:
         render_summary(job)
     if events:
         history = split_history(events)
-        smoothing = st.session_state.get("loss_smoothing", 0.9)
+        smoothing = st.session_state.get("loss_smoothing", DEFAULT_SMOOTHING)
         st.plotly_chart(step_loss_figure(history["steps"], smoothing), key="live_step_loss")
         st.plotly_chart(epoch_figure(history["epochs"]), key="live_epochs")
         st.plotly_chart(lr_figure(history["steps"]), key="live_lr")
-        st.slider("Loss smoothing (EMA)", 0.0, 0.99, 0.9, 0.01, key="loss_smoothing", persist_state="session")
+        st.slider(
+            "Loss smoothing (EMA)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01, key="loss_smoothing", persist_state="session"
+        )
 
 
 def render_summary(job) -> None:
@@ -290,6 +294,15 @@ def run_panel() -> None:
             "every epoch and the learning rate, live. It trains in the background: you can switch pages.",
             icon=":material/monitoring:",
         )
+        runs = list_runs(runs_dir)
+        if runs:
+            latest = runs[0]
+            acc = latest.metrics.get("test_accuracy")
+            acc_text = f", {acc * 100:.2f}% test accuracy" if isinstance(acc, (int, float)) else ""
+            st.caption(f"Meanwhile, the curves of the latest saved run, `{latest.name}`{acc_text}:")
+            history = cached_history(str(latest.path))
+            st.plotly_chart(step_loss_figure(history.get("steps", [])), key="latest_step_loss")
+            st.plotly_chart(epoch_figure(history.get("epochs", [])), key="latest_epochs")
         return
     labels = {j.id: f"{job_title(j)} · {STATE_LABELS.get(j.state, j.state)}" for j in jobs}
     if st.session_state.get(common.JOB_KEY) not in labels:
@@ -418,12 +431,13 @@ def saved_runs() -> None:
 
 # --- the page ---------------------------------------------------------------------------------
 
+common.page_setup()
 st.title("Train a model")
 data_state = common.get_data()
 if data_state.data is None:
     common.show_data_help(data_state)
 
-form_col, run_col = st.columns([1, 1.6], gap="large")
+form_col, run_col = st.columns([1.15, 1.6], gap="large")
 with form_col:
     with st.container(border=True):
         st.subheader("New run")

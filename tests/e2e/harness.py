@@ -1,0 +1,204 @@
+"""Start the real app on a free localhost port and find Chromium: shared by the browser tests and bench/."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+# Without the background-networking flags Chromium keeps dialling out on a closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    started: float  # time.perf_counter() when `streamlit run` was launched
+    ready: float  # when /_stcore/health first answered
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server process (MB), from /proc."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_health(url: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {process.returncode} before answering")
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url}/_stcore/health did not answer within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def run_app(env: dict[str, str] | None = None, timeout: float = 60.0, log_path: Path | None = None) -> Iterator[Server]:
+    """`streamlit run streamlit_app.py` on a free port; stopped (and waited for) on exit."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+        "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+    ]  # fmt: skip
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
+    try:
+        wait_for_health(url, process, timeout)
+        yield Server(url, process, started, time.perf_counter())
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if log_path:
+            log.close()
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium through Playwright (Playwright's own browser download fails offline)."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
+# --- drawing on the Sketch canvas -------------------------------------------------------------
+
+CANVAS_SELECTOR = "canvas.dc-canvas.upper-canvas"  # fabric.js's top layer: the one that takes the mouse
+PREDICTION_SELECTOR = ".st-key-prediction"
+
+
+def _arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, n: int) -> list[tuple[float, float]]:
+    """Points on an elliptic arc, angles in degrees (0 = right, 90 = down: screen coordinates)."""
+    return [
+        (cx + rx * math.cos(math.radians(a)), cy + ry * math.sin(math.radians(a)))
+        for a in (start + (end - start) * i / (n - 1) for i in range(n))
+    ]
+
+
+# Handwriting-like strokes for each digit on the 280x280 canvas: a list of strokes, each a list of
+# (x, y) points joined by mouse moves with the button held down.
+DIGIT_STROKES: dict[int, list[list[tuple[float, float]]]] = {
+    0: [_arc(140, 140, 58, 92, -100, 265, 48)],  # an upright ellipse, closed with a small overlap
+    1: [[(152, 42), (147, 100), (141, 160), (135, 236)]],  # a vertical bar with a slight slant
+    2: [_arc(140, 95, 55, 50, 200, 380, 20) + [(160, 140), (120, 185), (82, 228), (140, 226), (205, 224)]],
+    3: [  # two arcs bulging to the right, meeting in the middle
+        _arc(132, 92, 58, 48, -150, 95, 22),
+        _arc(132, 180, 64, 52, -95, 155, 24),
+    ],
+    4: [  # the open four: a down-stroke then the bar, and the long vertical
+        [(98, 42), (92, 90), (86, 150), (150, 150), (212, 148)],
+        [(178, 60), (176, 140), (174, 240)],
+    ],
+    5: [[(200, 48), (100, 48), (94, 125)] + _arc(138, 172, 60, 55, -120, 150, 22)],
+    6: [[(185, 45), (140, 80), (105, 130)] + _arc(140, 185, 55, 50, 180, 540, 30)],
+    7: [[(72, 55), (140, 55), (208, 55), (170, 120), (135, 180), (112, 240)]],  # top bar, then the diagonal
+    8: [_arc(140, 95, 45, 48, 90, -270, 28) + _arc(140, 188, 55, 47, -90, 270, 30)],
+    9: [_arc(140, 95, 52, 50, 0, 360, 30) + [(190, 140), (182, 190), (172, 240)]],
+}
+
+
+def draw_stroke(page, points: list[tuple[float, float]], steps: int = 3) -> None:
+    """One mouse stroke on the canvas: press at the first point, move through the rest, release."""
+    box = page.locator(CANVAS_SELECTOR).bounding_box()
+    x0, y0 = box["x"], box["y"]
+    page.mouse.move(x0 + points[0][0], y0 + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x0 + x, y0 + y, steps=steps)
+    page.mouse.up()
+
+
+# Browser-side bookkeeping: the time of the last mouse-up on the page, and whether a script run has
+# started (data-test-script-state="running") and then finished since then.
+INSTALL_WATCHERS_JS = """() => {
+  if (window.__e2e) return;
+  const state = {lastUp: null, sawRunning: false, settled: false, settledAt: null};
+  window.__e2e = state;
+  window.addEventListener('mouseup', () => {
+    state.lastUp = performance.now(); state.sawRunning = false; state.settled = false; state.settledAt = null;
+  }, true);
+  const check = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const running = app && app.getAttribute('data-test-script-state') === 'running';
+    if (running) state.sawRunning = true;
+    else if (state.sawRunning && !state.settled) { state.settled = true; state.settledAt = performance.now(); }
+  };
+  new MutationObserver(check).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+
+# Resolves with performance.now() when the prediction container first shows a 'Prediction:' heading whose
+# text differs from `previous` (checked on every DOM change, so no polling delay).
+WATCH_PREDICTION_JS = """(previous) => new Promise((resolve) => {
+  const heading = () => {
+    const box = document.querySelector('.st-key-prediction');
+    const h = box && box.querySelector('h3');
+    return h ? h.innerText.trim() : null;
+  };
+  const done = () => {
+    const text = heading();
+    if (text && text.startsWith('Prediction:') && text !== previous) { observer.disconnect(); resolve([performance.now(), text]); return true; }
+    return false;
+  };
+  const observer = new MutationObserver(done);
+  observer.observe(document.body, {subtree: true, childList: true, characterData: true});
+  done();
+})"""
+
+
+def install_watchers(page) -> None:
+    page.evaluate(INSTALL_WATCHERS_JS)
+
+
+def wait_for_run_after_stroke(page, timeout_ms: float) -> None:
+    """Wait until the script run that the last stroke triggered has finished."""
+    page.wait_for_function("() => window.__e2e && window.__e2e.settled === true", timeout=timeout_ms)
+
+
+def draw_digit(page, digit: int, timeout_ms: float = 30_000) -> None:
+    """Draw a digit stroke by stroke, letting the app finish its rerun after each stroke."""
+    install_watchers(page)
+    for points in DIGIT_STROKES[digit]:
+        draw_stroke(page, points)
+        wait_for_run_after_stroke(page, timeout_ms)
+
+
+def prediction_heading(page) -> str:
+    """The heading inside the prediction container ('Prediction: 7 (99.1%)' or 'Draw a digit')."""
+    return page.locator(f"{PREDICTION_SELECTOR} h3").first.inner_text().strip()

@@ -1,0 +1,405 @@
+"""The Streamlit app, driven headless through AppTest: every page, a real training run, the explorer, sketching.
+
+AppTest cannot draw on the canvas component: the Sketch page uses the array stored in
+st.session_state["sketch_canvas_override"] (pages.common.CANVAS_OVERRIDE_KEY) instead of the drawing, and
+these tests put real MNIST test digits there, scaled up onto a 280x280 RGBA canvas.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, checkpoint_file_bytes, list_runs, load_checkpoint, save_run
+from mnist.errors import MnistError
+from mnist.explore import digit_canvas
+from mnist.train import evaluate
+
+REPO = Path(__file__).resolve().parent.parent
+APP = REPO / "streamlit_app.py"
+PAGES = {"sketch": "pages/sketch.py", "train": "pages/train.py", "explore": "pages/explore.py"}
+CANVAS_KEY = "sketch_canvas_override"
+TIMEOUT = 120  # seconds per script run: the first Explore run evaluates a model on 10,000 images
+ACCURACY_RE = re.compile(r"test accuracy (\d{1,3}\.\d{2})%", re.IGNORECASE)
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Any attempt to download MNIST is recorded and fails at once: tests never use the network."""
+    calls = []
+
+    def fake_download(root):
+        calls.append(root)
+        raise OSError("downloads are disabled in tests")
+
+    monkeypatch.setattr("mnist.data.download_mnist", fake_download)
+    return calls
+
+
+@pytest.fixture
+def with_data(monkeypatch, mnist_dir, runs_dir, no_download):
+    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
+    return runs_dir
+
+
+@pytest.fixture
+def without_data(monkeypatch, tmp_path, runs_dir, no_download):
+    empty = tmp_path / "no-mnist-here"
+    empty.mkdir()
+    monkeypatch.setenv("MNIST_DATA_DIR", str(empty))
+    return no_download
+
+
+@pytest.fixture(scope="session")
+def fallback_run(mnist_data, tmp_path_factory) -> Path:
+    """A quickly trained run, for when the bundled model is not in the checkout."""
+    from mnist.config import TrainConfig
+    from mnist.train import run_training
+
+    config = TrainConfig(train_limit=6_000, epochs=1)
+    done = run_training(config, mnist_data)
+    return save_run(done.model, config, done.metrics(), done.history, tmp_path_factory.mktemp("runs"), "fallback")
+
+
+@pytest.fixture
+def model_key(request, with_data) -> str:
+    """The bundled model's key, else a freshly trained run copied into this test's runs folder."""
+    if (BUNDLED_DIR / WEIGHTS_FILE).is_file():
+        return "bundled"
+    run = request.getfixturevalue("fallback_run")
+    shutil.copytree(run, with_data / run.name)
+    return f"run:{run.name}"
+
+
+def model_path(key: str, runs_dir: Path) -> Path:
+    return BUNDLED_DIR if key == "bundled" else runs_dir / key.removeprefix("run:")
+
+
+def open_app(page: str = "sketch", **state) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    if page != "sketch":
+        at.switch_page(PAGES[page]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Every piece of visible text, for searching."""
+    parts = []
+    for kind in ("markdown", "caption", "info", "warning", "success", "error", "title", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def button(at: AppTest, label: str):
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; buttons: {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def wait_for(at: AppTest, condition, timeout: float = 240.0, what: str = "condition"):
+    """Rerun the app (as the live fragment would) until condition(at) is truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        result = condition(at)
+        if result:
+            return result
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}; page text:\n{texts(at)}")
+
+
+# --- every page renders -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_pages_render_with_data(with_data, page):
+    at = open_app(page)
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value == {"sketch": "Sketch a digit", "train": "Train a model", "explore": "Explore"}[page]
+    sidebar = "\n".join(c.value for c in at.sidebar.caption)
+    assert "Device: CPU" in sidebar or "Device: GPU" in sidebar
+    assert "MNIST: available" in sidebar
+
+
+def test_explore_shows_the_data_set(with_data, mnist_data):
+    at = open_app("explore")
+    means = [img.captions[0] for img in at.image[:10]]  # "digit · count" under each mean image
+    counts = np.bincount(mnist_data.train_labels.numpy(), minlength=10)
+    assert means == [f"{d} · {counts[d]:,}" for d in range(10)]
+    samples = at.image[10].captions  # the first page of training samples, label under each
+    assert samples == [str(int(label)) for label in mnist_data.train_labels[:60]]
+
+    at.selectbox(key="sample_digit").set_value(3).run()
+    at.segmented_control(key="sample_split").set_value("test").run()
+    samples = at.image[10].captions
+    assert samples and set(samples) == {"3"}
+    assert f"of {int((mnist_data.test_labels == 3).sum()):,}" in texts(at)
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_pages_render_without_data(without_data, page):
+    at = open_app(page)
+    assert not at.error, [e.value for e in at.error]
+    if page == "sketch":
+        assert "MNIST" not in "\n".join(w.value for w in at.warning)  # sketching needs no data set
+    else:
+        message = "\n".join(w.value for w in at.warning)
+        assert "MNIST is not available" in message
+        assert "MNIST_DATA_DIR" in message and "./data" in message
+    if page == "train":
+        assert button(at, "Start training").disabled
+    assert "MNIST: not found" in "\n".join(c.value for c in at.sidebar.caption)
+    at.run()
+    # One (failing) download attempt at most, remembered: not one per rerun. Sketch never needs MNIST.
+    assert len(without_data) == (0 if page == "sketch" else 1)
+
+
+# --- training through the page's own widgets -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_short_training_run_completes_and_reports_metrics(with_data):
+    at = open_app("train")
+    at.number_input(key="cfg_train_limit").set_value(2000)
+    at.number_input(key="cfg_epochs").set_value(1)
+    at.run()
+    button(at, "Start training").click().run()
+    assert not at.exception
+
+    summary = wait_for(at, lambda a: [s.value for s in a.success if "Finished" in s.value], what="the run to finish")
+    match = ACCURACY_RE.search(summary[0])
+    assert match, summary
+    accuracy = float(match.group(1))
+    assert 30.0 < accuracy <= 100.0  # 15 steps on 2,000 images: far above chance (10%)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"] == f"{accuracy:.2f}%"
+
+    runs = list_runs(with_data)
+    assert len(runs) == 1
+    assert runs[0].meta["config"]["train_limit"] == 2000
+    assert round(runs[0].metrics["test_accuracy"] * 100, 2) == accuracy
+    assert runs[0].name in at.dataframe[-1].value["run"].tolist()  # the history table lists it
+
+    use = [b for b in at.button if b.label == "Use this model in Sketch and Explore"]
+    if use:  # absent when the new run is already active (the only model, without the bundled one)
+        use[0].click().run()
+    assert at.session_state["active_model"] == f"run:{runs[0].name}"
+    assert runs[0].name in at.sidebar.selectbox(key="active_model").format_func(f"run:{runs[0].name}")
+
+
+def test_preset_fills_the_form_and_values_survive_a_page_switch(with_data):
+    at = open_app("train")
+    at.segmented_control(key="cfg_preset").set_value("best").run()
+    assert at.selectbox(key="cfg_arch").value == "cnn-bn"
+    assert at.number_input(key="cfg_epochs").value == 15
+    assert at.toggle(key="cfg_augment").value is True
+    assert "cnn-bn" in at.expander[0].label and "parameters" in at.expander[0].label  # the layer summary
+    assert at.expander[0].dataframe[0].value["type"].tolist()[0] == "Conv2d"
+
+    at.number_input(key="cfg_epochs").set_value(7).run()
+    at.switch_page(PAGES["sketch"]).run()
+    at.switch_page(PAGES["train"]).run()
+    assert at.number_input(key="cfg_epochs").value == 7
+    assert at.selectbox(key="cfg_arch").value == "cnn-bn"
+
+
+def test_invalid_settings_are_refused(with_data):
+    at = open_app("train")
+    at.selectbox(key="cfg_optimizer").set_value("sgd").run()
+    at.number_input(key="cfg_momentum").set_value(0.0).run()
+    errors = [e.value for e in at.error]
+    assert any("Nesterov" in e for e in errors), errors
+    assert button(at, "Start training").disabled
+
+    at.checkbox(key="cfg_nesterov").uncheck().run()
+    at.number_input(key="cfg_train_limit").set_value(100).run()  # smaller than one batch of 128
+    errors = [e.value for e in at.error]
+    assert any("batch size (128) is larger than the 100 training images" in e for e in errors), errors
+    assert button(at, "Start training").disabled
+
+
+@pytest.mark.slow
+def test_queued_run_can_be_cancelled_and_running_run_stopped(with_data):
+    at = open_app("train")
+    at.number_input(key="cfg_train_limit").set_value(20_000)
+    at.number_input(key="cfg_epochs").set_value(5)
+    at.run()
+    button(at, "Start training").click().run()
+    wait_for(at, lambda a: a.get("progress"), what="the first run to start")
+    button(at, "Start training").click().run()  # the pool has one slot: this one waits
+
+    queued = "\n".join(i.value for i in at.info)
+    assert "Queued: position 1" in queued, queued
+    button(at, "Cancel this run").click().run()
+    wait_for(at, lambda a: "Cancelled before it started" in texts(a), what="the queued run to be withdrawn")
+
+    at.selectbox(key="job_id").select_index(1).run()  # back to the first run, still training
+    wait_for(at, lambda a: a.get("progress") and "step" in a.get("progress")[0].text, what="steps")
+    button(at, "Stop (keeps the model trained so far)").click().run()
+    warning = wait_for(
+        at, lambda a: [w.value for w in a.warning if w.value.startswith("Stopped after")], what="the stop"
+    )
+    assert ACCURACY_RE.search(warning[0]), warning
+
+    runs = list_runs(with_data)
+    assert len(runs) == 1  # the cancelled run never started, so it saved nothing
+    assert runs[0].metrics["stopped"] is True
+    assert runs[0].metrics["epochs_done"] < 5
+
+
+def test_failed_run_shows_its_error(with_data, monkeypatch):
+    def broken_training(config, data, stop):
+        raise MnistError("the data set is haunted")
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr("mnist.jobs.train", broken_training)
+    at = open_app("train")
+    button(at, "Start training").click().run()
+    errors = wait_for(at, lambda a: [e.value for e in a.error if "haunted" in e.value], what="the failure")
+    assert errors == ["Training failed: the data set is haunted"]
+    assert list_runs(with_data) == []
+
+
+# --- run history ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved_run(request, with_data) -> str:
+    """The name of a run in this test's runs folder: a copy of the bundled model, else the fallback run."""
+    if (BUNDLED_DIR / WEIGHTS_FILE).is_file():
+        bundled = load_checkpoint()
+        save_run(bundled.model, bundled.config, bundled.meta.get("metrics", {}), None, with_data, "saved-run")
+    else:
+        shutil.copytree(request.getfixturevalue("fallback_run"), with_data / "saved-run")
+    return "saved-run"
+
+
+def test_saved_run_download_and_delete_with_confirmation(saved_run, with_data, monkeypatch):
+    monkeypatch.setattr("pages.common.BUNDLED_DIR", with_data / "no-bundled-model")  # the run is the only model
+    name = saved_run
+    model_key = f"run:{name}"
+    at = open_app("train")
+    assert at.selectbox(key="manage_run").value == name
+    download = at.get("download_button")[0]
+    assert download.proto.label == "Download model.safetensors"
+
+    assert at.session_state["active_model"] == model_key  # the only model there is: the default
+    assert button(at, "Active model").disabled
+
+    button(at, "Delete…").click().run()
+    assert any(name in w.value for w in at.warning)
+    assert list_runs(with_data)  # nothing deleted before the confirmation
+    button(at, "Yes, delete").click().run()
+    assert not at.exception
+    assert list_runs(with_data) == []
+    assert "No saved runs yet" in "\n".join(i.value for i in at.info)
+
+
+# --- the explorer -----------------------------------------------------------------------------
+
+
+def test_explorer_shows_the_models_misclassifications(model_key, with_data, mnist_data):
+    at = open_app("explore", active_model=model_key)
+    assert not at.error, [e.value for e in at.error]
+
+    model = load_checkpoint(model_path(model_key, with_data)).model
+    result = evaluate(model, mnist_data.test_images, mnist_data.test_labels)
+    mistakes = result.misclassified()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"] == f"{result.accuracy * 100:.2f}%"
+    assert metrics["Mistakes"] == f"{len(mistakes):,} of 10,000"
+    assert f"**{len(mistakes):,} misclassified test images**" in texts(at)
+
+    gallery = at.image[-1].captions
+    top = mistakes[0]  # most confident mistake first
+    assert gallery[0].startswith(f"#{top['index']}: {top['label']}→{top['predicted']} ")
+    assert len(gallery) == min(40, len(mistakes))
+
+    # The keyboard fallback of a confusion-matrix click: true and predicted digit.
+    at.selectbox(key="mistake_true").set_value(top["label"]).run()
+    at.selectbox(key="mistake_pred").set_value(top["predicted"]).run()
+    pair = [m for m in mistakes if (m["label"], m["predicted"]) == (top["label"], top["predicted"])]
+    assert f"**{len(pair):,} misclassified test images**" in texts(at)
+    assert all(c.split(": ")[1].startswith(f"{top['label']}→{top['predicted']} ") for c in at.image[-1].captions)
+
+
+# --- sketching --------------------------------------------------------------------------------
+
+
+PREDICTION_RE = re.compile(r"^### Prediction: (\d) \((\d{1,3}\.\d)%\)")
+
+
+def prediction(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.container("prediction").markdown)
+
+
+def test_sketch_predicts_a_drawn_digit(model_key, mnist_data):
+    at = open_app("sketch", active_model=model_key)
+    for index in range(5):  # 7, 2, 1, 0, 4
+        label = int(mnist_data.test_labels[index])
+        at.session_state[CANVAS_KEY] = digit_canvas(mnist_data.test_images[index])
+        at.run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        match = PREDICTION_RE.match(prediction(at))
+        assert match, prediction(at)
+        assert int(match.group(1)) == label
+        assert 0.0 <= float(match.group(2)) <= 100.0
+    assert len(at.image) >= 2  # the 28x28 input and the saliency overlay
+
+
+def test_blank_canvas_shows_no_prediction(model_key):
+    at = open_app("sketch", active_model=model_key)
+    assert "Draw a digit" in prediction(at)
+    assert "Prediction" not in prediction(at)
+
+    at.session_state[CANVAS_KEY] = np.zeros((280, 280, 4), np.uint8) + np.array([0, 0, 0, 255], np.uint8)
+    at.run()
+    assert "Draw a digit" in prediction(at)
+    assert "Prediction" not in prediction(at)
+
+
+def test_uploaded_checkpoint_becomes_the_active_model(model_key, with_data, mnist_data):
+    weights = checkpoint_file_bytes(model_path(model_key, with_data))
+    at = open_app("sketch", active_model=model_key)
+    at.file_uploader(key="checkpoint_upload").upload("model.safetensors", weights).run()
+    assert not at.exception
+    assert at.session_state["active_model"].startswith("upload:")
+    assert any("now the active model" in m.value for m in at.success)
+    model_select = at.sidebar.selectbox(key="active_model")
+    assert "uploaded model.safetensors" in model_select.format_func(model_select.value)
+    at.session_state[CANVAS_KEY] = digit_canvas(mnist_data.test_images[0])
+    at.run()
+    assert PREDICTION_RE.match(prediction(at)).group(1) == str(int(mnist_data.test_labels[0]))
+
+
+def test_upload_with_its_json(model_key, with_data):
+    folder = model_path(model_key, with_data)
+    meta = json.dumps(load_checkpoint(folder).meta).encode()
+    files = [
+        ("model.safetensors", checkpoint_file_bytes(folder), "application/octet-stream"),
+        ("meta.json", meta, "application/json"),
+    ]
+    at = open_app("sketch", active_model=model_key)
+    at.file_uploader(key="checkpoint_upload").set_value(files).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["active_model"].startswith("upload:")
+
+
+def test_bad_upload_is_refused_with_a_message(model_key):
+    at = open_app("sketch", active_model=model_key)
+    at.file_uploader(key="checkpoint_upload").upload("model.safetensors", b"\x80\x04 not a checkpoint").run()
+    assert not at.exception
+    assert any("cannot be used" in e.value and "pickle" in e.value for e in at.error)
+    assert at.session_state["active_model"] == model_key

@@ -1,0 +1,68 @@
+"""mnist.charts: the figures hold the data they are given."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnist import charts
+
+STEPS = [{"step": s, "loss": 2.0 / s, "lr": 0.01 * s / 30} for s in (10, 20, 30)]
+EPOCHS = [
+    {"epoch": 1, "train_loss": 0.5, "test_loss": 0.3, "train_accuracy": 0.9, "test_accuracy": 0.95},
+    {"epoch": 2, "train_loss": 0.2, "test_loss": 0.1, "train_accuracy": 0.97, "test_accuracy": 0.98},
+]
+
+
+def test_ema_is_debiased():
+    assert charts.ema([4.0, 4.0, 4.0]) == pytest.approx([4.0, 4.0, 4.0])  # no drag towards zero
+    assert charts.ema([1.0, 3.0], 0.0) == [1.0, 3.0]
+    smoothed = charts.ema([1.0, 0.0, 0.0, 0.0], 0.5)
+    assert smoothed[0] == 1.0 and all(a > b for a, b in zip(smoothed, smoothed[1:], strict=False))
+    with pytest.raises(ValueError):
+        charts.ema([1.0], 1.0)
+
+
+def test_training_figures():
+    fig = charts.step_loss_figure(STEPS, 0.5)
+    assert list(fig.data[0].x) == [10, 20, 30]
+    assert list(fig.data[1].y) == pytest.approx(charts.ema([s["loss"] for s in STEPS], 0.5))
+    assert fig.layout.yaxis.type == "log"
+    fig = charts.epoch_figure(EPOCHS)
+    accuracy = {t.name: list(t.y) for t in fig.data if "accuracy" in t.name}
+    assert accuracy["test accuracy"] == pytest.approx([95.0, 98.0])
+    assert list(charts.lr_figure(STEPS).data[0].y) == pytest.approx([s["lr"] for s in STEPS])
+    for empty in (charts.step_loss_figure([]), charts.epoch_figure([]), charts.lr_figure([])):
+        assert not empty.data and empty.layout.annotations  # a message instead of an empty plot
+
+
+def test_compare_figure_overlays_each_run():
+    fig = charts.compare_figure({"a": {"steps": STEPS, "epochs": EPOCHS}, "b": {"steps": STEPS, "epochs": []}})
+    names = [t.name for t in fig.data]
+    assert names == ["a", "a", "b"]
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
+
+
+def test_confusion_figure_cells_are_clickable_points():
+    confusion = np.arange(100).reshape(10, 10)
+    fig = charts.confusion_figure(confusion, selected=(4, 9))
+    correct, errors, cells = fig.data
+    assert np.isnan(np.array(errors.z, dtype=float)).diagonal().all()  # the diagonal has its own trace
+    assert np.array(correct.z, dtype=float)[3, 3] == 33
+    # Every cell has a point: x = predicted, y = true, carrying its count.
+    i = list(cells.y).index(4) + 9
+    assert (cells.x[i], cells.y[i], cells.customdata[i]) == (9, 4, 49)
+    assert len(cells.x) == 100
+    shape = fig.layout.shapes[0]
+    assert (shape.x0, shape.x1, shape.y0, shape.y1) == (8.5, 9.5, 3.5, 4.5)
+
+
+def test_other_figures():
+    fig = charts.class_distribution_figure([10] * 10, [1] * 9 + [11])
+    assert sum(fig.data[0].y) == pytest.approx(100) and fig.data[1].y[9] == pytest.approx(55)
+    fig = charts.per_class_accuracy_figure([0.99] * 9 + [0.9])
+    assert fig.data[0].y[9] == pytest.approx(90) and fig.data[0].marker.color[9] == charts.ACCENT
+    probs = [0.0] * 10
+    probs[3] = 1.0
+    fig = charts.probabilities_figure(probs, 0.6)
+    assert fig.data[0].marker.color[3] == charts.ACCENT and fig.data[0].y[3] == 100
