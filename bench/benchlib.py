@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -382,7 +382,7 @@ def write_results(name: str, machine: dict, figures: dict, rows: list[dict], **e
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {
         "name": name,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": sys.argv[1:],
         "machine": machine,
         "figures": figures,

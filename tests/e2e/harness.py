@@ -160,7 +160,8 @@ INSTALL_WATCHERS_JS = """() => {
     if (running) state.sawRunning = true;
     else if (state.sawRunning && !state.settled) { state.settled = true; state.settledAt = performance.now(); }
   };
-  new MutationObserver(check).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+  new MutationObserver(check).observe(
+    document.body, {subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
 }"""
 
 # Resolves with performance.now() when the prediction container first shows a 'Prediction:' heading whose
@@ -173,7 +174,9 @@ WATCH_PREDICTION_JS = """(previous) => new Promise((resolve) => {
   };
   const done = () => {
     const text = heading();
-    if (text && text.startsWith('Prediction:') && text !== previous) { observer.disconnect(); resolve([performance.now(), text]); return true; }
+    if (text && text.startsWith('Prediction:') && text !== previous) {
+      observer.disconnect(); resolve([performance.now(), text]); return true;
+    }
     return false;
   };
   const observer = new MutationObserver(done);
