@@ -149,7 +149,6 @@ def config_form(data_ready: bool) -> None:
         icon=":material/play_arrow:",
         disabled=config is None or not data_ready,
         on_click=start_run,
-        args=(config,),
         width="stretch",
     )
 
@@ -170,9 +169,12 @@ def build_config() -> tuple[TrainConfig | None, str | None]:
     return config, None
 
 
-def start_run(config: TrainConfig | None) -> None:
+def start_run() -> None:
+    # The config is read from the form at the click, not passed from the last render: a click right after
+    # editing a field can interrupt the rerun that edit started, and that render's config is the old one.
+    config, _problem = build_config()
     if config is None:
-        return
+        return  # this rerun shows the problem above the button
     job = manager.submit(config, owner)
     st.session_state[common.JOB_KEY] = job.id
 
