@@ -4,8 +4,14 @@ Run with `streamlit run streamlit_app.py`. MNIST is read from $MNIST_DATA_DIR, e
 there when missing and online); saved runs go to $MNIST_RUNS_DIR, else ./runs.
 """
 
+import os
 import sys
 from pathlib import Path
+
+# Before torch loads: idle OpenMP threads sleep instead of spinning. A shared server runs training and
+# many sessions' predictions at once on few cores; spinning threads made a fast-preset training step
+# 5x slower and prediction p99 10x worse there (bench/predict_latency.py, measured under load).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:  # `streamlit run` adds it; AppTest and other launchers may not

@@ -119,6 +119,12 @@ class ContentionMeter:
         return max(0.0, busy - own) / (end[2] - self.start_state[2])
 
 
+def stop_contention_meter() -> None:
+    """For scripts that end up timing nothing: no contention figure in their results."""
+    global _METER
+    _METER = None
+
+
 def setup_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads explicitly (default: the core count) and return the number."""
     import torch
@@ -377,8 +383,10 @@ def parse_result_line(line: str) -> tuple[str, dict[str, str]] | None:
     return name.strip(), figures
 
 
-def write_results(name: str, machine: dict, figures: dict, rows: list[dict], **extra) -> Path:
-    """bench/results/NAME.json: date, machine, key figures, summary rows and any details."""
+def write_results(
+    name: str, machine: dict, figures: dict, rows: list[dict], *, file_stem: str | None = None, **extra
+) -> Path:
+    """bench/results/NAME.json (or FILE_STEM.json): date, machine, key figures, summary rows, details."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {
         "name": name,
@@ -389,14 +397,14 @@ def write_results(name: str, machine: dict, figures: dict, rows: list[dict], **e
         "rows": rows,
         **extra,
     }
-    path = RESULTS_DIR / f"{name}.json"
+    path = RESULTS_DIR / f"{file_stem or name}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     os.replace(tmp, path)
     return path
 
 
-def finish(name: str, machine: dict, figures: dict, rows: list[dict], **extra) -> None:
+def finish(name: str, machine: dict, figures: dict, rows: list[dict], *, file_stem: str | None = None, **extra) -> None:
     """Print the summary rows, write the results file and end with the RESULT line."""
     others = _METER.other_busy_cores() if _METER is not None else None
     if others is not None:
@@ -409,6 +417,6 @@ def finish(name: str, machine: dict, figures: dict, rows: list[dict], **extra) -
             f"note: MEASURED UNDER CONTENTION: other processes kept {machine.get('busy_cores_before_start')} cores "
             f"busy before the start and {machine.get('other_busy_cores_during_run')} on average during the run"
         )
-    path = write_results(name, machine, figures, rows, **extra)
+    path = write_results(name, machine, figures, rows, file_stem=file_stem, **extra)
     print(f"results: {path.relative_to(REPO)}")
     print(result_line(name, figures), flush=True)

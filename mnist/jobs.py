@@ -144,6 +144,8 @@ class JobManager:
             return
         with self._lock:
             job.state = RUNNING
+        # Thread counts are per thread in torch's OpenMP pool: give each training thread all cores.
+        torch.set_num_threads(os.cpu_count() or 1)
         try:
             data = self._load_data()
             for event in train(job.config, data, job.stop_event):

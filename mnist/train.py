@@ -19,7 +19,7 @@ from .device import resolve_device
 from .errors import ConfigError
 from .models import build_model
 
-EVAL_BATCH = 1000
+EVAL_BATCH = 250  # images per evaluation forward; 1000 cost ~250 MB more peak memory (bench/memory.py)
 
 
 @dataclass
@@ -215,6 +215,7 @@ def train(
     scheduler, sched_every = build_scheduler(optimizer, config, steps_per_epoch)
 
     history: dict = {"steps": [], "epochs": []}
+    final: EvalResult | None = None  # evaluation of the model as it is now
     step = 0
     train_time = 0.0
     stopped = False
@@ -271,7 +272,7 @@ def train(
                 t_window = time.perf_counter()
         if seen == 0:
             break
-        result = evaluate(model, test_x, test_y)
+        final = result = evaluate(model, test_x, test_y)
         epochs_done = epoch if not stopped else epochs_done
         event = EpochEvent(
             epoch=epoch,
@@ -289,7 +290,8 @@ def train(
             break
 
     model.eval()
-    final = evaluate(model, test_x, test_y)
+    if final is None:  # stopped before the first step: nothing evaluated yet
+        final = evaluate(model, test_x, test_y)
     yield DoneEvent(
         model=model,
         config=config,

@@ -263,7 +263,8 @@ def render_summary(job) -> None:
     cols = st.columns(4)
     cols[0].metric("Test accuracy", f"{acc * 100:.2f}%")
     cols[1].metric("Test loss", f"{loss:.4f}")
-    cols[2].metric("Training time", duration)
+    seconds = m.get("train_seconds")  # plain seconds: "2 min 05 s" is cut off in a narrow column
+    cols[2].metric("Training time", f"{seconds:,.0f} s" if isinstance(seconds, (int, float)) else "–")
     cols[3].metric("Steps", f"{m.get('steps_done', 0):,}")
     if job.run_dir is not None:
         key = common.RUN_PREFIX + job.run_dir.name

@@ -18,6 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, checkpoint_file_bytes, list_runs, load_checkpoint, save_run
+from mnist.config import PRESETS
 from mnist.errors import MnistError
 from mnist.explore import digit_canvas
 from mnist.train import evaluate
@@ -224,9 +225,10 @@ def test_invalid_settings_are_refused(with_data):
     assert button(at, "Start training").disabled
 
     at.checkbox(key="cfg_nesterov").uncheck().run()
-    at.number_input(key="cfg_train_limit").set_value(100).run()  # smaller than one batch of 128
+    batch = PRESETS["fast"].batch_size
+    at.number_input(key="cfg_train_limit").set_value(100).run()  # smaller than one batch
     errors = [e.value for e in at.error]
-    assert any("batch size (128) is larger than the 100 training images" in e for e in errors), errors
+    assert any(f"batch size ({batch}) is larger than the 100 training images" in e for e in errors), errors
     assert button(at, "Start training").disabled
 
 

@@ -194,11 +194,66 @@ def wait_for_run_after_stroke(page, timeout_ms: float) -> None:
     page.wait_for_function("() => window.__e2e && window.__e2e.settled === true", timeout=timeout_ms)
 
 
-def draw_digit(page, digit: int, timeout_ms: float = 30_000) -> None:
+def wait_until_idle(page, timeout_ms: float) -> None:
+    """Until no script run is in progress."""
+    page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]').wait_for(timeout=timeout_ms)
+
+
+def wait_for_canvas(page, timeout_ms: float = 60_000, settle_ms: float = 300) -> None:
+    """Until no script run is in progress and the canvas has stayed in place for `settle_ms`.
+
+    Clear gives the canvas a new key, so the component is mounted anew after the rerun; for a moment the
+    canvas moves, and a stroke drawn then is lost (the drag selects the page's text instead).
+    """
+    deadline = time.perf_counter() + timeout_ms / 1000
+    wait_until_idle(page, timeout_ms)
+    canvas = page.locator(CANVAS_SELECTOR)
+    box, since = None, time.perf_counter()
+    while True:
+        current = canvas.bounding_box(timeout=timeout_ms)
+        now = time.perf_counter()
+        if current != box:
+            box, since = current, now
+        elif (now - since) * 1000 >= settle_ms:
+            return
+        if now > deadline:
+            raise TimeoutError(f"the canvas did not settle within {timeout_ms / 1000:.0f} s")
+        time.sleep(0.05)
+
+
+CANVAS_INK_JS = """c => {
+  const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let ink = 0;
+  for (let i = 0; i < data.length; i += 4) if (data[i] > 128) ink++;
+  return ink;
+}"""
+
+
+def canvas_ink(page) -> int:
+    """How many bright pixels the drawing layer holds (0 on a cleared canvas)."""
+    return page.locator("canvas.dc-canvas.lower-canvas").evaluate(CANVAS_INK_JS)
+
+
+def wait_for_ink(page, before: int, digit: int, timeout_s: float = 5.0) -> int:
+    """Until the drawing layer holds more ink than `before` (fabric.js paints on the next frame)."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        ink = canvas_ink(page)
+        if ink > before:
+            return ink
+        if time.perf_counter() > deadline:
+            raise AssertionError(f"a stroke of the {digit} left no ink on the canvas ({before} -> {ink} pixels)")
+        time.sleep(0.05)
+
+
+def draw_digit(page, digit: int, timeout_ms: float = 60_000) -> None:
     """Draw a digit stroke by stroke, letting the app finish its rerun after each stroke."""
     install_watchers(page)
     for points in DIGIT_STROKES[digit]:
+        wait_for_canvas(page, timeout_ms)  # idle, so that the run that ends next is this stroke's
+        before = canvas_ink(page)
         draw_stroke(page, points)
+        wait_for_ink(page, before, digit)
         wait_for_run_after_stroke(page, timeout_ms)
 
 

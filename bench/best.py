@@ -1,0 +1,146 @@
+"""The "best" preset, trained once through mnist.train: final test accuracy and training time.
+
+The recipe is read from mnist.config.PRESETS["best"] at run time. --epochs / --train-limit
+shorten it for a smoke run; the accuracy target is then not checked and the figures go to
+bench/results/best-shortened.json, so bench/results/best.json only ever holds the real preset.
+
+--from-run DIR trains nothing: it reports a run folder that was trained with exactly this preset
+(e.g. mnist/assets/default-model, trained by `python -m mnist train --preset best`), from its
+meta.json and history.json, and says so in every row. Its training time is that run's, measured
+on whatever machine and load it had.
+
+    python bench/best.py [--epochs N] [--train-limit N] [--quick] [--from-run DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import benchlib
+
+from mnist.config import PRESETS, TrainConfig
+from mnist.train import DoneEvent, EpochEvent, train
+
+TARGET_ACCURACY = 0.996
+
+
+def train_preset(config: TrainConfig) -> dict:
+    """Train through the library; per-epoch accuracy and time, final accuracy, training and wall seconds."""
+    wall0 = time.perf_counter()
+    data = benchlib.load_data()
+    epochs, done = [], None
+    for event in train(config, data):
+        if isinstance(event, EpochEvent):
+            epochs.append({"epoch": event.epoch, "test_accuracy": event.test_accuracy, "train_seconds": event.elapsed})
+            print(
+                f"  epoch {event.epoch}/{event.epochs}: test {benchlib.pct(event.test_accuracy)}, "
+                f"{event.elapsed:.1f} s of training so far",
+                flush=True,
+            )
+        elif isinstance(event, DoneEvent):
+            done = event
+    return {
+        "epochs": epochs,
+        "final_accuracy": done.test_accuracy,
+        "train_seconds": done.train_seconds,
+        "wall_seconds": time.perf_counter() - wall0,
+        "source": "trained by bench/best.py",
+    }
+
+
+def read_run(run_dir: Path) -> tuple[TrainConfig, dict]:
+    """The config and figures of a saved run folder (meta.json + history.json)."""
+    meta = json.loads((run_dir / "meta.json").read_text())
+    history = json.loads((run_dir / "history.json").read_text())
+    epochs = [
+        {"epoch": e["epoch"], "test_accuracy": e["test_accuracy"], "train_seconds": e["elapsed"]}
+        for e in history.get("epochs", [])
+    ]
+    metrics = meta["metrics"]
+    if metrics.get("stopped"):
+        raise SystemExit(f"{run_dir}: that run was stopped early; it does not measure the preset")
+    figures = {
+        "epochs": epochs,
+        "final_accuracy": metrics["test_accuracy"],
+        "train_seconds": metrics["train_seconds"],
+        "wall_seconds": None,
+        "source": f"saved run {run_dir}, trained {str(meta.get('created', '?'))[:16].replace('T', ' ')} UTC",
+    }
+    return TrainConfig.from_dict(meta["config"]), figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs (smoke runs)")
+    parser.add_argument("--train-limit", type=int, help="train on the first N images only (smoke runs)")
+    parser.add_argument("--quick", action="store_true", help="1 epoch on 5,000 images: checks that it runs")
+    parser.add_argument("--from-run", type=Path, help="report this run folder instead of training")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.train_limit = 1, args.train_limit or 5_000
+
+    preset = PRESETS["best"]
+    machine = benchlib.start("best: the best preset through the library")
+    if args.from_run:
+        config, result = read_run(args.from_run)
+        # Nothing is timed here: the machine and its load are the saved run's, which it does not record.
+        machine = {"cpu": "machine not recorded", "cores": None, "contended": None}
+        benchlib.stop_contention_meter()
+        overrides = {k: v for k, v in config.to_dict().items() if v != getattr(preset, k) and k != "device"}
+        print(f"from {result['source']}")
+    else:
+        overrides = {k: v for k, v in (("epochs", args.epochs), ("train_limit", args.train_limit)) if v is not None}
+        config = preset.replace(device="cpu", **overrides)
+    is_preset = not overrides
+    print("config: " + ", ".join(f"{k}={v}" for k, v in config.to_dict().items()))
+    if not is_preset:
+        print(f"NOT the preset (differs in {overrides}): the accuracy target is not checked")
+    if not args.from_run:
+        result = train_preset(config)
+
+    trained_here = not args.from_run
+    best_epoch = max(result["epochs"], key=lambda r: r["test_accuracy"], default=None)
+    passed = result["final_accuracy"] >= TARGET_ACCURACY if is_preset else None
+    wall = result["wall_seconds"]
+    figures = {
+        "final_acc": result["final_accuracy"],
+        "train_s": result["train_seconds"],
+        "wall_s": wall,
+        "epochs": config.epochs,
+        "best_epoch_acc": best_epoch["test_accuracy"] if best_epoch else None,
+        "is_preset": is_preset,
+        "trained_here": trained_here,
+    }
+    label = "best preset" if is_preset else "best preset, SHORTENED"
+    if not trained_here:
+        label += ", from a saved run"
+    wall_text = f" (wall {wall:.1f} s)" if wall is not None else ""
+    rows = [
+        benchlib.row(
+            f"test accuracy [{label}: {config.arch}, {config.epochs} epochs]",
+            benchlib.pct(result["final_accuracy"]),
+            target=f">= {TARGET_ACCURACY:.1%}",
+            result=benchlib.status(passed),
+        ),
+        benchlib.row(f"training time [{label}]", f"{result['train_seconds']:.1f} s{wall_text}"),
+    ]
+    benchlib.finish(
+        "best",
+        machine,
+        figures,
+        rows,
+        file_stem="best" if is_preset else "best-shortened",  # a smoke run never replaces the real figure
+        quick=args.quick,
+        is_preset=is_preset,
+        source=result["source"],
+        config=config.replace(device="cpu").to_dict(),
+        epochs=result["epochs"],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

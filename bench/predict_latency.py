@@ -1,0 +1,300 @@
+"""Sketch prediction latency: preprocess + forward of one 280x280 RGBA canvas, CPU, batch 1.
+
+The canvases are real MNIST test digits enlarged 6-10x (bilinear, like anti-aliased strokes) at
+random places on a black 280x280 RGBA canvas, a different digit on every call. The headline figure
+is mnist.predict.predict_canvas exactly as the app calls it, with torch threads = cores. Variants
+run on the same canvases, interleaved in blocks so a change in background load hits them alike:
+
+  threads=1       torch.set_num_threads(1) around the call
+  no_grad         the same code with torch.no_grad instead of torch.inference_mode
+  channels_last   the model converted with .to(memory_format=torch.channels_last)
+  compile         torch.compile(model) (its first-call cost is reported separately; --no-compile skips it)
+
+and the two halves alone: preprocess_canvas, and the model's forward on a ready tensor.
+
+Then the app's busy case: a training job (the fast preset) runs in a thread of the same process,
+as mnist.jobs runs it, while --busy-calls canvases are predicted with the default threads and with
+threads=1 (--no-busy skips it).
+
+    python bench/predict_latency.py [--calls 1000] [--busy-calls 300] [--checkpoint PATH] [--no-compile]
+                                    [--no-busy] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import threading
+import time
+
+import benchlib
+import numpy as np
+import torch
+
+from mnist.checkpoint import load_checkpoint
+from mnist.config import PRESETS
+from mnist.predict import predict_canvas
+from mnist.preprocess import preprocess_canvas
+from mnist.train import StepEvent, train
+
+TARGET_P50_MS = 3.0
+TARGET_P99_MS = 10.0
+BLOCK = 50  # calls per variant before switching to the next one
+WARMUP = 30  # calls per variant before timing
+BLOCK_WARMUP = 3  # untimed calls at the start of every block
+
+
+def predict_no_grad(model, canvas):
+    """predict_canvas with torch.no_grad instead of inference_mode (the rest identical)."""
+    image = preprocess_canvas(canvas)
+    if image.empty:
+        return image, None
+    with torch.no_grad():
+        probs = model(image.to_tensor()).float().softmax(1)[0]
+    return image, int(probs.argmax())
+
+
+def make_variants(model, threads: int, with_compile: bool) -> tuple[dict, dict]:
+    """name -> (threads, callable(canvas, tensor)); and setup facts (compile cost)."""
+    setup = {}
+    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+
+    def forward(m):
+        def run(_canvas, x):
+            with torch.inference_mode():
+                return m(x)
+
+        return run
+
+    variants = {
+        "library (predict_canvas)": (threads, lambda c, _x: predict_canvas(model, c)),
+        "library, threads=1": (1, lambda c, _x: predict_canvas(model, c)),
+        "no_grad instead of inference_mode": (threads, lambda c, _x: predict_no_grad(model, c)),
+        "channels_last model": (threads, lambda c, _x: predict_canvas(cl_model, c)),
+        "channels_last model, threads=1": (1, lambda c, _x: predict_canvas(cl_model, c)),
+        "preprocess only": (threads, lambda c, _x: preprocess_canvas(c)),
+        "preprocess only, threads=1": (1, lambda c, _x: preprocess_canvas(c)),
+        "forward only": (threads, forward(model)),
+        "forward only, threads=1": (1, forward(model)),
+    }
+    if with_compile:
+        compiled = torch.compile(model)
+        x = torch.zeros(1, 1, 28, 28)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            compiled(x)
+        setup["compile_first_call_s"] = time.perf_counter() - t0
+        variants["torch.compile model"] = (threads, lambda c, _x: predict_canvas(compiled, c))
+        variants["torch.compile model, threads=1"] = (1, lambda c, _x: predict_canvas(compiled, c))
+    return variants, setup
+
+
+def first_call_ms(model, canvas) -> float:
+    """The very first predict_canvas call of the process (lazy kernel setup included)."""
+    t0 = time.perf_counter()
+    predict_canvas(model, canvas)
+    return (time.perf_counter() - t0) * 1000
+
+
+def measure(variants: dict, digits: np.ndarray, calls: int, threads: int, seed: int = 0) -> dict[str, list[float]]:
+    """Per-call seconds of every variant over the same `calls` canvases, in interleaved blocks."""
+    rng = np.random.default_rng(seed)
+    names = list(variants)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    warm = [benchlib.mnist_canvas(digits[i], rng) for i in range(WARMUP)]
+    for name in names:
+        n_threads, fn = variants[name]
+        torch.set_num_threads(n_threads)
+        for canvas in warm:
+            fn(canvas, preprocess_canvas(canvas).to_tensor())
+    order = rng.permutation(len(digits))
+    for block_no, start in enumerate(range(0, calls, BLOCK)):
+        idx = [order[i % len(order)] for i in range(start, min(start + BLOCK, calls))]
+        canvases = [benchlib.mnist_canvas(digits[i], rng) for i in idx]
+        tensors = [preprocess_canvas(c).to_tensor() for c in canvases]
+        shift = block_no % len(names)  # rotate which variant goes first
+        for name in names[shift:] + names[:shift]:
+            n_threads, fn = variants[name]
+            torch.set_num_threads(n_threads)
+            for canvas, x in zip(canvases[:BLOCK_WARMUP], tensors[:BLOCK_WARMUP], strict=True):
+                fn(canvas, x)  # untimed: the first calls after a thread-count change rebuild the thread pool
+            for canvas, x in zip(canvases, tensors, strict=True):
+                t0 = time.perf_counter()
+                fn(canvas, x)
+                times[name].append(time.perf_counter() - t0)
+    torch.set_num_threads(threads)
+    return times
+
+
+class BackgroundTraining:
+    """The fast preset training in a thread of this process (like mnist.jobs), until stopped."""
+
+    def __init__(self, data) -> None:
+        self.stop = threading.Event()
+        self.started = threading.Event()
+        self.steps = 0
+        config = PRESETS["fast"].replace(epochs=20, device="cpu")  # far more than the measurement needs
+        self.thread = threading.Thread(target=self._run, args=(config, data), daemon=True)
+
+    def _run(self, config, data) -> None:
+        for event in train(config, data, self.stop):
+            if isinstance(event, StepEvent):
+                self.steps = event.step
+                self.started.set()
+        self.started.set()
+
+    def __enter__(self) -> BackgroundTraining:
+        self.thread.start()
+        self.started.wait(timeout=300)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=600)
+
+
+def stats_table(stats: dict, variants: dict, base: dict) -> str:
+    headers = ("variant", "threads", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms", "p50 vs library")
+    table = []
+    for name, s in stats.items():
+        table.append(
+            [
+                name,
+                variants[name][0],
+                f"{s['p50_ms']:.3f}",
+                f"{s['p90_ms']:.3f}",
+                f"{s['p99_ms']:.3f}",
+                f"{s['max_ms']:.2f}",
+                f"{s['mean_ms']:.3f}",
+                f"{s['p50_ms'] / base['p50_ms']:.2f}x",
+            ]
+        )
+    return benchlib.format_table(headers, table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=1000, help="timed calls per variant (default 1000)")
+    parser.add_argument("--checkpoint", help="run folder or .safetensors (default: the bundled model)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    parser.add_argument("--busy-calls", type=int, default=300, help="calls per variant while training runs")
+    parser.add_argument("--no-busy", action="store_true", help="skip the measurement while training runs")
+    parser.add_argument("--quick", action="store_true", help="200 calls (100 while training), no compile")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.calls, args.busy_calls, args.no_compile = min(args.calls, 200), min(args.busy_calls, 100), True
+
+    machine = benchlib.start("predict_latency: one canvas, preprocess + forward, CPU")
+    threads = machine["torch_threads"]
+    path, description = benchlib.checkpoint_path(args.checkpoint)
+    ckpt = load_checkpoint(path)
+    model = ckpt.model
+    print(f"model: {description}, arch {ckpt.arch}")
+
+    data = benchlib.load_data()
+    digits = data.test_images.numpy()
+    first_ms = first_call_ms(model, benchlib.mnist_canvas(digits[0], np.random.default_rng(1)))
+    print(f"first call in this process: {first_ms:.1f} ms")
+
+    variants, setup = make_variants(model, threads, with_compile=not args.no_compile)
+    if "compile_first_call_s" in setup:
+        print(f"torch.compile: first call took {setup['compile_first_call_s']:.1f} s")
+    print(f"timing {args.calls} calls per variant ({len(variants)} variants, interleaved in blocks of {BLOCK}) ...")
+    times = measure(variants, digits, args.calls, threads)
+    stats = {name: benchlib.latency_stats(t) for name, t in times.items()}
+
+    base = stats["library (predict_canvas)"]
+    print()
+    print(stats_table(stats, variants, base))
+
+    busy_stats, busy_steps = {}, 0
+    if not args.no_busy:
+        busy_variants = {k: v for k, v in variants.items() if k in ("library (predict_canvas)", "library, threads=1")}
+        print(f"\nwhile the fast preset trains in a thread of this process: {args.busy_calls} calls per variant ...")
+        with BackgroundTraining(data) as job:
+            before = job.steps
+            busy_times = measure(busy_variants, digits, args.busy_calls, threads, seed=1)
+            busy_steps = job.steps - before
+        busy_stats = {name: benchlib.latency_stats(t) for name, t in busy_times.items()}
+        print(stats_table(busy_stats, busy_variants, busy_stats["library (predict_canvas)"]))
+        print(f"(the training thread did {busy_steps} steps meanwhile)")
+
+    one = stats["library, threads=1"]
+    figures = {
+        "p50_ms": base["p50_ms"],
+        "p90_ms": base["p90_ms"],
+        "p99_ms": base["p99_ms"],
+        "max_ms": base["max_ms"],
+        "first_call_ms": first_ms,
+        "threads1_p50_ms": one["p50_ms"],
+        "threads1_p99_ms": one["p99_ms"],
+        "no_grad_p50_ms": stats["no_grad instead of inference_mode"]["p50_ms"],
+        "channels_last_p50_ms": stats["channels_last model"]["p50_ms"],
+        "preprocess_p50_ms": stats["preprocess only"]["p50_ms"],
+        "forward_p50_ms": stats["forward only"]["p50_ms"],
+        "forward_threads1_p50_ms": stats["forward only, threads=1"]["p50_ms"],
+        "compile_first_call_s": setup.get("compile_first_call_s"),
+        "compile_p50_ms": stats.get("torch.compile model", {}).get("p50_ms"),
+        "arch": ckpt.arch,
+        "calls": args.calls,
+    }
+    if busy_stats:
+        busy, busy_one = busy_stats["library (predict_canvas)"], busy_stats["library, threads=1"]
+        figures.update(
+            busy_p50_ms=busy["p50_ms"],
+            busy_p99_ms=busy["p99_ms"],
+            busy_threads1_p50_ms=busy_one["p50_ms"],
+            busy_threads1_p99_ms=busy_one["p99_ms"],
+        )
+    rows = [
+        benchlib.row(
+            f"sketch prediction p50 ({args.calls} canvases, {ckpt.arch})",
+            f"{base['p50_ms']:.2f} ms",
+            target=f"<= {TARGET_P50_MS:g} ms",
+            result=benchlib.status(base["p50_ms"] <= TARGET_P50_MS),
+        ),
+        benchlib.row(
+            "sketch prediction p99",
+            f"{base['p99_ms']:.2f} ms (p90 {base['p90_ms']:.2f}, max {base['max_ms']:.1f})",
+            target=f"<= {TARGET_P99_MS:g} ms",
+            result=benchlib.status(base["p99_ms"] <= TARGET_P99_MS),
+        ),
+        benchlib.row(
+            "sketch prediction with torch threads=1 (p50 / p99)",
+            f"{one['p50_ms']:.2f} / {one['p99_ms']:.2f} ms",
+            ratio_text=f"{one['p50_ms'] / base['p50_ms']:.2f}x p50 of default",
+        ),
+    ]
+    if busy_stats:
+        rows.append(
+            benchlib.row(
+                "sketch prediction while a training job runs (p50 / p99): default threads",
+                f"{busy['p50_ms']:.2f} / {busy['p99_ms']:.2f} ms",
+            )
+        )
+        rows.append(
+            benchlib.row(
+                "sketch prediction while a training job runs (p50 / p99): threads=1",
+                f"{busy_one['p50_ms']:.2f} / {busy_one['p99_ms']:.2f} ms",
+                ratio_text=f"{busy_one['p99_ms'] / busy['p99_ms']:.2f}x p99 of default",
+            )
+        )
+    if not description.startswith("bundled"):
+        print(f"NOTE: measured with a {description}")
+    benchlib.finish(
+        "predict_latency",
+        machine,
+        figures,
+        rows,
+        quick=args.quick,
+        model=description,
+        stats=stats,
+        busy_stats=busy_stats,
+        busy_training_steps=busy_steps,
+        setup=setup,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

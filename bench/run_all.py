@@ -1,0 +1,264 @@
+"""Run every benchmark in its own process and summarise them in one table.
+
+Writes bench/results/summary.md (a markdown table for the README). Budget: 10 minutes on a 2-core
+CPU. The best preset alone takes longer than that on such a machine, so by default (--best auto)
+it runs only when its last real measurement says it fits in the time left; otherwise the summary
+shows the figure from bench/results/best.json with that file's date, and says so. --best run
+forces it, --skip-best (= --best skip) never runs it.
+
+Browser figures (stroke-to-prediction latency, cold start) come from the end-to-end harness:
+it writes bench/results/browser.json with a "rows" list like every other results file
+(figure, ours, reference, ratio, target, status) and a "date"; absent, the row says so.
+
+    python bench/run_all.py [--quick] [--best auto|run|skip] [--skip-best] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import benchlib
+
+BUDGET_SECONDS = 600.0
+MARGIN_SECONDS = 30.0
+PER_BENCH_TIMEOUT = 3600.0
+SUMMARY_HEADERS = ("figure", "ours", "reference", "ratio", "target", "result", "measured")
+
+
+def run_bench(name: str, args: list[str]) -> tuple[int, str | None, float]:
+    """Run bench/NAME.py, echoing its output; (exit code, its RESULT line, seconds)."""
+    cmd = [sys.executable, str(benchlib.BENCH_DIR / f"{name}.py"), *args]
+    print(f"\n$ {' '.join(['python', f'bench/{name}.py', *args])}", flush=True)
+    t0 = time.perf_counter()
+    result_line = None
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1, cwd=benchlib.REPO) as proc:
+        for line in proc.stdout:
+            print("  " + line, end="", flush=True)
+            if line.startswith("RESULT "):
+                result_line = line.strip()
+        try:
+            code = proc.wait(timeout=PER_BENCH_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = -9
+    return code, result_line, time.perf_counter() - t0
+
+
+def load_results(name: str) -> dict | None:
+    path = benchlib.RESULTS_DIR / f"{name}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def current_best_config() -> dict:
+    from mnist.config import PRESETS
+
+    return PRESETS["best"].replace(device="cpu").to_dict()
+
+
+def cached_best(expected_config: dict) -> tuple[dict | None, str]:
+    """The last real best-preset results, if they were measured with today's preset; else why not."""
+    cached = load_results("best")
+    if cached is None:
+        return None, "no bench/results/best.json: run python bench/best.py"
+    if not cached.get("is_preset"):
+        return None, "bench/results/best.json is not a full run of the preset"
+    if cached.get("config") != expected_config:
+        return None, f"bench/results/best.json ({cached.get('date')}) was measured with a different best preset"
+    source = cached.get("source", "trained by bench/best.py")
+    return cached, f"not re-run: bench/results/best.json ({source})"
+
+
+def should_run_best(mode: str, elapsed: float, expected_config: dict) -> tuple[bool, str]:
+    if mode == "run":
+        return True, "forced by --best run"
+    if mode == "skip":
+        return False, "skipped (--skip-best)"
+    cached, _why = cached_best(expected_config)
+    if cached is None:
+        return False, "skipped: no earlier full run to tell whether it fits in the budget"
+    figures = cached["figures"]
+    # Wall time of its last run, + interpreter start; a saved run has only its training time.
+    estimate = float(figures["wall_s"]) + 15.0 if figures.get("wall_s") else float(figures["train_s"]) * 1.1
+    left = BUDGET_SECONDS - MARGIN_SECONDS - elapsed
+    if estimate <= left:
+        return True, f"runs: its last run took {estimate:.0f} s, {left:.0f} s of the budget left"
+    return False, f"skipped: its last run took {estimate:.0f} s, more than the {left:.0f} s of budget left"
+
+
+def machine_short(machine: dict | None) -> str:
+    if not machine:
+        return "?"
+    text = str(machine.get("cpu", "?"))
+    if machine.get("cores"):
+        text += f", {machine['cores']} cores"
+    if machine.get("contended"):
+        others = machine.get("other_busy_cores_during_run")
+        text += f", CONTENDED ({others} cores busy with other work)" if others is not None else ", CONTENDED"
+    return text
+
+
+def summary_rows(results: dict[str, dict | None], notes: dict[str, str]) -> list[list[str]]:
+    """Table rows (SUMMARY_HEADERS) from every benchmark's results, in order."""
+    table = []
+    for name, res in results.items():
+        if res is None:
+            table.append([f"{name}: {notes.get(name, 'no results')}", "-", "", "", "", "n/a", ""])
+            continue
+        date = str(res.get("date", "?"))[:16].replace("T", " ")
+        measured = f"{date} UTC, {machine_short(res.get('machine'))}"
+        if res.get("quick"):
+            measured += ", QUICK"
+        if name in notes:
+            measured += f"; {notes[name]}"
+        for r in res.get("rows", []):
+            table.append(
+                [
+                    r.get("figure", ""),
+                    r.get("ours", ""),
+                    r.get("reference", ""),
+                    r.get("ratio", ""),
+                    r.get("target", ""),
+                    r.get("status", ""),
+                    measured,
+                ]
+            )
+    return table
+
+
+def write_summary(
+    table: list[list[str]], machine: dict, total_seconds: float, notes: list[str], *, rebuilt: bool = False
+) -> Path:
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    how = (
+        "rebuilt from the results files (`python bench/run_all.py --summary-only`)"
+        if rebuilt
+        else f"`python bench/run_all.py` took {total_seconds / 60:.1f} min"
+    )
+    lines = [
+        f"Benchmarks summarised {date} on {benchlib.machine_line(machine)}; {how}.",
+        "",
+        benchlib.markdown_table(SUMMARY_HEADERS, table),
+        "",
+    ]
+    lines += [f"- {note}" for note in notes]
+    path = benchlib.RESULTS_DIR / "summary.md"
+    benchlib.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark (smoke run)")
+    parser.add_argument("--best", choices=("auto", "run", "skip"), default="auto")
+    parser.add_argument("--skip-best", action="store_const", dest="best", const="skip", help="= --best skip")
+    parser.add_argument("--ref-epochs", type=int, default=10, help="reference epochs in train_speed (default 10)")
+    parser.add_argument("--compile", action="store_true", help="include the torch.compile variant (slow start)")
+    parser.add_argument("--only", help="comma-separated subset of: train_speed,predict_latency,memory")
+    parser.add_argument(
+        "--summary-only", action="store_true", help="run nothing: rebuild the summary from bench/results/*.json"
+    )
+    args = parser.parse_args(argv)
+
+    t0 = time.perf_counter()
+    machine = benchlib.start("run_all: every benchmark, one process each")
+    quick = ["--quick"] if args.quick else []
+    plan = [
+        ("train_speed", ["--ref-epochs", str(args.ref_epochs), *quick]),
+        ("predict_latency", [*quick, *([] if args.compile else ["--no-compile"])]),
+        ("memory", ["--max-steps", "50", *quick]),
+    ]
+    if args.only:
+        wanted = set(args.only.split(","))
+        unknown = wanted - {name for name, _ in plan}
+        if unknown:
+            parser.error(f"unknown benchmark(s) in --only: {', '.join(sorted(unknown))}")
+        plan = [(name, bench_args) for name, bench_args in plan if name in wanted]
+    results: dict[str, dict | None] = {}
+    result_lines, notes, failures = [], {}, []
+    for name, bench_args in plan:
+        if args.summary_only:
+            results[name] = load_results(name)
+            if results[name] is None:
+                notes[name] = "no results file"
+            continue
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        code, line, seconds = run_bench(name, bench_args)
+        res = load_results(name)
+        if code != 0 or res is None or str(res.get("date", "")) < started:
+            failures.append(f"{name} failed (exit code {code}); its figures are missing")
+            res = None
+            notes[name] = f"FAILED (exit code {code})"
+        results[name] = res
+        if line:
+            result_lines.append(line)
+        print(f"  ({name}: {seconds:.0f} s)")
+
+    expected = current_best_config()
+    mode = "skip" if args.summary_only else args.best
+    run_best, why = should_run_best(mode, time.perf_counter() - t0, expected)
+    print(f"\nbest preset: {why}")
+    if run_best and not args.quick:
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        code, line, seconds = run_bench("best", [])
+        res = load_results("best")
+        if code != 0 or res is None or str(res.get("date", "")) < started:
+            failures.append(f"best failed (exit code {code})")
+            res, notes["best"] = None, f"FAILED (exit code {code})"
+        results["best"] = res
+        if line:
+            result_lines.append(line)
+    else:
+        cached, cached_why = cached_best(expected)
+        results["best"] = cached
+        notes["best"] = cached_why if cached is not None else f"{why}; {cached_why}"
+
+    browser = load_results("browser")
+    results["browser"] = browser
+    if browser is None:
+        notes["browser"] = "stroke-to-prediction latency and cold start: not measured (no bench/results/browser.json)"
+    else:
+        notes["browser"] = "bench/results/browser.json (end-to-end harness)"
+
+    total = time.perf_counter() - t0
+    table = summary_rows(results, notes)
+    print("\n" + "=" * 100)
+    print(benchlib.format_table(SUMMARY_HEADERS, table))
+    print()
+    for line in result_lines:
+        print(line)
+    summary_notes = [f"best preset: {notes['best']}"]
+    if any(r and r.get("machine", {}).get("contended") for r in results.values()):
+        summary_notes.append("CONTENDED: other processes were using the CPU during some measurements")
+    summary_notes += failures
+    if total > BUDGET_SECONDS and not args.summary_only:
+        summary_notes.append(f"over budget: {total:.0f} s > {BUDGET_SECONDS:.0f} s")
+    path = write_summary(table, machine, total, summary_notes, rebuilt=args.summary_only)
+    figures = {"total_s": total, "pass": sum(r[5] == "PASS" for r in table), "fail": sum(r[5] == "FAIL" for r in table)}
+    benchlib.write_results(
+        "run_all",
+        machine,
+        figures,
+        [dict(zip(SUMMARY_HEADERS, r, strict=True)) for r in table],
+        result_lines=result_lines,
+        notes=summary_notes,
+    )
+    for note in summary_notes:
+        print(f"note: {note}")
+    print(f"summary: {path.relative_to(benchlib.REPO)}")
+    print(f"run_all took {total:.0f} s (budget {BUDGET_SECONDS:.0f} s)")
+    print(benchlib.result_line("run_all", {**figures, "errors": len(failures)}), flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

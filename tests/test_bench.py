@@ -1,0 +1,163 @@
+"""The benchmark helpers: statistics, parsing, canvases and pass/fail logic (no timing asserted)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+benchlib = importlib.import_module("benchlib")
+memory = importlib.import_module("memory")
+run_all = importlib.import_module("run_all")
+train_speed = importlib.import_module("train_speed")
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 1001])
+def test_percentile_matches_numpy(n):
+    values = list(np.random.default_rng(n).exponential(size=n))
+    for q in (0, 1, 50, 90, 99, 100):
+        assert benchlib.percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_percentile_rejects_empty_and_out_of_range():
+    with pytest.raises(ValueError):
+        benchlib.percentile([], 50)
+    with pytest.raises(ValueError):
+        benchlib.percentile([1.0], 101)
+
+
+def test_latency_stats_are_milliseconds():
+    stats = benchlib.latency_stats([0.001] * 98 + [0.010, 0.020])
+    assert stats["p50_ms"] == pytest.approx(1.0)
+    assert stats["max_ms"] == pytest.approx(20.0)
+    assert stats["n"] == 100
+    assert 1.0 < stats["p99_ms"] < 20.0
+
+
+def test_result_line_round_trips():
+    figures = {"ours_time_to_99_s": 14.234, "ref": None, "arch": "cnn bn", "ok": True, "n": 3}
+    line = benchlib.result_line("train_speed", figures)
+    assert line.startswith("RESULT train_speed: ")
+    assert "\n" not in line
+    name, parsed = benchlib.parse_result_line(line)
+    assert name == "train_speed"
+    assert parsed == {"ours_time_to_99_s": "14.23", "ref": "none", "arch": "cnn_bn", "ok": "true", "n": "3"}
+    assert benchlib.parse_result_line("epoch 1: 99%") is None
+
+
+def test_cpu_model_and_proc_stat_parsing():
+    cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n"
+    assert benchlib.cpu_model(cpuinfo) == "AMD EPYC 7B13"
+    stat = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\n"
+    busy, total = benchlib.parse_proc_stat_cpu(stat)
+    assert (busy, total) == (150, 1000)  # idle and iowait are not busy
+
+
+def test_parse_proc_status_reads_kilobytes():
+    text = "Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nThreads:\t3\n"
+    values = memory.parse_status(text)
+    assert values["VmRSS"] == 100 * 1024 * 1024
+    assert values["VmHWM"] == 200 * 1024 * 1024
+    assert "Threads" not in values
+
+
+def test_memory_now_reads_this_process():
+    now = memory.memory_now()
+    assert 0 < now["rss_mb"] <= now["peak_mb"]
+
+
+def test_time_to_reach():
+    epochs = [(0.98, 7.0), (0.991, 14.0), (0.993, 21.0)]
+    assert benchlib.time_to_reach(epochs, 0.99) == 14.0
+    assert benchlib.time_to_reach(epochs, 0.991, strictly=True) == 21.0
+    assert benchlib.time_to_reach(epochs, 0.999) is None
+
+
+def test_tables_align_and_escape():
+    text = benchlib.format_table(("a", "long header"), [["x", 1], ["yyyy", None]])
+    lines = text.splitlines()
+    assert lines[0].index("long header") == lines[2].index("1") == lines[3].index("yyyy") + 6
+    md = benchlib.markdown_table(("figure", "ours"), [["a|b", "1 ms"]])
+    assert md.splitlines()[2] == "| a\\|b | 1 ms |"
+
+
+def test_canvas_looks_like_the_browser_and_preprocesses_back_to_the_digit(mnist_data):
+    from mnist.preprocess import preprocess_canvas
+
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        digit = mnist_data.test_images[i].numpy()
+        canvas = benchlib.mnist_canvas(digit, rng)
+        assert canvas.shape == (280, 280, 4) and canvas.dtype == np.uint8
+        assert (canvas[..., 3] == 255).all()  # opaque black background
+        assert (canvas[..., 0] == canvas[..., 2]).all()  # white ink: grey levels only
+        assert canvas[..., 0].max() >= 0.9 * digit.max()
+        ours = preprocess_canvas(canvas).pixels
+        direct = preprocess_canvas(digit).pixels
+        assert np.corrcoef(ours.ravel(), direct.ravel())[0, 1] > 0.9
+    with pytest.raises(ValueError):
+        benchlib.mnist_canvas(digit, rng, scale=11)
+
+
+def _epochs(*pairs):
+    return [{"epoch": i + 1, "test_accuracy": acc, "train_seconds": t} for i, (acc, t) in enumerate(pairs)]
+
+
+def test_train_speed_targets_pass_and_fail():
+    ref = {
+        "epochs": _epochs((0.97, 30.0), (0.985, 60.0), (0.989, 90.0), (0.988, 120.0)),
+        "best_accuracy": 0.989,
+        "best_epoch": 3,
+        "time_to_best": 90.0,
+        "images_per_sec": 2000.0,
+        "wall_seconds": 130.0,
+    }
+    fast = {"epochs": _epochs((0.985, 7.0), (0.991, 14.0)), "final_accuracy": 0.991, "train_seconds": 14.0}
+    fast["wall_seconds"] = 16.0
+    lenet = {"images_per_sec": 5000.0}
+    figures, rows, warnings = train_speed.compare(fast, lenet, ref, 4)
+    assert [r["status"] for r in rows if r["status"]] == ["PASS", "PASS", "PASS"]
+    assert figures["ours_time_to_99_s"] == 14.0 and figures["ref_time_to_99_s"] is None
+    assert figures["ours_time_to_beat_ref_s"] == 14.0  # 98.5% at epoch 1 does not beat 98.9%
+    assert figures["lenet_throughput_ratio"] == pytest.approx(2.5)
+    assert warnings == []
+
+    slow = {**fast, "epochs": _epochs((0.98, 19.0), (0.9899, 25.0)), "final_accuracy": 0.9899}
+    figures, rows, warnings = train_speed.compare(slow, {"images_per_sec": 3000.0}, ref, 4)
+    assert [r["status"] for r in rows if r["status"]] == ["FAIL", "FAIL", "FAIL"]
+    assert figures["ours_time_to_99_s"] is None
+    assert any("NEVER reached 99.0%" in w for w in warnings)
+
+
+def test_run_all_uses_cached_best_only_for_the_current_preset(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchlib, "RESULTS_DIR", tmp_path)
+    config = run_all.current_best_config()
+    assert run_all.cached_best(config)[0] is None
+    assert run_all.should_run_best("auto", 0.0, config) == (
+        False,
+        "skipped: no earlier full run to tell whether it fits in the budget",
+    )
+    payload = {"date": "2026-01-01T00:00:00+00:00", "is_preset": True, "config": config, "figures": {"wall_s": 400}}
+    payload["rows"] = [benchlib.row("test accuracy", "99.61%", target=">= 99.6%", result="PASS")]
+    (tmp_path / "best.json").write_text(json.dumps(payload))
+    cached, why = run_all.cached_best(config)
+    assert cached is not None and why.startswith("not re-run")
+    assert run_all.should_run_best("auto", 0.0, config)[0] is True  # 415 s fits in 570 s
+    assert run_all.should_run_best("auto", 300.0, config)[0] is False
+    assert run_all.should_run_best("skip", 0.0, config)[0] is False
+    assert run_all.cached_best({**config, "epochs": config["epochs"] + 1})[0] is None  # preset changed since
+    saved_run = {**payload, "figures": {"wall_s": None, "train_s": 1611.0}, "source": "saved run x"}
+    (tmp_path / "best.json").write_text(json.dumps(saved_run))
+    assert run_all.should_run_best("auto", 0.0, config)[0] is False  # only its training time is known
+    assert "saved run x" in run_all.cached_best(config)[1]
+
+    table = run_all.summary_rows({"best": cached, "browser": None}, {"browser": "not measured"})
+    assert table[0][:6] == ["test accuracy", "99.61%", "", "", ">= 99.6%", "PASS"]
+    assert table[1][0] == "browser: not measured" and table[1][5] == "n/a"
