@@ -17,7 +17,7 @@ MAX_BATCH_SIZE = 60_000  # the whole training set
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # Defaults are the "fast" preset: 99% on a 2-core CPU in about 15 s of training.
+    # Defaults are the "fast" preset: 99% on a 2-core CPU in about 17 s of training (bench/train_speed.py).
     arch: str = "cnn-bn-fast"
     epochs: int = 2
     batch_size: int = 256
@@ -113,7 +113,7 @@ PRESETS: dict[str, TrainConfig] = {
     "tutorial": TrainConfig(arch="lenet-dropout", epochs=10, batch_size=100, lr=1e-3, scheduler="none"),
 }
 PRESET_DESCRIPTIONS = {
-    "fast": "Small batch-norm CNN, 2 epochs, one-cycle Adam: 99% in about 15 s on a 2-core CPU.",
+    "fast": "Small batch-norm CNN, 2 epochs, one-cycle Adam: 99% in about 17 s on a 2-core CPU.",
     "best": "Five-layer batch-norm CNN, 15 epochs with augmentation: 99.6%+, minutes on a CPU.",
     "tutorial": "The classic PyTorch tutorial: LeNet with dropout, Adam 1e-3, 10 epochs.",
 }

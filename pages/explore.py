@@ -63,7 +63,7 @@ def data_set_tab(state: common.DataState) -> None:
     st.markdown("**Samples**")
     c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
     split = c1.segmented_control("Split", ["train", "test"], key="sample_split", required=True, default="train")
-    digit = c2.selectbox("Digit", DIGIT_OPTIONS, format_func=digit_label, key="sample_digit")
+    digit = c2.selectbox("Digit", DIGIT_OPTIONS, format_func=digit_label, placeholder="any", key="sample_digit")
     images, labels = data.split(split or "train")
     indices = indices_of(labels, digit)
     pages = paginate(len(indices), 1, SAMPLES_PER_PAGE).count
@@ -120,8 +120,9 @@ def mistakes_tab(state: common.DataState, key: str) -> None:
     with right:
         st.plotly_chart(per_class_accuracy_figure(result.per_class_accuracy), key="per_class")
         f1, f2 = st.columns(2)
-        true = f1.selectbox("True digit", DIGIT_OPTIONS, format_func=digit_label, key=TRUE_KEY)
-        predicted = f2.selectbox("Predicted digit", DIGIT_OPTIONS, format_func=digit_label, key=PRED_KEY)
+        digit_filter = {"format_func": digit_label, "placeholder": "any"}  # None ("any") shows the placeholder
+        true = f1.selectbox("True digit", DIGIT_OPTIONS, key=TRUE_KEY, **digit_filter)
+        predicted = f2.selectbox("Predicted digit", DIGIT_OPTIONS, key=PRED_KEY, **digit_filter)
         order = st.segmented_control(
             "Sort by confidence", MISTAKE_ORDERS, key="mistake_order", required=True, default=MISTAKE_ORDERS[0]
         )

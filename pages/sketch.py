@@ -161,7 +161,7 @@ with left:
 with right:
     if key is None:
         with st.container(key="prediction"):
-            st.info("No model yet: train one on the Train page (about 15 s) or upload a checkpoint below.")
+            st.info("No model yet: train one on the Train page (about 20 s) or upload a checkpoint below.")
     elif drawing is None:
         with st.container(key="prediction"):
             st.markdown("### Draw a digit")
