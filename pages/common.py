@@ -163,6 +163,18 @@ def runs_dir() -> Path:
     return default_runs_dir().resolve()
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _list_runs(path: str, mtime: int) -> list:
+    # mtime is part of the key: a run renamed into place or deleted changes the folder's mtime.
+    return list_runs(path)
+
+
+def runs_list() -> list:
+    """list_runs of the runs folder, re-read only when the folder changes (not on every stroke's rerun)."""
+    path = runs_dir()
+    return _list_runs(str(path), _mtime(path))
+
+
 def bundled_available() -> bool:
     return (BUNDLED_DIR / WEIGHTS_FILE).is_file()
 
@@ -217,7 +229,7 @@ def model_choices() -> dict[str, ModelChoice]:
     if bundled_available():
         meta = _bundled_meta()
         choices[BUNDLED] = ModelChoice(BUNDLED, f"Bundled: {meta.get('arch', '?')} {_accuracy_text(meta)}", meta)
-    for run in list_runs(runs_dir()):
+    for run in runs_list():
         key = RUN_PREFIX + run.name
         label = f"{run.meta.get('arch', '?')} {_accuracy_text(run.meta)} · run {run.name}"
         choices[key] = ModelChoice(key, label, run.meta)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mnist.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
-from mnist.checkpoint import checkpoint_file_bytes, delete_run, list_runs, load_history
+from mnist.checkpoint import checkpoint_file_bytes, delete_run, load_history
 from mnist.config import (
     MAX_BATCH_SIZE,
     MAX_EPOCHS,
@@ -297,7 +297,7 @@ def run_panel() -> None:
             "every epoch and the learning rate, live. It trains in the background: you can switch pages.",
             icon=":material/monitoring:",
         )
-        runs = list_runs(runs_dir)
+        runs = common.runs_list()
         if runs:
             latest = runs[0]
             acc = latest.metrics.get("test_accuracy")
@@ -357,7 +357,7 @@ def do_delete(name: str) -> None:
 
 def saved_runs() -> None:
     st.subheader("Saved runs")
-    runs = list_runs(runs_dir)
+    runs = common.runs_list()
     if not runs:
         st.info(f"No saved runs yet in `{runs_dir}`. Every finished or stopped run is saved there.")
         return

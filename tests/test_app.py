@@ -170,13 +170,19 @@ def test_pages_render_without_data(without_data, page):
 # --- training through the page's own widgets -------------------------------------------------
 
 
-@pytest.mark.slow
-def test_short_training_run_completes_and_reports_metrics(with_data):
+def start_training(images: int, epochs: int) -> AppTest:
+    """Open Train, set the run's size through the form's own widgets and press Start."""
     at = open_app("train")
-    at.number_input(key="cfg_train_limit").set_value(2000)
-    at.number_input(key="cfg_epochs").set_value(1)
+    at.number_input(key="cfg_train_limit").set_value(images)
+    at.number_input(key="cfg_epochs").set_value(epochs)
     at.run()
     button(at, "Start training").click().run()
+    return at
+
+
+@pytest.mark.slow
+def test_short_training_run_completes_and_reports_metrics(with_data):
+    at = start_training(images=2000, epochs=1)
     assert not at.exception
 
     summary = wait_for(at, lambda a: [s.value for s in a.success if "Finished" in s.value], what="the run to finish")
@@ -234,11 +240,7 @@ def test_invalid_settings_are_refused(with_data):
 
 @pytest.mark.slow
 def test_queued_run_can_be_cancelled_and_running_run_stopped(with_data):
-    at = open_app("train")
-    at.number_input(key="cfg_train_limit").set_value(20_000)
-    at.number_input(key="cfg_epochs").set_value(5)
-    at.run()
-    button(at, "Start training").click().run()
+    at = start_training(images=20_000, epochs=5)
     wait_for(at, lambda a: a.get("progress"), what="the first run to start")
     button(at, "Start training").click().run()  # the pool has one slot: this one waits
 
