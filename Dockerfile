@@ -16,6 +16,7 @@ COPY --chown=user requirements.txt .
 RUN pip install --no-cache-dir --user -r requirements.txt
 
 COPY --chown=user . .
+RUN pip install --no-cache-dir --user --no-deps -e .
 # The data set is fetched at build time when the builder has internet; if not, the app downloads it
 # at first use into the writable $MNIST_DATA_DIR (and Sketch works without it meanwhile).
 RUN mkdir -p "$MNIST_DATA_DIR" "$MNIST_RUNS_DIR" \

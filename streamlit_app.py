@@ -5,21 +5,15 @@ there when missing and online); saved runs go to $MNIST_RUNS_DIR, else ./runs.
 """
 
 import os
-import sys
-from pathlib import Path
 
 # Before torch loads: idle OpenMP threads sleep instead of spinning. A shared server runs training and
 # many sessions' predictions at once on few cores; spinning threads made a fast-preset training step
 # 5x slower and prediction p99 10x worse there (bench/predict_latency.py, measured under load).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-ROOT = Path(__file__).resolve().parent
-if str(ROOT) not in sys.path:  # `streamlit run` adds it; AppTest and other launchers may not
-    sys.path.insert(0, str(ROOT))
-
 import streamlit as st
 
-from pages import common
+from studio import common
 
 st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
 common.init_session()

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist.charts import class_distribution_figure, confusion_figure, per_class_accuracy_figure
 from mnist.constants import NUM_CLASSES
 from mnist.errors import MnistError
-from mnist.explore import (
+from mnist.stats import class_counts, indices_of, mean_images
+from studio import common
+from studio.charts import class_distribution_figure, confusion_figure, per_class_accuracy_figure
+from studio.views import (
     MISTAKE_ORDERS,
-    class_counts,
     filter_mistakes,
-    indices_of,
-    mean_images,
     paginate,
     upscale,
 )
-from pages import common
 
 SAMPLES_PER_PAGE = 60
 MISTAKES_PER_PAGE = 40

@@ -7,12 +7,12 @@ import time
 import numpy as np
 import streamlit as st
 
-from mnist.charts import probabilities_figure
 from mnist.device import available_devices
 from mnist.errors import MnistError
-from mnist.explore import CANVAS_SIZE, prediction_text, saliency_overlay, upscale
 from mnist.predict import predict_canvas, saliency_map
-from pages import common
+from studio import common
+from studio.charts import probabilities_figure
+from studio.views import CANVAS_SIZE, prediction_text, saliency_overlay, upscale
 
 CONFIDENCE_THRESHOLD = 0.60  # below this the page says the model is unsure
 DEFAULT_STROKE = 20  # canvas pixels; the digit is rescaled anyway, this looks like MNIST's pen

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
 from mnist.checkpoint import checkpoint_file_bytes, delete_run, load_history
 from mnist.config import (
     MAX_BATCH_SIZE,
@@ -18,10 +17,11 @@ from mnist.config import (
 )
 from mnist.device import available_devices, resolve_device
 from mnist.errors import ConfigError, MnistError
-from mnist.explore import format_duration, run_row, split_history, training_progress
 from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
 from mnist.models import ARCHS, build_model, count_parameters, summarize_model
-from pages import common
+from studio import common
+from studio.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
+from studio.views import format_duration, run_row, split_history, training_progress
 
 REFRESH_SECONDS = 1.0  # the live panel reruns (alone) this often while a run is queued or training
 PREFIX = "cfg_"  # session-state keys of the form's fields: cfg_<TrainConfig field>

@@ -1,11 +1,11 @@
-"""mnist.charts: the figures hold the data they are given."""
+"""studio.charts: the figures hold the data they are given."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mnist import charts
+from studio import charts
 
 STEPS = [{"step": s, "loss": 2.0 / s, "lr": 0.01 * s / 30} for s in (10, 20, 30)]
 EPOCHS = [

@@ -1,4 +1,4 @@
-"""mnist.explore: data-set statistics, paging, image helpers, mistake filtering and progress text."""
+"""mnist.stats and studio.views: data-set statistics, paging, image helpers, mistake filtering and progress text."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from mnist.explore import (
+from mnist.preprocess import preprocess_canvas
+from mnist.stats import class_counts, indices_of, mean_images
+from studio.views import (
     MISTAKE_ORDERS,
-    class_counts,
     digit_canvas,
     filter_mistakes,
     format_duration,
-    indices_of,
-    mean_images,
     paginate,
     prediction_text,
     run_row,
@@ -22,7 +21,6 @@ from mnist.explore import (
     training_progress,
     upscale,
 )
-from mnist.preprocess import preprocess_canvas
 
 
 def test_class_counts_and_mean_images():

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from .constants import NUM_CLASSES
+from mnist.constants import NUM_CLASSES
 
 DIGITS = list(range(NUM_CLASSES))
 ACCENT = "#FF8C42"  # the theme's primary colour (.streamlit/config.toml)

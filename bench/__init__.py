@@ -1,0 +1,1 @@
+"""Benchmarks (python bench/NAME.py) and the harness that starts the app and drives Chromium."""
