@@ -1,7 +1,7 @@
 """Shared helpers for the benchmarks: machine description, thread setup, tables, results files.
 
-Every script in bench/ imports this module first: it puts the repository root on sys.path so
-`python bench/NAME.py` finds the `mnist` package without installing it.
+The project installs as a package (pip install -e .), so `python bench/NAME.py` imports `mnist` and
+`bench` without any path set-up.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 BENCH_DIR = REPO / "bench"
 RESULTS_DIR = BENCH_DIR / "results"

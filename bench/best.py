@@ -19,8 +19,7 @@ import json
 import time
 from pathlib import Path
 
-import benchlib
-
+from bench import benchlib
 from mnist.config import PRESETS, TrainConfig
 from mnist.train import DoneEvent, EpochEvent, train
 

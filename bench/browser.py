@@ -26,9 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import benchlib
-
-from tests.e2e import harness
+from bench import benchlib, harness
 
 TARGET_STROKE_P50_MS = 500.0
 TARGET_COLD_START_S = 10.0

@@ -51,10 +51,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import benchlib
 from playwright.async_api import async_playwright
 
-from tests.e2e.harness import launch_chromium, run_app
+from bench import benchlib
+from bench.harness import launch_chromium, run_app
 
 VIEWPORT = {"width": 1280, "height": 900}
 MIN_SESSIONS = 20  # the requirement: at least this many concurrent sessions

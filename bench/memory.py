@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-import benchlib
+from bench import benchlib
 
 TARGET_PREDICT_MB = 1024.0
 TARGET_TRAIN_MB = 2048.0

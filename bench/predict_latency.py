@@ -27,10 +27,10 @@ import copy
 import threading
 import time
 
-import benchlib
 import numpy as np
 import torch
 
+from bench import benchlib
 from mnist.checkpoint import load_checkpoint
 from mnist.config import PRESETS
 from mnist.predict import predict_canvas

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import benchlib
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
+from bench import benchlib
 from mnist.models import build_model
 
 BATCH_SIZE = 100

@@ -23,7 +23,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import benchlib
+from bench import benchlib
 
 BUDGET_SECONDS = 600.0
 MARGIN_SECONDS = 30.0

@@ -19,9 +19,7 @@ import argparse
 import time
 from collections.abc import Callable
 
-import benchlib
-import reference
-
+from bench import benchlib, reference
 from mnist.config import PRESETS, TrainConfig
 from mnist.train import DoneEvent, EpochEvent, StepEvent, train
 

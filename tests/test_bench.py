@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
-benchlib = importlib.import_module("benchlib")
-memory = importlib.import_module("memory")
-run_all = importlib.import_module("run_all")
-train_speed = importlib.import_module("train_speed")
+from bench import benchlib, memory, run_all, train_speed
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 100, 1001])

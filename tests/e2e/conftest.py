@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import harness
+from bench import harness
 
 VIEWPORT = {"width": 1400, "height": 1000}
 TIMEOUT_MS = 60_000  # default for every Playwright action and expect(): the machine is slow and shared

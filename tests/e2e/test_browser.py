@@ -17,7 +17,7 @@ try:
 except ImportError:  # conftest.py skips every test with the reason (in CI: fails them)
     Page = expect = None
 
-from tests.e2e import harness
+from bench import harness
 
 pytestmark = pytest.mark.e2e
 
