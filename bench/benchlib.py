@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import procfs
+
 REPO = Path(__file__).resolve().parent.parent
 
 BENCH_DIR = REPO / "bench"
@@ -36,20 +38,6 @@ CONTENTION_BUSY_CORES = 0.3
 _METER: ContentionMeter | None = None
 
 
-def cpu_model(cpuinfo_text: str | None = None) -> str:
-    """The first 'model name' of /proc/cpuinfo (or of the text given), else platform.processor()."""
-    if cpuinfo_text is None:
-        try:
-            cpuinfo_text = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo_text = ""
-    for line in cpuinfo_text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "model name" and value.strip():
-            return value.strip()
-    return platform.processor() or "unknown"
-
-
 def core_count() -> int:
     """Cores this process may run on (the affinity mask), not the machine's total."""
     try:
@@ -58,40 +46,14 @@ def core_count() -> int:
         return os.cpu_count() or 1
 
 
-def parse_proc_stat_cpu(text: str) -> tuple[int, int]:
-    """(busy, total) jiffies from the aggregate 'cpu' line of /proc/stat."""
-    for line in text.splitlines():
-        parts = line.split()
-        if parts and parts[0] == "cpu":
-            values = [int(v) for v in parts[1:]]
-            idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-            total = sum(values[:8])  # user..steal; guest time is already counted in user
-            return total - idle, total
-    raise ValueError("no aggregate cpu line in /proc/stat")
-
-
 def busy_cores(seconds: float = 0.5) -> float | None:
     """How many cores were busy over the next `seconds` (measured while this process sleeps)."""
-    try:
-        busy0, total0 = parse_proc_stat_cpu(Path("/proc/stat").read_text())
-        time.sleep(seconds)
-        busy1, total1 = parse_proc_stat_cpu(Path("/proc/stat").read_text())
-    except (OSError, ValueError):
+    before = procfs.read_system_cpu()
+    time.sleep(seconds)
+    after = procfs.read_system_cpu()
+    if before is None or after is None or after[1] <= before[1]:
         return None
-    if total1 <= total0:
-        return None
-    return (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1)
-
-
-def own_cpu_seconds() -> float:
-    """CPU seconds used by this process and its reaped children."""
-    import resource
-
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
+    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
 
 
 class ContentionMeter:
@@ -102,11 +64,11 @@ class ContentionMeter:
 
     @staticmethod
     def _state() -> tuple[float, float, float] | None:
-        try:
-            busy, _total = parse_proc_stat_cpu(Path("/proc/stat").read_text())
-        except (OSError, ValueError):
+        system = procfs.read_system_cpu()
+        own = procfs.read_process_cpu_seconds("self", children=True)
+        if system is None or own is None:
             return None
-        return busy / os.sysconf("SC_CLK_TCK"), own_cpu_seconds(), time.perf_counter()
+        return system[0] / procfs.clock_ticks(), own, time.perf_counter()
 
     def other_busy_cores(self) -> float | None:
         end = self._state()
@@ -137,7 +99,7 @@ def machine_info() -> dict:
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     return {
-        "cpu": cpu_model(),
+        "cpu": procfs.cpu_model(),
         "cores": core_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import procfs
+
 REPO = Path(__file__).resolve().parents[1]  # the checkout (the project installs editable: pip install -e .)
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 # Without the background-networking flags Chromium keeps dialling out on a closed network.
@@ -34,18 +36,13 @@ class Server:
     started: float  # time.perf_counter() when `streamlit run` was launched
     ready: float  # when /_stcore/health first answered
 
-    def rss_mb(self) -> float:
-        """Resident memory of the server process (MB), from /proc."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+    def rss_mb(self) -> float | None:
+        """Resident memory of the server process in MB; None once it has exited."""
+        return procfs.read_status_mb(self.process.pid, "VmRSS")
 
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+    def peak_rss_mb(self) -> float | None:
+        """Peak resident memory (VmHWM) of the server process in MB; None once it has exited."""
+        return procfs.read_status_mb(self.process.pid, "VmHWM")
 
 
 def free_port() -> int:

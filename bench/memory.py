@@ -20,28 +20,15 @@ import threading
 import time
 from pathlib import Path
 
-from bench import benchlib
+from bench import benchlib, procfs
 
 TARGET_PREDICT_MB = 1024.0
 TARGET_TRAIN_MB = 2048.0
-MB = 1024 * 1024
-
-
-def parse_status(text: str) -> dict[str, int]:
-    """VmRSS, VmHWM, ... (bytes) from the text of /proc/<pid>/status."""
-    values = {}
-    for line in text.splitlines():
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if key.startswith("Vm") and len(parts) == 2 and parts[1] == "kB":
-            values[key] = int(parts[0]) * 1024
-    return values
 
 
 def memory_now() -> dict[str, float]:
-    """Current and peak resident set size of this process, in MiB."""
-    status = parse_status(Path("/proc/self/status").read_text())
-    return {"rss_mb": status["VmRSS"] / MB, "peak_mb": status["VmHWM"] / MB}
+    """Current and peak (VmHWM) resident set size of this process, in MiB."""
+    return {"rss_mb": procfs.read_status_mb("self", "VmRSS"), "peak_mb": procfs.read_status_mb("self", "VmHWM")}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bench import benchlib, memory, run_all, train_speed
+from bench import benchlib, memory, procfs, run_all, train_speed
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 100, 1001])
@@ -43,20 +43,43 @@ def test_result_line_round_trips():
     assert benchlib.parse_result_line("epoch 1: 99%") is None
 
 
-def test_cpu_model_and_proc_stat_parsing():
+def test_cpu_model_parsing():
     cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n"
-    assert benchlib.cpu_model(cpuinfo) == "AMD EPYC 7B13"
+    assert procfs.parse_cpu_model(cpuinfo) == "AMD EPYC 7B13"
+    assert procfs.parse_cpu_model("processor\t: 0\nBogoMIPS\t: 50.00\n") is None
+
+
+def test_system_cpu_parsing():
     stat = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\n"
-    busy, total = benchlib.parse_proc_stat_cpu(stat)
-    assert (busy, total) == (150, 1000)  # idle and iowait are not busy
+    assert procfs.parse_system_cpu(stat) == (150, 1000)  # idle and iowait are not busy
+    with pytest.raises(ValueError):
+        procfs.parse_system_cpu("cpu0 50 0 25 400 25 0 0 0 0 0\n")
 
 
-def test_parse_proc_status_reads_kilobytes():
+def test_status_parsing_reads_kilobytes():
     text = "Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nThreads:\t3\n"
-    values = memory.parse_status(text)
-    assert values["VmRSS"] == 100 * 1024 * 1024
-    assert values["VmHWM"] == 200 * 1024 * 1024
-    assert "Threads" not in values
+    assert procfs.parse_status_kb(text, "VmRSS") == 102400
+    assert procfs.parse_status_kb(text, "VmHWM") == 204800
+    assert procfs.parse_status_kb(text, "Threads") is None  # not a kB field
+    assert procfs.parse_status_kb(text, "VmSwap") is None
+
+
+def test_process_cpu_parsing_survives_odd_command_names():
+    # pid (comm) state ppid ... utime=14 stime=15 cutime=16 cstime=17 (1-based fields); comm may hold ") ("
+    fields_after_comm = ["S", "1", "1", "1", "0", "-1", "0", "0", "0", "0", "0", "300", "40", "5", "2", "20"]
+    text = "1234 (a) (b c) " + " ".join(fields_after_comm) + "\n"
+    assert procfs.parse_process_cpu_ticks(text) == 340
+    assert procfs.parse_process_cpu_ticks(text, children=True) == 347
+
+
+def test_readers_see_this_process_and_none_for_a_gone_one():
+    assert 0 < procfs.read_status_mb("self", "VmRSS") <= procfs.read_status_mb("self", "VmHWM")
+    assert procfs.read_process_cpu_seconds("self") > 0
+    busy, total = procfs.read_system_cpu()
+    assert 0 < busy < total
+    gone = 2**22 + 1  # above the kernel's largest pid_max
+    assert procfs.read_status_mb(gone, "VmRSS") is None
+    assert procfs.read_process_cpu_seconds(gone) is None
 
 
 def test_memory_now_reads_this_process():
