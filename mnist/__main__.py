@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DEVICES, OPTIMIZERS, PRESETS, SCHEDULERS, preset_config
+from .config import DEVICES, FIELD_SPECS, PRESETS, FieldSpec, TrainConfig, preset_config, range_text
 from .errors import MnistError
 
 
@@ -20,38 +20,51 @@ class OneLineParser(argparse.ArgumentParser):
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=tuple(PRESETS), default="fast", help="starting recipe (default: fast)")
-    p.add_argument("--arch", help="architecture name (see `archs`)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, help="learning rate (peak rate for one-cycle)")
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--scheduler", choices=SCHEDULERS)
-    p.add_argument("--step-size", type=int, help="epochs between decays (step scheduler)")
-    p.add_argument("--gamma", type=float, help="decay factor (step scheduler)")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--train-limit", type=int, help="train on the first N images only")
+    for spec in FIELD_SPECS.values():
+        add_config_flag(p, spec)
     p.add_argument("--data-dir", type=Path, help="MNIST folder (default: $MNIST_DATA_DIR or ./data)")
     p.add_argument("--out", type=Path, help="runs folder (default: $MNIST_RUNS_DIR or ./runs)")
     p.add_argument("--name", help="run folder name (default: date-arch-random)")
     p.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
 
-CONFIG_ARGS = (
-    "arch epochs batch_size optimizer lr momentum nesterov weight_decay scheduler step_size gamma "
-    "label_smoothing augment seed device train_limit"
-).split()
+def add_config_flag(p: argparse.ArgumentParser, spec: FieldSpec) -> None:
+    """--batch-size from batch_size; unset flags stay None and keep the preset's value."""
+    flag = "--" + spec.name.replace("_", "-")
+    if spec.kind == "bool":
+        p.add_argument(flag, action=argparse.BooleanOptionalAction, help=flag_help(spec))
+    elif spec.kind == "choice":
+        p.add_argument(flag, choices=tuple(spec.choices), help=flag_help(spec))
+    else:
+        number = int if spec.kind == "int" else float
+        p.add_argument(flag, type=number, metavar="N" if number is int else "X", help=flag_help(spec))
+
+
+def flag_help(spec: FieldSpec) -> str:
+    parts = [spec.help[0].lower() + spec.help[1:]]  # argparse's own help is lower case
+    if spec.kind in ("int", "float"):
+        parts.append(range_text(spec))
+    if spec.only_with is not None:
+        other, values = spec.only_with
+        parts.append(f"only with --{other} {' or '.join(values)}")
+    return "; ".join(parts).replace("%", "%%")  # argparse formats help with %
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The preset's config with every config flag given on the command line."""
+    overrides = {name: getattr(args, name) for name in FIELD_SPECS if getattr(args, name) is not None}
+    return preset_config(args.preset).replace(**overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m mnist", description="Train, evaluate and use MNIST digit classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    add_train_args(sub.add_parser("train", help="train a model and save it as a run"))
+    train = sub.add_parser(
+        "train",
+        help="train a model and save it as a run",
+        description="Train a model and save it as a run. Every config flag overrides the value from --preset.",
+    )
+    add_train_args(train)
     ev = sub.add_parser("evaluate", help="test-set accuracy of a checkpoint (default: the bundled model)")
     ev.add_argument("checkpoint", nargs="?", type=Path)
     ev.add_argument("--data-dir", type=Path)
@@ -73,8 +86,7 @@ def cmd_train(args) -> int:
     from .data import load_mnist
     from .train import DoneEvent, EpochEvent, StepEvent, train
 
-    overrides = {k: getattr(args, k) for k in CONFIG_ARGS if getattr(args, k) is not None}
-    config = preset_config(args.preset).replace(**overrides)
+    config = train_config(args)
     data = load_mnist(args.data_dir)
     bar = None
     done = None

@@ -4,37 +4,165 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
+from .constants import MNIST_TRAIN_IMAGES
 from .errors import ConfigError
+from .models import ARCHS  # models imports nothing from here: no cycle
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta", "rmsprop")
-SCHEDULERS = ("none", "step", "cosine", "onecycle")
+SCHEDULER_LABELS = {
+    "none": "none (constant)",
+    "step": "step decay",
+    "cosine": "cosine annealing",
+    "onecycle": "one-cycle",
+}
+SCHEDULERS = tuple(SCHEDULER_LABELS)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_EPOCHS = 200
-MAX_BATCH_SIZE = 60_000  # the whole training set
+MAX_BATCH_SIZE = MNIST_TRAIN_IMAGES  # one batch can be the whole training set
+KINDS = {"int": "int", "float": "float", "bool": "bool", "str": "choice"}  # annotation (a string here) -> kind
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One TrainConfig field, described once: validation, the CLI's flags and the Train form come from it."""
+
+    label: str  # the form's label
+    help: str  # what the field does, a phrase starting with a capital: the CLI's help and the form's tooltip
+    low: float | None = None  # numbers: the allowed range, low to high, both included unless low_open
+    high: float | None = None
+    low_open: bool = False  # low itself is refused (a learning rate of 0 learns nothing)
+    form_low: float | None = None  # the form's minimum when low_open: a widget's minimum is always allowed
+    unit: str = ""  # of an int's range, for messages and help: "images", "epochs"
+    step: float = 1  # the form's +/- step
+    choices: Mapping[str, str] | None = None  # str fields: each allowed value and its display label
+    only_with: tuple[str, tuple[str, ...]] | None = None  # (field, values): the field matters only then
+    toggle: bool = False  # a bool the form shows as a switch rather than a checkbox
+    in_form: bool = True  # False: a CLI flag only
+    name: str = ""  # filled in from the dataclass field
+    kind: str = ""  # "int", "float", "bool" or "choice": filled in from the field's type
+
+    def applies(self, values: Mapping[str, object]) -> bool:
+        """Whether the field matters with these other values (momentum only for SGD and RMSprop, ...)."""
+        if self.only_with is None:
+            return True
+        other, allowed = self.only_with
+        return values.get(other) in allowed
+
+
+def described(default, **spec) -> object:
+    """A dataclass field with its FieldSpec in the metadata."""
+    return field(default=default, metadata={"spec": FieldSpec(**spec)})
+
+
+def label_plainly(values) -> dict[str, str]:
+    return {v: v for v in values}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     # Defaults are the "fast" preset: 99% on a 2-core CPU in about 17 s of training (bench/train_speed.py).
-    arch: str = "cnn-bn-fast"
-    epochs: int = 2
-    batch_size: int = 256
-    optimizer: str = "adam"
-    lr: float = 0.02
-    momentum: float = 0.9  # SGD and RMSprop only
-    nesterov: bool = True  # SGD only
-    weight_decay: float = 0.0
-    scheduler: str = "onecycle"
-    step_size: int = 1  # epochs between decays, "step" scheduler only
-    gamma: float = 0.7  # decay factor, "step" scheduler only
-    label_smoothing: float = 0.0
-    augment: bool = False
-    seed: int = 0
-    device: str = "auto"
-    train_limit: int = 0  # use only the first N training images (0 = all); for quick trials
-    log_every: int = 10  # steps between step events; each one costs a host sync on GPU
+    arch: str = described(
+        "cnn-bn-fast", label="Architecture", help="Network architecture", choices=label_plainly(ARCHS)
+    )
+    epochs: int = described(2, label="Epochs", help="Passes over the training images", low=1, high=MAX_EPOCHS)
+    batch_size: int = described(
+        256, label="Batch size", help="Images per step", low=1, high=MAX_BATCH_SIZE, unit="images", step=16
+    )
+    optimizer: str = described(
+        "adam", label="Optimizer", help="Optimisation algorithm", choices=label_plainly(OPTIMIZERS)
+    )
+    lr: float = described(
+        0.02,
+        label="Learning rate",
+        help="Learning rate; the peak rate with the one-cycle scheduler",
+        low=0.0,
+        high=10.0,
+        low_open=True,
+        form_low=1e-6,
+        step=1e-3,
+    )
+    momentum: float = described(
+        0.9,
+        label="Momentum",
+        help="Momentum factor",
+        low=0.0,
+        high=0.999,
+        step=0.01,
+        only_with=("optimizer", ("sgd", "rmsprop")),
+    )
+    nesterov: bool = described(
+        True, label="Nesterov momentum", help="Use the Nesterov variant of momentum", only_with=("optimizer", ("sgd",))
+    )
+    weight_decay: float = described(
+        0.0, label="Weight decay", help="Penalty on large weights (L2)", low=0.0, high=1.0, step=1e-4
+    )
+    scheduler: str = described(
+        "onecycle", label="LR schedule", help="How the learning rate changes over the run", choices=SCHEDULER_LABELS
+    )
+    step_size: int = described(
+        1,
+        label="Step size (epochs)",
+        help="Epochs between two decays of the learning rate",
+        low=1,
+        high=MAX_EPOCHS,
+        unit="epochs",
+        only_with=("scheduler", ("step",)),
+    )
+    gamma: float = described(
+        0.7,
+        label="Gamma (decay factor)",
+        help="Factor the learning rate is multiplied by at each decay",
+        low=0.0,
+        high=1.0,
+        low_open=True,
+        form_low=0.01,
+        step=0.05,
+        only_with=("scheduler", ("step",)),
+    )
+    label_smoothing: float = described(
+        0.0,
+        label="Label smoothing",
+        help="Probability mass moved from the true class to the others",
+        low=0.0,
+        high=0.5,
+        step=0.01,
+    )
+    augment: bool = described(
+        False,
+        label="Augment (random rotation, scale and shift)",
+        help="Randomly rotate, scale and shift the training images",
+        toggle=True,
+    )
+    seed: int = described(
+        0, label="Seed", help="Seeds the initial weights, the shuffling and the augmentation", low=0, high=2**31 - 1
+    )
+    device: str = described(
+        "auto",
+        label="Device",
+        help="Where to train; auto picks cuda, then mps, then cpu",
+        choices=label_plainly(DEVICES),
+    )
+    train_limit: int = described(
+        0,
+        label="Training images (0 = all)",
+        help=f"Train on the first N images only (0 = all {MNIST_TRAIN_IMAGES:,}); a few thousand make a run of seconds",
+        low=0,
+        high=MNIST_TRAIN_IMAGES,
+        unit="images",
+        step=1000,
+    )
+    log_every: int = described(
+        10,
+        label="Log every",
+        help="Steps between two progress reports; each one costs a host sync on a GPU",
+        low=1,
+        high=10_000,
+        unit="steps",
+        in_form=False,
+    )
 
     def __post_init__(self) -> None:
         validate_config(self)
@@ -57,52 +185,63 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _check_int(name: str, value, low: int, high: int) -> None:
+def collect_specs() -> dict[str, FieldSpec]:
+    """Every TrainConfig field's spec, in field order, with its name and kind filled in."""
+    specs = {}
+    for f in fields(TrainConfig):
+        spec = f.metadata["spec"]
+        kind = KINDS[f.type]
+        if (kind == "choice") != (spec.choices is not None):
+            raise TypeError(f"TrainConfig.{f.name}: a str field needs choices, and only a str field has them")
+        specs[f.name] = dataclasses.replace(spec, name=f.name, kind=kind)
+    return specs
+
+
+FIELD_SPECS = collect_specs()
+
+
+def range_text(spec: FieldSpec) -> str:
+    """The allowed range in words: "between 1 and 200 epochs", "in (0, 10]"."""
+    if spec.kind == "int":
+        return f"between {spec.low:,} and {spec.high:,} {spec.unit}".rstrip()
+    return f"in {'(' if spec.low_open else '['}{spec.low:g}, {spec.high:g}]"
+
+
+def check_int(spec: FieldSpec, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        raise ConfigError(f"{spec.name} must be a whole number, got {value!r}")
+    if not spec.low <= value <= spec.high:
+        raise ConfigError(f"{spec.name} must be {range_text(spec)}, got {value:,}")
 
 
-def _check_float(name: str, value, low: float, high: float, *, low_open: bool = False) -> None:
+def check_float(spec: FieldSpec, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
-    too_low = value <= low if low_open else value < low
-    if too_low or value > high:
-        bracket = "(" if low_open else "["
-        raise ConfigError(f"{name} must be in {bracket}{low}, {high}], got {value}")
+        raise ConfigError(f"{spec.name} must be a finite number, got {value!r}")
+    too_low = value <= spec.low if spec.low_open else value < spec.low
+    if too_low or value > spec.high:
+        raise ConfigError(f"{spec.name} must be {range_text(spec)}, got {value}")
 
 
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+def check_bool(spec: FieldSpec, value) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{spec.name} must be true or false, got {value!r}")
+
+
+def check_choice(spec: FieldSpec, value) -> None:
+    allowed = tuple(spec.choices)  # a tuple: `in` on a dict fails on an unhashable value such as a list
+    if value not in allowed:
+        raise ConfigError(f"{spec.name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+CHECKS = {"int": check_int, "float": check_float, "bool": check_bool, "choice": check_choice}
 
 
 def validate_config(config: TrainConfig) -> None:
     """Raise ConfigError naming the first invalid field; called by TrainConfig itself."""
-    from .models import ARCHS  # late import: models imports nothing from here
-
-    _check_choice("arch", config.arch, tuple(ARCHS))
-    _check_int("epochs", config.epochs, 1, MAX_EPOCHS)
-    _check_int("batch_size", config.batch_size, 1, MAX_BATCH_SIZE)
-    _check_choice("optimizer", config.optimizer, OPTIMIZERS)
-    _check_float("lr", config.lr, 0.0, 10.0, low_open=True)
-    _check_float("momentum", config.momentum, 0.0, 0.999)
-    if not isinstance(config.nesterov, bool):
-        raise ConfigError(f"nesterov must be true or false, got {config.nesterov!r}")
+    for name, spec in FIELD_SPECS.items():
+        CHECKS[spec.kind](spec, getattr(config, name))
     if config.optimizer == "sgd" and config.nesterov and config.momentum == 0:
         raise ConfigError("SGD with Nesterov momentum needs momentum > 0: raise momentum or turn nesterov off")
-    _check_float("weight_decay", config.weight_decay, 0.0, 1.0)
-    _check_choice("scheduler", config.scheduler, SCHEDULERS)
-    _check_int("step_size", config.step_size, 1, MAX_EPOCHS)
-    _check_float("gamma", config.gamma, 0.0, 1.0, low_open=True)
-    _check_float("label_smoothing", config.label_smoothing, 0.0, 0.5)
-    if not isinstance(config.augment, bool):
-        raise ConfigError(f"augment must be true or false, got {config.augment!r}")
-    _check_int("seed", config.seed, 0, 2**31 - 1)
-    _check_choice("device", config.device, DEVICES)
-    _check_int("train_limit", config.train_limit, 0, MAX_BATCH_SIZE)
-    _check_int("log_every", config.log_every, 1, 10_000)
 
 
 # Recipes offered by the Train page and `--preset`; measured in bench/ (see README).

@@ -2,6 +2,7 @@
 
 IMAGE_SIZE = 28  # MNIST images are 28x28 pixels
 NUM_CLASSES = 10
+MNIST_TRAIN_IMAGES = 60_000  # images in MNIST's training set (and 10,000 in its test set)
 # Mean and standard deviation of MNIST training pixels scaled to [0, 1] (the values the
 # PyTorch tutorials use); the canvas is normalised exactly like the training set.
 MNIST_MEAN = 0.1307

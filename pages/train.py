@@ -5,37 +5,22 @@ from __future__ import annotations
 import streamlit as st
 
 from mnist.checkpoint import checkpoint_file_bytes, delete_run, load_history
-from mnist.config import (
-    MAX_BATCH_SIZE,
-    MAX_EPOCHS,
-    OPTIMIZERS,
-    PRESET_DESCRIPTIONS,
-    PRESETS,
-    SCHEDULERS,
-    TrainConfig,
-    preset_config,
-)
+from mnist.config import FIELD_SPECS, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, preset_config
 from mnist.device import available_devices, resolve_device
 from mnist.errors import ConfigError, MnistError
 from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
 from mnist.models import ARCHS, build_model, count_parameters, summarize_model
 from studio import common
 from studio.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
+from studio.form import FORM_FIELDS, fields_left_out, render_field
 from studio.views import format_duration, run_row, split_history, training_progress
 
 REFRESH_SECONDS = 1.0  # the live panel reruns (alone) this often while a run is queued or training
 PREFIX = "cfg_"  # session-state keys of the form's fields: cfg_<TrainConfig field>
-FORM_FIELDS = (
-    "arch epochs batch_size optimizer lr momentum nesterov weight_decay scheduler step_size gamma "
-    "label_smoothing augment device seed train_limit"
-).split()
-MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
-SCHEDULER_LABELS = {
-    "none": "none (constant)",
-    "step": "step decay",
-    "cosine": "cosine annealing",
-    "onecycle": "one-cycle",
-}
+FORM_COLUMNS = (  # the form's two columns, top to bottom; arch is above them and every other field below
+    ("epochs", "optimizer", "momentum", "weight_decay", "step_size", "label_smoothing", "train_limit"),
+    ("batch_size", "lr", "nesterov", "scheduler", "gamma", "device", "seed"),
+)
 STATE_LABELS = {QUEUED: "queued", RUNNING: "training", DONE: "finished", STOPPED: "stopped", FAILED: "failed"}
 MAX_COMPARED = 8
 DELETE_CONFIRM_KEY = "confirm_delete"
@@ -81,62 +66,28 @@ def config_form(data_ready: bool) -> None:
     st.segmented_control("Preset", list(PRESETS), key=PREFIX + "preset", on_change=apply_preset, required=True, **keep)
     st.caption(PRESET_DESCRIPTIONS.get(st.session_state.get(PREFIX + "preset") or "fast", ""))
 
-    arch = st.selectbox(
-        "Architecture",
-        list(ARCHS),
-        key=PREFIX + "arch",
-        format_func=lambda a: f"{a} · {arch_summary(a)[0]:,} parameters",
-        **keep,
-    )
+    widget_args = {  # the arch and device menus show more than the spec knows: sizes, this machine's devices
+        "arch": {"format_func": lambda a: f"{a} · {arch_summary(a)[0]:,} parameters"},
+        "device": {
+            "options": device_options(),
+            "format_func": lambda d: f"auto ({resolve_device('auto').type})" if d == "auto" else d,
+        },
+    }
+
+    def show(name: str, container):
+        return render_field(FIELD_SPECS[name], container, PREFIX, **widget_args.get(name, {}), **keep)
+
+    arch = show("arch", st)
     params, rows = arch_summary(arch)
     with st.expander(f"{arch}: {params:,} parameters, {len(rows)} layers", icon=":material/layers:"):
         st.caption(ARCHS[arch].description)
         st.dataframe(rows, hide_index=True, width="stretch")
 
-    a, b = st.columns(2)
-    a.number_input("Epochs", 1, MAX_EPOCHS, step=1, key=PREFIX + "epochs", **keep)
-    b.number_input("Batch size", 1, MAX_BATCH_SIZE, step=16, key=PREFIX + "batch_size", **keep)
-    optimizer = a.selectbox("Optimizer", OPTIMIZERS, key=PREFIX + "optimizer", **keep)
-    b.number_input(
-        "Learning rate",
-        min_value=1e-6,
-        max_value=10.0,
-        step=1e-3,
-        format="%g",
-        key=PREFIX + "lr",
-        help="The peak rate with the one-cycle scheduler.",
-        **keep,
-    )
-    if optimizer in MOMENTUM_OPTIMIZERS:
-        a.number_input("Momentum", 0.0, 0.999, step=0.01, format="%g", key=PREFIX + "momentum", **keep)
-        if optimizer == "sgd":
-            b.checkbox("Nesterov momentum", key=PREFIX + "nesterov", **keep)
-    a.number_input("Weight decay", 0.0, 1.0, step=1e-4, format="%g", key=PREFIX + "weight_decay", **keep)
-    scheduler = b.selectbox(
-        "LR schedule", SCHEDULERS, format_func=SCHEDULER_LABELS.get, key=PREFIX + "scheduler", **keep
-    )
-    if scheduler == "step":
-        a.number_input("Step size (epochs)", 1, MAX_EPOCHS, step=1, key=PREFIX + "step_size", **keep)
-        b.number_input("Gamma (decay factor)", 0.01, 1.0, step=0.05, format="%g", key=PREFIX + "gamma", **keep)
-    a.number_input("Label smoothing", 0.0, 0.5, step=0.01, format="%g", key=PREFIX + "label_smoothing", **keep)
-    b.selectbox(
-        "Device",
-        device_options(),
-        key=PREFIX + "device",
-        format_func=lambda d: f"auto ({resolve_device('auto').type})" if d == "auto" else d,
-        **keep,
-    )
-    a.number_input(
-        "Training images (0 = all)",
-        0,
-        MAX_BATCH_SIZE,
-        step=1000,
-        key=PREFIX + "train_limit",
-        help="Train on the first N images only; 0 = all 60,000. A few thousand make a run of seconds.",
-        **keep,
-    )
-    b.number_input("Seed", 0, 2**31 - 1, step=1, key=PREFIX + "seed", **keep)
-    st.toggle("Augment (random rotation, scale and shift)", key=PREFIX + "augment", **keep)
+    for column, names in zip(st.columns(2), FORM_COLUMNS, strict=True):
+        for name in names:
+            show(name, column)
+    for name in fields_left_out({"arch"}.union(*FORM_COLUMNS)):
+        show(name, st)
 
     config, problem = build_config()
     if problem:

@@ -18,7 +18,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, checkpoint_file_bytes, list_runs, load_checkpoint, save_run
-from mnist.config import PRESETS
+from mnist.config import FIELD_SPECS, PRESETS
 from mnist.errors import MnistError
 from mnist.train import evaluate
 from studio.views import digit_canvas
@@ -236,6 +236,24 @@ def test_invalid_settings_are_refused(with_data):
     errors = [e.value for e in at.error]
     assert any(f"batch size ({batch}) is larger than the 100 training images" in e for e in errors), errors
     assert button(at, "Start training").disabled
+
+
+def test_form_widgets_follow_the_field_specs(with_data):
+    at = open_app("train")
+    for spec in FIELD_SPECS.values():  # choose what every conditional field needs, so all of them show
+        if spec.only_with is not None:
+            other, values = spec.only_with
+            at.selectbox(key=f"cfg_{other}").set_value(values[0]).run()
+    shown = {name: spec for name, spec in FIELD_SPECS.items() if spec.in_form and spec.kind in ("int", "float")}
+    assert {w.key for w in at.number_input} == {f"cfg_{name}" for name in shown}  # log_every is CLI-only
+    for name, spec in shown.items():
+        widget = at.number_input(key=f"cfg_{name}")
+        assert widget.label == spec.label
+        assert widget.max == spec.high
+        if spec.low_open:  # a widget's minimum is allowed, so it sits just inside an open bound
+            assert widget.min == spec.form_low and spec.low < widget.min
+        else:
+            assert widget.min == spec.low
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import subprocess
 import sys
@@ -7,6 +8,9 @@ import numpy as np
 import pytest
 from conftest import REPO
 from PIL import Image
+
+from mnist.__main__ import build_parser, main, train_config
+from mnist.config import FIELD_SPECS, FieldSpec, TrainConfig, preset_config, range_text
 
 
 def run_cli(*args, env_extra=None, timeout=300):
@@ -83,3 +87,53 @@ def test_predict_rejects_a_file_that_is_not_an_image(tmp_path):
     out = run_cli("predict", str(bogus))
     assert out.returncode == 2
     assert "not a readable image" in out.stderr and "Traceback" not in out.stderr
+
+
+# --- train's config flags are generated from TrainConfig's field specs -------------------------
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def other_value(spec: FieldSpec, current):
+    """An allowed value other than current: the top of a range, the other bool, another choice."""
+    if spec.kind == "bool":
+        return not current
+    if spec.kind == "choice":
+        return next(c for c in reversed(spec.choices) if c != current)
+    return spec.high
+
+
+def argv_for(config: TrainConfig, base: TrainConfig) -> list[str]:
+    argv = []
+    for name, spec in FIELD_SPECS.items():
+        value = getattr(config, name)
+        if spec.kind == "bool":
+            argv.append(flag(name) if value else "--no-" + flag(name)[2:])
+        elif value != getattr(base, name):
+            argv += [flag(name), str(value)]
+    return argv
+
+
+def test_every_config_field_is_a_flag_with_its_type():
+    base = preset_config("fast")
+    target = TrainConfig(**{name: other_value(spec, getattr(base, name)) for name, spec in FIELD_SPECS.items()})
+    assert all(getattr(target, name) != getattr(base, name) for name in FIELD_SPECS)
+    args = build_parser().parse_args(["train", *argv_for(target, base)])
+    assert train_config(args) == target
+
+
+def test_flags_override_the_preset_and_the_rest_stays():
+    args = build_parser().parse_args(["train", "--preset", "best", "--batch-size", "64", "--no-augment"])
+    assert train_config(args) == preset_config("best").replace(batch_size=64, augment=False)
+
+
+@pytest.mark.parametrize("name", [n for n, s in FIELD_SPECS.items() if s.kind in ("int", "float")])
+def test_an_out_of_range_flag_is_one_line_naming_the_field(name, tmp_path, capsys):
+    spec = FIELD_SPECS[name]
+    too_big = spec.high + 1 if spec.kind == "int" else math.nextafter(spec.high, math.inf)
+    code = main(["train", flag(name), str(too_big), "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(f"error: {name} must be {range_text(spec)}, got") and len(err.splitlines()) == 1

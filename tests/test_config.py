@@ -1,8 +1,11 @@
 import math
+import re
+from dataclasses import fields
 
 import pytest
 
-from mnist.config import PRESETS, TrainConfig, preset_config
+from mnist.config import FIELD_SPECS, PRESETS, FieldSpec, TrainConfig, preset_config, range_text
+from mnist.constants import MNIST_TRAIN_IMAGES
 from mnist.errors import ConfigError
 
 
@@ -38,3 +41,63 @@ def test_presets_are_valid_and_named():
     assert preset_config("tutorial").batch_size == 100
     with pytest.raises(ConfigError, match="preset"):
         preset_config("turbo")
+
+
+# --- the field specs: one description drives validation, the CLI and the form ------------------
+
+NUMERIC = [name for name, spec in FIELD_SPECS.items() if spec.kind in ("int", "float")]
+TYPES = {"int": int, "float": float, "bool": bool, "choice": str}
+
+
+def outside(spec: FieldSpec) -> list:
+    """The values just beyond each end of the spec's range."""
+    if spec.kind == "int":
+        return [spec.low - 1, spec.high + 1]
+    below = spec.low if spec.low_open else math.nextafter(spec.low, -math.inf)
+    return [below, math.nextafter(spec.high, math.inf)]
+
+
+def inside_ends(spec: FieldSpec) -> list:
+    """The range's two ends, or the nearest allowed value to an open one."""
+    low = math.nextafter(spec.low, math.inf) if spec.low_open else spec.low
+    return [low, spec.high]
+
+
+@pytest.mark.parametrize("f", fields(TrainConfig), ids=lambda f: f.name)
+def test_every_field_has_a_complete_spec(f):
+    spec = f.metadata["spec"]
+    assert isinstance(spec, FieldSpec) and FIELD_SPECS[f.name].name == f.name
+    spec = FIELD_SPECS[f.name]
+    assert spec.label and spec.help
+    assert type(f.default) is TYPES[spec.kind]
+    if spec.kind in ("int", "float"):
+        assert spec.low < spec.high
+        if spec.low_open:  # the form needs an allowed minimum of its own
+            assert spec.low < spec.form_low <= spec.high
+    if spec.only_with is not None:
+        other, values = spec.only_with
+        assert set(values) <= set(FIELD_SPECS[other].choices)
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+def test_validation_follows_each_numeric_spec(name):
+    spec = FIELD_SPECS[name]
+    for value in outside(spec):
+        with pytest.raises(ConfigError, match=rf"^{name} must be {re.escape(range_text(spec))}, got"):
+            TrainConfig(**{name: value})
+    for value in inside_ends(spec):
+        assert getattr(TrainConfig.from_dict({name: value}), name) == value
+
+
+@pytest.mark.parametrize("name", [n for n, s in FIELD_SPECS.items() if s.kind == "choice"])
+def test_validation_accepts_exactly_each_fields_choices(name):
+    choices = FIELD_SPECS[name].choices
+    for value in choices:
+        assert getattr(TrainConfig(**{name: value}), name) == value
+    with pytest.raises(ConfigError, match=rf"^{name} must be one of {', '.join(choices)}; got 'x'"):
+        TrainConfig(**{name: "x"})
+
+
+def test_range_messages_name_the_unit():
+    with pytest.raises(ConfigError, match=r"^train_limit must be between 0 and 60,000 images, got 60,001$"):
+        TrainConfig(train_limit=MNIST_TRAIN_IMAGES + 1)

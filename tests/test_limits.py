@@ -335,7 +335,6 @@ def test_train_limit_above_the_set_size_uses_the_whole_set(tiny_data):
         (["--lr", "-1"], "lr must be in"),
         (["--momentum", "1.5"], "momentum"),
         (["--label-smoothing", "0.9"], "label_smoothing"),
-        (["--arch", "resnet50"], "arch must be one of"),
     ],
 )
 def test_cli_refuses_bad_values_in_one_line_before_loading_data(tmp_path, capsys, argv, words):
@@ -347,7 +346,9 @@ def test_cli_refuses_bad_values_in_one_line_before_loading_data(tmp_path, capsys
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("argv", [["--optimizer", "lbfgs"], ["--epochs", "two"], ["--device", "tpu"]])
+@pytest.mark.parametrize(
+    "argv", [["--optimizer", "lbfgs"], ["--epochs", "two"], ["--device", "tpu"], ["--arch", "resnet50"]]
+)
 def test_cli_argument_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as info:
         cli_main(["train", *argv])
