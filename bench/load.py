@@ -234,11 +234,10 @@ def build_message(
     del state.cached_message_hashes[:]
     if state.context_info.url:
         state.context_info.url = base_url + urlsplit(state.context_info.url).path
-    current_fragment = next((f for f in fragments if f), None)
     if fragment_id is not None:
         state.fragment_id = fragment_id
-    elif state.fragment_id and current_fragment:
-        state.fragment_id = current_fragment
+    elif state.fragment_id:  # a fragment rerun: of the fragment holding these widgets now (none: a full rerun)
+        state.fragment_id = next((f for f in fragments if f), "")
     return msg
 
 
