@@ -110,7 +110,7 @@ def cmd_train(args) -> int:
     if bar is not None:
         bar.close()
     run_dir = save_run(done.model, config, done.metrics(), done.history, args.out, args.name)
-    summary = {**done.metrics(), "arch": config.arch, "checkpoint": str(run_dir)}
+    summary = {**done.metrics().to_dict(), "arch": config.arch, "checkpoint": str(run_dir)}
     print(f"test accuracy {done.test_accuracy:.2%} after {done.train_seconds:.1f}s of training; saved {run_dir}")
     if args.json:
         print(json.dumps(summary))

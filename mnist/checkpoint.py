@@ -28,11 +28,11 @@ from torch import nn
 from . import __version__
 from .config import TrainConfig
 from .constants import MNIST_MEAN, MNIST_STD
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError
 from .models import build_model, count_parameters
+from .records import ModelRef, Provenance, RunMetrics, RunRecord
+from .train import History
 
-FORMAT = "mnist-studio-checkpoint"
-FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
 HISTORY_FILE = "history.json"
@@ -49,20 +49,16 @@ PICKLE_PREFIXES = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, zip (torch.sav
 @dataclass
 class Checkpoint:
     model: nn.Module  # in eval mode, on the CPU
-    meta: dict
+    record: RunRecord
     path: Path
 
     @property
     def config(self) -> TrainConfig:
-        return TrainConfig.from_dict(self.meta["config"])
+        return self.record.config
 
     @property
     def arch(self) -> str:
-        return self.meta["arch"]
-
-    @property
-    def test_accuracy(self) -> float | None:
-        return self.meta.get("metrics", {}).get("test_accuracy")
+        return self.record.arch
 
 
 def default_runs_dir() -> Path:
@@ -114,31 +110,25 @@ def new_run_name(arch: str) -> str:
     return f"{stamp}-{arch}-{secrets.token_hex(2)}"
 
 
-def build_meta(model: nn.Module, config: TrainConfig, metrics: dict, name: str) -> dict:
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": name,
-        "arch": config.arch,
-        "config": config.to_dict(),
-        "metrics": metrics,
-        "parameters": count_parameters(model),
-        "normalization": {"mean": MNIST_MEAN, "std": MNIST_STD},
-        "versions": {"mnist_studio": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+def build_record(model: nn.Module, config: TrainConfig, metrics: RunMetrics, name: str) -> RunRecord:
+    provenance = Provenance(
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        versions={"mnist_studio": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        normalization={"mean": MNIST_MEAN, "std": MNIST_STD},
+    )
+    return RunRecord(name, config, metrics, count_parameters(model), provenance)
 
 
-def encode_weights(model: nn.Module, meta: dict) -> bytes:
+def encode_weights(model: nn.Module, record: RunRecord) -> bytes:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return save_safetensors_bytes(state, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    return save_safetensors_bytes(state, metadata={META_KEY: json.dumps(record.to_dict(), sort_keys=True)})
 
 
 def save_run(
     model: nn.Module,
     config: TrainConfig,
-    metrics: dict,
-    history: dict | None = None,
+    metrics: RunMetrics,
+    history: History | None = None,
     runs_dir: Path | str | None = None,
     name: str | None = None,
 ) -> Path:
@@ -149,13 +139,13 @@ def save_run(
     final = run_path(runs_dir, name)
     if final.exists():
         raise CheckpointError(f"a run named {name!r} already exists in {runs_dir}")
-    meta = build_meta(model, config, metrics, name)
+    record = build_record(model, config, metrics, name)
     tmp = Path(tempfile.mkdtemp(dir=runs_dir, prefix=f".{name}."))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it owner-only
-        atomic_write_bytes(tmp / WEIGHTS_FILE, encode_weights(model, meta))
-        atomic_write_json(tmp / META_FILE, meta)
-        atomic_write_json(tmp / HISTORY_FILE, history or {"steps": [], "epochs": []})
+        atomic_write_bytes(tmp / WEIGHTS_FILE, encode_weights(model, record))
+        atomic_write_json(tmp / META_FILE, record.to_dict())
+        atomic_write_json(tmp / HISTORY_FILE, (history or History()).to_dict())
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -163,32 +153,8 @@ def save_run(
     return final
 
 
-def parse_meta(text: bytes | str, source: str) -> dict:
-    try:
-        meta = json.loads(text)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-        raise CheckpointError(f"{source}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{source}: not an MNIST Studio checkpoint description (no format {FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{source}: checkpoint format version {meta.get('format_version')!r} is not supported")
-    for key in ("arch", "config"):
-        if key not in meta:
-            raise CheckpointError(f"{source}: the description has no {key!r}")
-    for key, kind in (("arch", str), ("config", dict), ("metrics", dict), ("created", str), ("name", str)):
-        if key in meta and not isinstance(meta[key], kind):
-            raise CheckpointError(f"{source}: {key!r} must be a {kind.__name__}, got {type(meta[key]).__name__}")
-    try:
-        config = TrainConfig.from_dict(meta["config"])
-    except (ConfigError, TypeError) as exc:
-        raise CheckpointError(f"{source}: {exc}") from None
-    if config.arch != meta["arch"]:
-        raise CheckpointError(f"{source}: arch {meta['arch']!r} disagrees with its config ({config.arch!r})")
-    return meta
-
-
-def model_from_bytes(weights: bytes, meta: dict | None, source: str) -> tuple[nn.Module, dict]:
-    """Validate and load safetensors bytes; meta defaults to the JSON embedded in them."""
+def model_from_bytes(weights: bytes, record: RunRecord | None, source: str) -> tuple[nn.Module, RunRecord]:
+    """Validate and load safetensors bytes; the record defaults to the JSON embedded in them."""
     if len(weights) > MAX_CHECKPOINT_BYTES:
         limit = MAX_CHECKPOINT_BYTES // 2**20
         raise CheckpointError(f"{source}: {len(weights) / 1e6:.1f} MB is over the {limit} MB limit")
@@ -204,12 +170,12 @@ def model_from_bytes(weights: bytes, meta: dict | None, source: str) -> tuple[nn
                 "opened here; export the weights as safetensors from MNIST Studio"
             ) from None
         raise CheckpointError(f"{source}: not a valid safetensors file ({exc})") from None
-    if meta is None:
+    if record is None:
         if embedded is None:
             raise CheckpointError(f"{source}: has no MNIST Studio description; upload its {META_FILE} too")
-        meta = parse_meta(embedded, source)
-    arch = meta["arch"]
-    model = build_model(arch)  # parse_meta checked arch and config
+        record = RunRecord.parse(embedded, source)
+    arch = record.arch
+    model = build_model(arch)  # RunRecord.parse checked arch and config
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -229,7 +195,7 @@ def model_from_bytes(weights: bytes, meta: dict | None, source: str) -> tuple[nn
             raise CheckpointError(f"{source}: {key} holds NaN or infinite values")
     model.load_state_dict(state, strict=True)
     model.eval()
-    return model, meta
+    return model, record
 
 
 def _embedded_meta(weights: bytes) -> str | None:
@@ -259,9 +225,9 @@ def load_checkpoint(path: Path | str | None = None) -> Checkpoint:
         weights_path, meta_path = path, path.with_suffix(".json")
     if not weights_path.is_file():
         raise CheckpointError(f"no checkpoint at {weights_path}: give a run folder or a .safetensors file")
-    meta = parse_meta(read_limited(meta_path, MAX_JSON_BYTES), str(meta_path)) if meta_path.is_file() else None
-    model, meta = model_from_bytes(read_limited(weights_path, MAX_CHECKPOINT_BYTES), meta, str(weights_path))
-    return Checkpoint(model, meta, path)
+    record = RunRecord.parse(read_limited(meta_path, MAX_JSON_BYTES), str(meta_path)) if meta_path.is_file() else None
+    model, record = model_from_bytes(read_limited(weights_path, MAX_CHECKPOINT_BYTES), record, str(weights_path))
+    return Checkpoint(model, record, path)
 
 
 def load_uploaded(weights: bytes, meta_json: bytes | None = None, name: str = "upload") -> Checkpoint:
@@ -269,23 +235,25 @@ def load_uploaded(weights: bytes, meta_json: bytes | None = None, name: str = "u
     if meta_json is not None and len(meta_json) > MAX_JSON_BYTES:
         limit = MAX_JSON_BYTES // 2**20
         raise CheckpointError(f"{name} (JSON): {len(meta_json) / 1e6:.1f} MB is over the {limit} MB limit")
-    meta = parse_meta(meta_json, f"{name} (JSON)") if meta_json is not None else None
-    model, meta = model_from_bytes(weights, meta, name)
-    return Checkpoint(model, meta, Path(name))
+    record = RunRecord.parse(meta_json, f"{name} (JSON)") if meta_json is not None else None
+    model, record = model_from_bytes(weights, record, name)
+    return Checkpoint(model, record, Path(name))
 
 
-@dataclass
-class RunInfo:
-    name: str
+@dataclass(frozen=True)
+class SavedRun:
+    """A run folder on disk and its parsed description; its history is read on demand (load_history)."""
+
+    name: str  # the folder's name
     path: Path
-    meta: dict
+    record: RunRecord
 
     @property
-    def metrics(self) -> dict:
-        return self.meta.get("metrics", {})
+    def ref(self) -> ModelRef:
+        return ModelRef.run(self.name)
 
 
-def list_runs(runs_dir: Path | str | None = None) -> list[RunInfo]:
+def list_runs(runs_dir: Path | str | None = None) -> list[SavedRun]:
     """Saved runs, newest first. Damaged folders are skipped with a warning, hidden ones ignored."""
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     if not runs_dir.is_dir():
@@ -295,13 +263,13 @@ def list_runs(runs_dir: Path | str | None = None) -> list[RunInfo]:
         if path.name.startswith(".") or not path.is_dir():
             continue
         try:
-            meta = parse_meta(read_limited(path / META_FILE, MAX_JSON_BYTES), str(path / META_FILE))
+            record = RunRecord.parse(read_limited(path / META_FILE, MAX_JSON_BYTES), str(path / META_FILE))
             check_weights_file(path / WEIGHTS_FILE)
         except CheckpointError as exc:
             warnings.warn(f"skipping damaged run folder: {exc}", stacklevel=2)
             continue
-        runs.append(RunInfo(path.name, path, meta))
-    runs.sort(key=lambda r: r.meta.get("created", ""), reverse=True)  # parse_meta made it a str
+        runs.append(SavedRun(path.name, path, record))
+    runs.sort(key=lambda r: r.record.created, reverse=True)  # ISO 8601 text sorts by time
     return runs
 
 
@@ -316,12 +284,13 @@ def check_weights_file(path: Path) -> None:
         raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
 
 
-def load_history(run_dir: Path) -> dict:
+def load_history(run_dir: Path) -> History:
+    """The run's curves; a missing or damaged history.json reads as what it still holds (often nothing)."""
     try:
-        history = json.loads((Path(run_dir) / HISTORY_FILE).read_text())
-    except (OSError, ValueError):
-        return {"steps": [], "epochs": []}
-    return history if isinstance(history, dict) else {"steps": [], "epochs": []}
+        values = json.loads((Path(run_dir) / HISTORY_FILE).read_text())
+    except (OSError, ValueError, RecursionError):
+        return History()
+    return History.from_dict(values)
 
 
 def delete_run(runs_dir: Path | str, name: str) -> None:

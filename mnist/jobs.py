@@ -22,7 +22,8 @@ from .checkpoint import save_run
 from .config import TrainConfig
 from .data import MnistData
 from .errors import MnistError
-from .train import DoneEvent, train
+from .records import RunMetrics
+from .train import DoneEvent, EpochEvent, StepEvent, train
 
 MAX_RUNS_ENV = "MNIST_MAX_TRAINING_RUNS"
 MAX_FINISHED_KEPT = 200  # finished jobs remembered in memory; their runs stay on disk anyway
@@ -52,10 +53,10 @@ class Job:
     config: TrainConfig
     owner: str  # the browser session that started it
     state: str = QUEUED
-    events: list[dict] = field(default_factory=list)  # StepEvent / EpochEvent dicts, in order
+    events: list[StepEvent | EpochEvent] = field(default_factory=list)  # in order
     error: str | None = None
     run_dir: Path | None = None
-    metrics: dict | None = None
+    metrics: RunMetrics | None = None
     created: float = field(default_factory=time.time)
     finished: float | None = None
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -119,7 +120,7 @@ class JobManager:
         if job.future is not None and job.future.cancel():
             self._finish(job, STOPPED)
 
-    def events(self, job: Job) -> list[dict]:
+    def events(self, job: Job) -> list[StepEvent | EpochEvent]:
         with self._lock:
             return list(job.events)
 
@@ -155,7 +156,7 @@ class JobManager:
                     self._finish(job, STOPPED if event.stopped else DONE)
                     return
                 with self._lock:
-                    job.events.append(event.to_dict())
+                    job.events.append(event)
             self._finish(job, FAILED, "training ended without a result")  # never left "running" forever
         except MnistError as exc:
             self._finish(job, FAILED, str(exc))

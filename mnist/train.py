@@ -6,7 +6,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from .data import MnistData, augment_batch, load_mnist, normalize
 from .device import resolve_device
 from .errors import ConfigError
 from .models import build_model
+from .records import RunMetrics
 
 EVAL_BATCH = 250  # images per evaluation forward; 1000 cost ~250 MB more peak memory (bench/memory.py)
 
@@ -56,6 +57,51 @@ class EpochEvent:
         return asdict(self)
 
 
+def _event_from_dict(cls, values) -> StepEvent | EpochEvent | None:
+    """One saved event dict as its dataclass; None when it lacks a field or holds a non-number."""
+    names = [f.name for f in fields(cls) if f.name != "kind"]
+    if not isinstance(values, dict) or not all(name in values for name in names):
+        return None
+    picked = {name: values[name] for name in names}
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in picked.values()):
+        return None
+    return cls(**picked)
+
+
+@dataclass
+class History:
+    """A run's curves: the step events and epoch events, in order (history.json)."""
+
+    steps: list[StepEvent] = field(default_factory=list)
+    epochs: list[EpochEvent] = field(default_factory=list)
+
+    def add(self, event: StepEvent | EpochEvent) -> None:
+        (self.steps if isinstance(event, StepEvent) else self.epochs).append(event)
+
+    def to_dict(self) -> dict:
+        return {"steps": [e.to_dict() for e in self.steps], "epochs": [e.to_dict() for e in self.epochs]}
+
+    @classmethod
+    def of_events(cls, events) -> History:
+        history = cls()
+        for event in events:
+            history.add(event)
+        return history
+
+    @classmethod
+    def from_dict(cls, values) -> History:
+        """Parse history.json's layout; entries that are not complete events are dropped (a damaged file
+        shows the curves it still has, never an error)."""
+        if not isinstance(values, dict):
+            return cls()
+        parsed = {}
+        for key, kind in (("steps", StepEvent), ("epochs", EpochEvent)):
+            entries = values.get(key)
+            events = [_event_from_dict(kind, e) for e in entries] if isinstance(entries, list) else []
+            parsed[key] = [e for e in events if e is not None]
+        return cls(**parsed)
+
+
 @dataclass
 class DoneEvent:
     """Last event: the model as trained so far, even when stopped early."""
@@ -68,18 +114,18 @@ class DoneEvent:
     train_seconds: float
     steps_done: int
     epochs_done: int
-    history: dict = field(repr=False)  # {"steps": [...], "epochs": [...]} as dicts
+    history: History = field(repr=False)
     kind: str = "done"
 
-    def metrics(self) -> dict:
-        return {
-            "test_accuracy": self.test_accuracy,
-            "test_loss": self.test_loss,
-            "train_seconds": self.train_seconds,
-            "steps_done": self.steps_done,
-            "epochs_done": self.epochs_done,
-            "stopped": self.stopped,
-        }
+    def metrics(self) -> RunMetrics:
+        return RunMetrics(
+            test_accuracy=self.test_accuracy,
+            test_loss=self.test_loss,
+            train_seconds=self.train_seconds,
+            steps_done=self.steps_done,
+            epochs_done=self.epochs_done,
+            stopped=self.stopped,
+        )
 
 
 Event = StepEvent | EpochEvent | DoneEvent
@@ -214,7 +260,7 @@ def train(
     total_steps = config.epochs * steps_per_epoch
     scheduler, sched_every = build_scheduler(optimizer, config, steps_per_epoch)
 
-    history: dict = {"steps": [], "epochs": []}
+    history = History()
     final: EvalResult | None = None  # evaluation of the model as it is now
     step = 0
     train_time = 0.0
@@ -265,7 +311,7 @@ def train(
                     elapsed=train_time,
                     eta=train_time / step * (total_steps - step),
                 )
-                history["steps"].append(event.to_dict())
+                history.add(event)
                 yield event
                 window_loss.zero_()
                 window_steps = 0
@@ -284,7 +330,7 @@ def train(
             elapsed=train_time,
             eta=train_time / step * (total_steps - step),
         )
-        history["epochs"].append(event.to_dict())
+        history.add(event)
         yield event
         if stopped:
             break

@@ -10,10 +10,12 @@ from mnist.device import available_devices, resolve_device
 from mnist.errors import ConfigError, MnistError
 from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
 from mnist.models import ARCHS, build_model, count_parameters, summarize_model
+from mnist.records import ModelRef
+from mnist.train import History
 from studio import common
 from studio.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
 from studio.form import FORM_FIELDS, fields_left_out, render_field
-from studio.views import format_duration, run_row, split_history, training_progress
+from studio.views import format_duration, run_row, training_progress
 
 REFRESH_SECONDS = 1.0  # the live panel reruns (alone) this often while a run is queued or training
 PREFIX = "cfg_"  # session-state keys of the form's fields: cfg_<TrainConfig field>
@@ -166,7 +168,7 @@ def render_job(job_id: str) -> None:
         )
         st.button("Cancel this run", icon=":material/close:", on_click=manager.stop, args=(job.id,), key="stop_job")
     elif state == RUNNING:
-        progress = training_progress(events, job.config.epochs)
+        progress = training_progress(History.of_events(events).steps, job.config.epochs)
         st.progress(progress.fraction, text=progress.text)
         if job.stop_event.is_set():
             st.caption("Stopping after the current step; the model trained so far will be saved…")
@@ -185,40 +187,40 @@ def render_job(job_id: str) -> None:
     else:
         render_summary(job)
     if events:
-        history = split_history(events)
+        history = History.of_events(events)
         smoothing = st.session_state.get("loss_smoothing", DEFAULT_SMOOTHING)
-        st.plotly_chart(step_loss_figure(history["steps"], smoothing), key="live_step_loss")
-        st.plotly_chart(epoch_figure(history["epochs"]), key="live_epochs")
-        st.plotly_chart(lr_figure(history["steps"]), key="live_lr")
+        st.plotly_chart(step_loss_figure(history.steps, smoothing), key="live_step_loss")
+        st.plotly_chart(epoch_figure(history.epochs), key="live_epochs")
+        st.plotly_chart(lr_figure(history.steps), key="live_lr")
         st.slider(
             "Loss smoothing (EMA)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01, key="loss_smoothing", persist_state="session"
         )
 
 
 def render_summary(job) -> None:
-    m = job.metrics or {}
-    acc, loss = m.get("test_accuracy", 0.0), m.get("test_loss", 0.0)
-    duration = format_duration(m.get("train_seconds"))
+    m = job.metrics  # a finished job that trained always has them (render_job checks)
+    acc, loss = m.test_accuracy or 0.0, m.test_loss or 0.0
+    duration = format_duration(m.train_seconds)
     if job.state == STOPPED:
         st.warning(
-            f"Stopped after {m.get('steps_done', 0):,} steps: the model trained so far was saved. "
+            f"Stopped after {m.steps_done:,} steps: the model trained so far was saved. "
             f"Test accuracy {acc * 100:.2f}% after {duration} of training.",
             icon=":material/stop_circle:",
         )
     else:
         st.success(
             f"Finished: test accuracy {acc * 100:.2f}% after {duration} of training "
-            f"({plural(m.get('epochs_done', 0), 'epoch')}, {plural(m.get('steps_done', 0), 'step')}).",
+            f"({plural(m.epochs_done, 'epoch')}, {plural(m.steps_done, 'step')}).",
             icon=":material/check_circle:",
         )
     cols = st.columns(4)
     cols[0].metric("Test accuracy", f"{acc * 100:.2f}%")
     cols[1].metric("Test loss", f"{loss:.4f}")
-    seconds = m.get("train_seconds")  # plain seconds: "2 min 05 s" is cut off in a narrow column
-    cols[2].metric("Training time", f"{seconds:,.0f} s" if isinstance(seconds, (int, float)) else "–")
-    cols[3].metric("Steps", f"{m.get('steps_done', 0):,}")
+    seconds = m.train_seconds  # plain seconds: "2 min 05 s" is cut off in a narrow column
+    cols[2].metric("Training time", "–" if seconds is None else f"{seconds:,.0f} s")
+    cols[3].metric("Steps", f"{m.steps_done:,}")
     if job.run_dir is not None:
-        key = common.RUN_PREFIX + job.run_dir.name
+        key = ModelRef.run(job.run_dir.name).key
         if st.session_state.get(common.ACTIVE_MODEL_KEY) == key:
             st.caption(f"Saved as `{job.run_dir.name}` · the active model for Sketch and Explore.")
         else:
@@ -251,12 +253,12 @@ def run_panel() -> None:
         runs = common.runs_list()
         if runs:
             latest = runs[0]
-            acc = latest.metrics.get("test_accuracy")
-            acc_text = f", {acc * 100:.2f}% test accuracy" if isinstance(acc, (int, float)) else ""
+            metrics = latest.record.metrics
+            acc_text = "" if metrics.test_accuracy is None else f", {metrics.accuracy_text(' test accuracy')}"
             st.caption(f"Meanwhile, the curves of the latest saved run, `{latest.name}`{acc_text}:")
             history = cached_history(str(latest.path))
-            st.plotly_chart(step_loss_figure(history.get("steps", [])), key="latest_step_loss")
-            st.plotly_chart(epoch_figure(history.get("epochs", [])), key="latest_epochs")
+            st.plotly_chart(step_loss_figure(history.steps), key="latest_step_loss")
+            st.plotly_chart(epoch_figure(history.epochs), key="latest_epochs")
         return
     labels = {j.id: f"{job_title(j)} · {STATE_LABELS.get(j.state, j.state)}" for j in jobs}
     if st.session_state.get(common.JOB_KEY) not in labels:
@@ -280,7 +282,7 @@ def run_panel() -> None:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cached_history(path: str) -> dict:
+def cached_history(path: str) -> History:
     return load_history(path)  # runs never change once saved
 
 
@@ -299,7 +301,7 @@ def do_delete(name: str) -> None:
     except MnistError as exc:
         st.session_state[DELETE_ERROR_KEY] = f"Could not delete {name}: {exc}"
         return
-    if st.session_state.get(common.ACTIVE_MODEL_KEY) == common.RUN_PREFIX + name:
+    if st.session_state.get(common.ACTIVE_MODEL_KEY) == ModelRef.run(name).key:
         st.session_state.pop(common.ACTIVE_MODEL_KEY, None)  # back to the default model
     if name in st.session_state.get("compare_runs", []):
         st.session_state["compare_runs"] = [n for n in st.session_state["compare_runs"] if n != name]
@@ -313,7 +315,7 @@ def saved_runs() -> None:
         st.info(f"No saved runs yet in `{runs_dir}`. Every finished or stopped run is saved there.")
         return
     st.dataframe(
-        [run_row(r.name, r.meta) for r in runs],
+        [run_row(r.name, r.record) for r in runs],
         hide_index=True,
         width="stretch",
         column_config={
@@ -341,13 +343,11 @@ def saved_runs() -> None:
             st.session_state["manage_run"] = names[0]
         name = st.selectbox("Manage a run", names, key="manage_run")
         run = by_name[name]
-        acc = run.metrics.get("test_accuracy")
+        record = run.record
         st.caption(
-            f"{run.meta.get('arch', '?')} · "
-            + (f"{acc * 100:.2f}% test accuracy" if isinstance(acc, (int, float)) else "accuracy unknown")
-            + f" · {run.meta.get('parameters', 0):,} parameters"
+            f"{record.arch} · {record.metrics.accuracy_text(' test accuracy')} · {record.parameters:,} parameters"
         )
-        key = common.RUN_PREFIX + name
+        key = run.ref.key
         is_active = st.session_state.get(common.ACTIVE_MODEL_KEY) == key
         st.button(
             "Active model" if is_active else "Make it the active model",

@@ -10,6 +10,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from mnist.constants import NUM_CLASSES
+from mnist.train import EpochEvent, History, StepEvent
 
 DIGITS = list(range(NUM_CLASSES))
 ACCENT = "#FF8C42"  # the theme's primary colour (.streamlit/config.toml)
@@ -61,14 +62,14 @@ def _empty(fig: go.Figure, message: str) -> go.Figure:
 # --- training ---------------------------------------------------------------------------------
 
 
-def step_loss_figure(steps: list[dict], smoothing: float = DEFAULT_SMOOTHING, height: int = 300) -> go.Figure:
+def step_loss_figure(steps: list[StepEvent], smoothing: float = DEFAULT_SMOOTHING, height: int = 300) -> go.Figure:
     """Training loss per logged step: the raw values faint, their EMA bold, on a log axis."""
     fig = go.Figure()
     _layout(fig, height, "Training loss")
     if not steps:
         return _empty(fig, "waiting for the first steps…")
-    x = [s["step"] for s in steps]
-    y = [s["loss"] for s in steps]
+    x = [s.step for s in steps]
+    y = [s.loss for s in steps]
     fig.add_trace(go.Scatter(x=x, y=y, name="loss", mode="lines", line=dict(color=TRAIN_COLOR, width=1), opacity=0.35))
     fig.add_trace(
         go.Scatter(
@@ -85,7 +86,7 @@ def step_loss_figure(steps: list[dict], smoothing: float = DEFAULT_SMOOTHING, he
     return fig
 
 
-def epoch_figure(epochs: list[dict], height: int = 300) -> go.Figure:
+def epoch_figure(epochs: list[EpochEvent], height: int = 300) -> go.Figure:
     """Train and test loss (left) and accuracy (right) per epoch."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss per epoch", "Accuracy per epoch (%)"))
     _layout(fig, height)
@@ -101,12 +102,12 @@ def epoch_figure(epochs: list[dict], height: int = 300) -> go.Figure:
             font=dict(color=MUTED),
         )
         return fig
-    x = [e["epoch"] for e in epochs]
+    x = [e.epoch for e in epochs]
     for split, color in (("train", TRAIN_COLOR), ("test", TEST_COLOR)):
         fig.add_trace(
             go.Scatter(
                 x=x,
-                y=[e[f"{split}_loss"] for e in epochs],
+                y=[getattr(e, f"{split}_loss") for e in epochs],
                 name=f"{split} loss",
                 mode="lines+markers",
                 line=dict(color=color),
@@ -118,7 +119,7 @@ def epoch_figure(epochs: list[dict], height: int = 300) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=x,
-                y=[e[f"{split}_accuracy"] * 100 for e in epochs],
+                y=[getattr(e, f"{split}_accuracy") * 100 for e in epochs],
                 name=f"{split} accuracy",
                 mode="lines+markers",
                 line=dict(color=color, dash="dot"),
@@ -131,7 +132,7 @@ def epoch_figure(epochs: list[dict], height: int = 300) -> go.Figure:
     return fig
 
 
-def lr_figure(steps: list[dict], height: int = 220) -> go.Figure:
+def lr_figure(steps: list[StepEvent], height: int = 220) -> go.Figure:
     """The learning rate the scheduler set, per logged step."""
     fig = go.Figure()
     _layout(fig, height, "Learning rate")
@@ -139,8 +140,8 @@ def lr_figure(steps: list[dict], height: int = 220) -> go.Figure:
         return _empty(fig, "waiting for the first steps…")
     fig.add_trace(
         go.Scatter(
-            x=[s["step"] for s in steps],
-            y=[s["lr"] for s in steps],
+            x=[s.step for s in steps],
+            y=[s.lr for s in steps],
             name="learning rate",
             mode="lines",
             line=dict(color=ACCENT, width=2),
@@ -151,7 +152,7 @@ def lr_figure(steps: list[dict], height: int = 220) -> go.Figure:
     return fig
 
 
-def compare_figure(histories: dict[str, dict], smoothing: float = DEFAULT_SMOOTHING, height: int = 340) -> go.Figure:
+def compare_figure(histories: dict[str, History], smoothing: float = DEFAULT_SMOOTHING, height: int = 340) -> go.Figure:
     """Overlay of several runs: smoothed step loss (left), test accuracy per epoch (right)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Training loss (smoothed)", "Test accuracy per epoch (%)"))
     _layout(fig, height)
@@ -162,12 +163,12 @@ def compare_figure(histories: dict[str, dict], smoothing: float = DEFAULT_SMOOTH
     )
     for i, (name, history) in enumerate(histories.items()):
         color = PALETTE[i % len(PALETTE)]
-        steps, epochs = history.get("steps", []), history.get("epochs", [])
+        steps, epochs = history.steps, history.epochs
         if steps:
             fig.add_trace(
                 go.Scatter(
-                    x=[s["step"] for s in steps],
-                    y=ema([s["loss"] for s in steps], smoothing),
+                    x=[s.step for s in steps],
+                    y=ema([s.loss for s in steps], smoothing),
                     name=name,
                     legendgroup=name,
                     line=dict(color=color),
@@ -178,8 +179,8 @@ def compare_figure(histories: dict[str, dict], smoothing: float = DEFAULT_SMOOTH
         if epochs:
             fig.add_trace(
                 go.Scatter(
-                    x=[e["epoch"] for e in epochs],
-                    y=[e["test_accuracy"] * 100 for e in epochs],
+                    x=[e.epoch for e in epochs],
+                    y=[e.test_accuracy * 100 for e in epochs],
                     name=name,
                     legendgroup=name,
                     showlegend=not steps,

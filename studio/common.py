@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from mnist.data import (
 from mnist.device import describe_device, resolve_device
 from mnist.errors import DataNotFoundError, MnistError
 from mnist.jobs import JobManager
+from mnist.records import ModelRef, RunRecord
 from mnist.train import EvalResult, evaluate
 
 CANVAS_OVERRIDE_KEY = "sketch_canvas_override"  # tests: an image array used instead of the drawing
@@ -51,9 +51,6 @@ ACTIVE_MODEL_KEY = "active_model"  # the sidebar's model selectbox; a model key 
 UPLOADS_KEY = "uploaded_models"  # model key -> Checkpoint, this session's uploads
 JOB_KEY = "job_id"  # the training job this session is looking at
 ENTRY_KEY = "_entered_through_app"  # set by streamlit_app.py on every run; see page_setup
-BUNDLED = "bundled"
-RUN_PREFIX = "run:"
-UPLOAD_PREFIX = "upload:"
 
 
 # --- MNIST ------------------------------------------------------------------------------------
@@ -194,49 +191,45 @@ def _load_checkpoint(path: str, mtime: int) -> Checkpoint:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    key: str
+    """One entry of the model select box: which model, its label and its description."""
+
+    ref: ModelRef
     label: str
-    meta: dict
+    record: RunRecord
 
     @property
-    def accuracy(self) -> float | None:
-        return (self.meta.get("metrics") or {}).get("test_accuracy")
-
-    @property
-    def arch(self) -> str:
-        return self.meta.get("arch", "?")
+    def key(self) -> str:
+        return self.ref.key
 
 
-def _bundled_meta() -> dict:
-    meta_path = BUNDLED_DIR / META_FILE
+def _bundled_record() -> RunRecord:
+    """The bundled model's description: its meta.json, else the one embedded in its weights."""
     try:
-        return json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        try:
-            return _load_checkpoint(str(BUNDLED_DIR), _mtime(BUNDLED_DIR / WEIGHTS_FILE)).meta
-        except MnistError:
-            return {}
+        return RunRecord.parse((BUNDLED_DIR / META_FILE).read_bytes(), str(BUNDLED_DIR / META_FILE))
+    except (OSError, MnistError):
+        return _load_checkpoint(str(BUNDLED_DIR), _mtime(BUNDLED_DIR / WEIGHTS_FILE)).record
 
 
-def _accuracy_text(meta: dict) -> str:
-    acc = (meta.get("metrics") or {}).get("test_accuracy")
-    return f"{acc * 100:.2f}%" if isinstance(acc, (int, float)) else "accuracy unknown"
+def _label(record: RunRecord, where: str) -> str:
+    return f"{record.arch} {record.metrics.accuracy_text()} · {where}"
 
 
 def model_choices() -> dict[str, ModelChoice]:
-    """Every model this session can use: the bundled one, saved runs (newest first), its uploads."""
-    choices: dict[str, ModelChoice] = {}
+    """Every model this session can use, by key: the bundled one, saved runs (newest first), its uploads."""
+    choices: list[ModelChoice] = []
     if bundled_available():
-        meta = _bundled_meta()
-        choices[BUNDLED] = ModelChoice(BUNDLED, f"Bundled: {meta.get('arch', '?')} {_accuracy_text(meta)}", meta)
+        try:
+            record = _bundled_record()
+        except MnistError:
+            record = None  # a damaged bundled model is left out, not shown broken
+        if record is not None:
+            label = f"Bundled: {record.arch} {record.metrics.accuracy_text()}"
+            choices.append(ModelChoice(ModelRef.bundled(), label, record))
     for run in runs_list():
-        key = RUN_PREFIX + run.name
-        label = f"{run.meta.get('arch', '?')} {_accuracy_text(run.meta)} · run {run.name}"
-        choices[key] = ModelChoice(key, label, run.meta)
+        choices.append(ModelChoice(run.ref, _label(run.record, f"run {run.name}"), run.record))
     for key, (name, ckpt) in st.session_state.get(UPLOADS_KEY, {}).items():
-        label = f"{ckpt.arch} {_accuracy_text(ckpt.meta)} · uploaded {name}"
-        choices[key] = ModelChoice(key, label, ckpt.meta)
-    return choices
+        choices.append(ModelChoice(ModelRef.parse(key), _label(ckpt.record, f"uploaded {name}"), ckpt.record))
+    return {choice.key: choice for choice in choices}
 
 
 def active_model_key(choices: dict[str, ModelChoice] | None = None) -> str | None:
@@ -253,28 +246,30 @@ def set_active_model(key: str) -> None:
     st.session_state[ACTIVE_MODEL_KEY] = key
 
 
+def _folder_of(ref: ModelRef) -> Path:
+    """The folder holding a bundled or saved-run model."""
+    return BUNDLED_DIR if ref.kind == "bundled" else runs_dir() / ref.name
+
+
 def get_checkpoint(key: str) -> Checkpoint:
     """Load (cached) the model behind a key; raises MnistError (CheckpointError) when it cannot."""
-    if key == BUNDLED:
-        return _load_checkpoint(str(BUNDLED_DIR), _mtime(BUNDLED_DIR / WEIGHTS_FILE))
-    if key.startswith(RUN_PREFIX):
-        path = runs_dir() / key[len(RUN_PREFIX) :]
-        return _load_checkpoint(str(path), _mtime(path / WEIGHTS_FILE))
-    if key.startswith(UPLOAD_PREFIX):
+    ref = ModelRef.parse(key)
+    if ref.kind == "upload":
         upload = st.session_state.get(UPLOADS_KEY, {}).get(key)
-        if upload is not None:
-            return upload[1]
-    raise MnistError(f"the model {key!r} is no longer available; choose another one")
+        if upload is None:
+            raise MnistError("the uploaded model is no longer in this session; upload it again")
+        return upload[1]
+    folder = _folder_of(ref)
+    return _load_checkpoint(str(folder), _mtime(folder / WEIGHTS_FILE))
 
 
 def model_identity(key: str) -> str:
     """A string that changes whenever the model behind `key` changes: the cache key for its results."""
-    if key == BUNDLED:
-        return f"{BUNDLED_DIR}@{_mtime(BUNDLED_DIR / WEIGHTS_FILE)}"
-    if key.startswith(RUN_PREFIX):
-        path = runs_dir() / key[len(RUN_PREFIX) :]
-        return f"{path}@{_mtime(path / WEIGHTS_FILE)}"
-    return key  # uploads: the key is a hash of the bytes
+    ref = ModelRef.parse(key)
+    if ref.kind == "upload":
+        return key  # the key holds a hash of the bytes
+    folder = _folder_of(ref)
+    return f"{folder}@{_mtime(folder / WEIGHTS_FILE)}"
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -304,8 +299,7 @@ def evaluation(key: str, state: DataState) -> tuple[EvalResult, list[dict]]:
 def add_upload(weights: bytes, meta_json: bytes | None, name: str) -> str:
     """Validate an uploaded checkpoint, add it to this session's models and make it active; its key."""
     ckpt = load_uploaded(weights, meta_json, name=name)
-    digest = hashlib.sha256(weights + (meta_json or b"")).hexdigest()[:16]
-    key = UPLOAD_PREFIX + digest
+    key = ModelRef.upload(hashlib.sha256(weights + (meta_json or b"")).hexdigest()[:16]).key
     st.session_state.setdefault(UPLOADS_KEY, {})[key] = (name, ckpt)
     set_active_model(key)
     return key
@@ -334,10 +328,8 @@ def sidebar() -> None:
                 key=ACTIVE_MODEL_KEY,
                 help="Used by Sketch and Explore. Train a model or upload a checkpoint on Sketch to add one.",
             )
-            choice = choices[active]
-            acc = choice.accuracy
-            acc_text = f"{acc * 100:.2f}% test accuracy" if isinstance(acc, (int, float)) else "accuracy unknown"
-            st.caption(f":material/neurology: {choice.arch} · {acc_text}")
+            record = choices[active].record
+            st.caption(f":material/neurology: {record.arch} · {record.metrics.accuracy_text(' test accuracy')}")
         else:
             st.info("No model yet: train one on the Train page.", icon=":material/neurology:")
         st.caption(f":material/memory: Device: {_device_text()}")

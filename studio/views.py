@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mnist.records import RunRecord
+from mnist.train import StepEvent
+
 CANVAS_SIZE = 280  # pixels per side of the app's drawing canvas (10x MNIST)
 MISTAKE_ORDERS = ("most confident first", "least confident first")
 
@@ -144,49 +147,37 @@ class Progress:
     text: str
 
 
-def training_progress(events: list[dict], epochs: int) -> Progress:
-    """Progress bar value and text from a job's event dicts (StepEvent/EpochEvent as dicts)."""
-    steps = [e for e in events if e.get("kind") == "step"]
+def training_progress(steps: list[StepEvent], epochs: int) -> Progress:
+    """Progress bar value and text from a job's step events so far."""
     if not steps:
         return Progress(0.0, f"Epoch 1/{epochs} · starting…")
     last = steps[-1]
-    total = max(1, int(last["total_steps"]))
-    fraction = min(1.0, last["step"] / total)
+    total = max(1, last.total_steps)
+    fraction = min(1.0, last.step / total)
     text = (
-        f"Epoch {last['epoch']}/{epochs} · step {last['step']:,}/{total:,} · "
-        f"{last['images_per_sec']:,.0f} images/s · ETA {format_duration(last['eta'])}"
+        f"Epoch {last.epoch}/{epochs} · step {last.step:,}/{total:,} · "
+        f"{last.images_per_sec:,.0f} images/s · ETA {format_duration(last.eta)}"
     )
     return Progress(fraction, text)
 
 
-def split_history(events: list[dict]) -> dict:
-    """Event dicts -> {"steps": [...], "epochs": [...]}, the layout of a saved run's history."""
-    return {
-        "steps": [e for e in events if e.get("kind") == "step"],
-        "epochs": [e for e in events if e.get("kind") == "epoch"],
-    }
-
-
-def run_row(name: str, meta: dict) -> dict:
-    """One row of the run-history table from a run's meta.json."""
-    config = meta.get("config", {})
-    metrics = meta.get("metrics", {})
-    acc = metrics.get("test_accuracy")
-    optimizer = config.get("optimizer", "")
+def run_row(name: str, record: RunRecord) -> dict:
+    """One row of the run-history table."""
+    config, metrics = record.config, record.metrics
     return {
         "run": name,
-        "created": (meta.get("created") or "").replace("T", " ")[:19],
-        "arch": meta.get("arch", config.get("arch", "")),
-        "test accuracy %": round(acc * 100, 2) if isinstance(acc, (int, float)) else None,
-        "epochs": metrics.get("epochs_done", config.get("epochs")),
-        "train time": format_duration(metrics.get("train_seconds")),
-        "stopped early": bool(metrics.get("stopped", False)),
-        "optimizer": optimizer,
-        "lr": config.get("lr"),
-        "batch": config.get("batch_size"),
-        "scheduler": config.get("scheduler", ""),
-        "augment": bool(config.get("augment", False)),
-        "label smoothing": config.get("label_smoothing"),
-        "train images": f"{config['train_limit']:,}" if config.get("train_limit") else "all",
-        "parameters": meta.get("parameters"),
+        "created": record.created.replace("T", " ")[:19],
+        "arch": record.arch,
+        "test accuracy %": None if metrics.test_accuracy is None else round(metrics.test_accuracy * 100, 2),
+        "epochs": metrics.epochs_done,
+        "train time": format_duration(metrics.train_seconds),
+        "stopped early": metrics.stopped,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "batch": config.batch_size,
+        "scheduler": config.scheduler,
+        "augment": config.augment,
+        "label smoothing": config.label_smoothing,
+        "train images": f"{config.train_limit:,}" if config.train_limit else "all",
+        "parameters": record.parameters,
     }

@@ -7,7 +7,6 @@ these tests put real MNIST test digits there, scaled up onto a 280x280 RGBA canv
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import time
@@ -195,8 +194,8 @@ def test_short_training_run_completes_and_reports_metrics(with_data):
 
     runs = list_runs(with_data)
     assert len(runs) == 1
-    assert runs[0].meta["config"]["train_limit"] == 2000
-    assert round(runs[0].metrics["test_accuracy"] * 100, 2) == accuracy
+    assert runs[0].record.config.train_limit == 2000
+    assert round(runs[0].record.metrics.test_accuracy * 100, 2) == accuracy
     assert runs[0].name in at.dataframe[-1].value["run"].tolist()  # the history table lists it
 
     use = [b for b in at.button if b.label == "Use this model in Sketch and Explore"]
@@ -277,8 +276,8 @@ def test_queued_run_can_be_cancelled_and_running_run_stopped(with_data):
 
     runs = list_runs(with_data)
     assert len(runs) == 1  # the cancelled run never started, so it saved nothing
-    assert runs[0].metrics["stopped"] is True
-    assert runs[0].metrics["epochs_done"] < 5
+    assert runs[0].record.metrics.stopped is True
+    assert runs[0].record.metrics.epochs_done < 5
 
 
 def test_failed_run_shows_its_error(with_data, monkeypatch):
@@ -302,7 +301,7 @@ def saved_run(request, with_data) -> str:
     """The name of a run in this test's runs folder: a copy of the bundled model, else the fallback run."""
     if (BUNDLED_DIR / WEIGHTS_FILE).is_file():
         bundled = load_checkpoint()
-        save_run(bundled.model, bundled.config, bundled.meta.get("metrics", {}), None, with_data, "saved-run")
+        save_run(bundled.model, bundled.config, bundled.record.metrics, None, with_data, "saved-run")
     else:
         shutil.copytree(request.getfixturevalue("fallback_run"), with_data / "saved-run")
     return "saved-run"
@@ -408,7 +407,7 @@ def test_uploaded_checkpoint_becomes_the_active_model(model_key, with_data, mnis
 
 def test_upload_with_its_json(model_key, with_data):
     folder = model_path(model_key, with_data)
-    meta = json.dumps(load_checkpoint(folder).meta).encode()
+    meta = load_checkpoint(folder).record.to_json().encode()
     files = [
         ("model.safetensors", checkpoint_file_bytes(folder), "application/octet-stream"),
         ("meta.json", meta, "application/json"),

@@ -9,7 +9,7 @@ def test_bundled_model_is_small_and_described():
     assert size < 2 * 1024 * 1024
     ckpt = load_checkpoint()
     assert ckpt.arch == ckpt.config.arch
-    assert ckpt.test_accuracy >= 0.993
+    assert ckpt.record.metrics.test_accuracy >= 0.993
 
 
 def test_bundled_model_scores_at_least_99_3_on_mnist_test(mnist_data):

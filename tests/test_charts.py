@@ -5,12 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mnist.train import EpochEvent, History, StepEvent
 from studio import charts
 
-STEPS = [{"step": s, "loss": 2.0 / s, "lr": 0.01 * s / 30} for s in (10, 20, 30)]
+STEPS = [
+    StepEvent(epoch=1, step=s, total_steps=30, loss=2.0 / s, lr=0.01 * s / 30, images_per_sec=1.0, elapsed=s, eta=0)
+    for s in (10, 20, 30)
+]
 EPOCHS = [
-    {"epoch": 1, "train_loss": 0.5, "test_loss": 0.3, "train_accuracy": 0.9, "test_accuracy": 0.95},
-    {"epoch": 2, "train_loss": 0.2, "test_loss": 0.1, "train_accuracy": 0.97, "test_accuracy": 0.98},
+    EpochEvent(
+        epoch=1, epochs=2, train_loss=0.5, test_loss=0.3, train_accuracy=0.9, test_accuracy=0.95, elapsed=1, eta=1
+    ),
+    EpochEvent(
+        epoch=2, epochs=2, train_loss=0.2, test_loss=0.1, train_accuracy=0.97, test_accuracy=0.98, elapsed=2, eta=0
+    ),
 ]
 
 
@@ -26,18 +34,18 @@ def test_ema_is_debiased():
 def test_training_figures():
     fig = charts.step_loss_figure(STEPS, 0.5)
     assert list(fig.data[0].x) == [10, 20, 30]
-    assert list(fig.data[1].y) == pytest.approx(charts.ema([s["loss"] for s in STEPS], 0.5))
+    assert list(fig.data[1].y) == pytest.approx(charts.ema([s.loss for s in STEPS], 0.5))
     assert fig.layout.yaxis.type == "log"
     fig = charts.epoch_figure(EPOCHS)
     accuracy = {t.name: list(t.y) for t in fig.data if "accuracy" in t.name}
     assert accuracy["test accuracy"] == pytest.approx([95.0, 98.0])
-    assert list(charts.lr_figure(STEPS).data[0].y) == pytest.approx([s["lr"] for s in STEPS])
+    assert list(charts.lr_figure(STEPS).data[0].y) == pytest.approx([s.lr for s in STEPS])
     for empty in (charts.step_loss_figure([]), charts.epoch_figure([]), charts.lr_figure([])):
         assert not empty.data and empty.layout.annotations  # a message instead of an empty plot
 
 
 def test_compare_figure_overlays_each_run():
-    fig = charts.compare_figure({"a": {"steps": STEPS, "epochs": EPOCHS}, "b": {"steps": STEPS, "epochs": []}})
+    fig = charts.compare_figure({"a": History(STEPS, EPOCHS), "b": History(STEPS, [])})
     names = [t.name for t in fig.data]
     assert names == ["a", "a", "b"]
     assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color

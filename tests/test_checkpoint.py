@@ -18,6 +18,7 @@ from mnist.config import TrainConfig
 from mnist.data import normalize
 from mnist.errors import CheckpointError
 from mnist.models import build_model
+from mnist.records import RunMetrics
 from mnist.train import run_training
 
 
@@ -41,7 +42,7 @@ def test_round_trip_gives_identical_predictions(trained, mnist_data, runs_dir):
     assert meta["normalization"] == {"mean": 0.1307, "std": 0.3081}
     assert meta["metrics"]["test_accuracy"] == trained.test_accuracy
     assert {"torch", "mnist_studio", "python"} <= set(meta["versions"])
-    assert load_history(run_dir)["epochs"] == trained.history["epochs"]
+    assert load_history(run_dir) == trained.history
 
 
 def test_lone_safetensors_file_is_self_describing(trained, mnist_data, tmp_path, runs_dir):
@@ -63,10 +64,12 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(trained, runs_dir)
 
 def test_list_and_delete_runs(trained, runs_dir):
     first = save_run(trained.model, trained.config, trained.metrics(), runs_dir=runs_dir, name="first")
-    save_run(build_model("mlp"), TrainConfig(arch="mlp"), {"test_accuracy": 0.1}, runs_dir=runs_dir, name="second")
+    save_run(
+        build_model("mlp"), TrainConfig(arch="mlp"), RunMetrics(test_accuracy=0.1), runs_dir=runs_dir, name="second"
+    )
     assert {r.name for r in list_runs(runs_dir)} == {"first", "second"}
     with pytest.raises(CheckpointError, match="already exists"):
-        save_run(trained.model, trained.config, {}, runs_dir=runs_dir, name="first")
+        save_run(trained.model, trained.config, RunMetrics(), runs_dir=runs_dir, name="first")
     delete_run(runs_dir, "first")
     assert not first.exists()
     assert [r.name for r in list_runs(runs_dir)] == ["second"]

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from mnist.config import TrainConfig
 from mnist.preprocess import preprocess_canvas
+from mnist.records import Provenance, RunMetrics, RunRecord
 from mnist.stats import class_counts, indices_of, mean_images
+from mnist.train import EpochEvent, History, StepEvent
 from studio.views import (
     MISTAKE_ORDERS,
     digit_canvas,
@@ -17,7 +20,6 @@ from studio.views import (
     prediction_text,
     run_row,
     saliency_overlay,
-    split_history,
     training_progress,
     upscale,
 )
@@ -104,31 +106,27 @@ def test_progress_and_durations():
     assert format_duration(185) == "3 min 05 s"
     assert format_duration(3720) == "1 h 02 min"
     assert format_duration(None) == "–"
-    events = [
-        {"kind": "step", "epoch": 1, "step": 10, "total_steps": 40, "loss": 1.0, "lr": 0.01,
-         "images_per_sec": 1234.5, "elapsed": 1.0, "eta": 65.0},
-        {"kind": "epoch", "epoch": 1, "epochs": 2, "train_loss": 1, "train_accuracy": 0.5, "test_loss": 1,
-         "test_accuracy": 0.6, "elapsed": 1.0, "eta": 1.0},
-    ]  # fmt: skip
-    progress = training_progress(events, 2)
+    step = StepEvent(epoch=1, step=10, total_steps=40, loss=1.0, lr=0.01, images_per_sec=1234.5, elapsed=1.0, eta=65.0)
+    epoch = EpochEvent(
+        epoch=1, epochs=2, train_loss=1, train_accuracy=0.5, test_loss=1, test_accuracy=0.6, elapsed=1.0, eta=1.0
+    )
+    progress = training_progress([step], 2)
     assert progress.fraction == 0.25
     assert progress.text == "Epoch 1/2 · step 10/40 · 1,234 images/s · ETA 1 min 05 s"
     assert training_progress([], 3).fraction == 0
-    history = split_history(events)
-    assert len(history["steps"]) == 1 and len(history["epochs"]) == 1
+    history = History.of_events([step, epoch])
+    assert history.steps == [step] and history.epochs == [epoch]
+    assert History.from_dict(history.to_dict()) == history  # the saved layout reads back the same
 
 
 def test_run_row():
-    meta = {
-        "arch": "mlp",
-        "created": "2026-01-02T03:04:05+00:00",
-        "config": {"optimizer": "sgd", "lr": 0.1, "batch_size": 64, "train_limit": 5000, "epochs": 3},
-        "metrics": {"test_accuracy": 0.97654, "train_seconds": 75, "epochs_done": 3, "stopped": False},
-        "parameters": 1234,
-    }
-    row = run_row("r1", meta)
+    config = TrainConfig(arch="mlp", optimizer="sgd", lr=0.1, batch_size=64, train_limit=5000, epochs=3)
+    metrics = RunMetrics(test_accuracy=0.97654, train_seconds=75, epochs_done=3)
+    record = RunRecord("r1", config, metrics, 1234, Provenance(created="2026-01-02T03:04:05+00:00"))
+    row = run_row("r1", record)
     assert row["test accuracy %"] == 97.65
     assert row["train time"] == "1 min 15 s"
     assert row["train images"] == "5,000"
     assert row["created"] == "2026-01-02 03:04:05"
-    assert run_row("r2", {})["test accuracy %"] is None  # a run with no metrics still has a row
+    no_metrics = RunRecord("r2", config, RunMetrics(), 1234, Provenance())
+    assert run_row("r2", no_metrics)["test accuracy %"] is None  # a run with no metrics still has a row

@@ -41,7 +41,8 @@ from mnist.data import MnistData
 from mnist.errors import DataError
 from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobManager
 from mnist.models import build_model
-from mnist.train import StepEvent
+from mnist.records import RunMetrics
+from mnist.train import History, StepEvent
 from mnist.train import train as real_train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -168,10 +169,10 @@ def test_training_killed_mid_run_leaves_a_readable_runs_folder(tmp_path, mnist_d
     assert Path(summary["checkpoint"]) == runs / "second"
     listed = list_runs_quietly(runs)
     assert [run.name for run in listed] == ["second"]
-    assert listed[0].metrics["stopped"] is False
+    assert listed[0].record.metrics.stopped is False
     checkpoint = load_checkpoint(runs / "second")
     assert checkpoint.config.train_limit == 500
-    assert checkpoint.test_accuracy == pytest.approx(summary["test_accuracy"])
+    assert checkpoint.record.metrics.test_accuracy == pytest.approx(summary["test_accuracy"])
 
 
 CRASHING_SAVE = textwrap.dedent(
@@ -180,6 +181,7 @@ CRASHING_SAVE = textwrap.dedent(
     from mnist.checkpoint import save_run
     from mnist.config import TrainConfig
     from mnist.models import build_model
+    from mnist.records import RunMetrics
 
     runs, kill_at = sys.argv[1], int(sys.argv[2])
     real_replace, calls = os.replace, []
@@ -191,7 +193,7 @@ CRASHING_SAVE = textwrap.dedent(
         return real_replace(src, dst)
 
     os.replace = replace
-    save_run(build_model("cnn-bn-fast"), TrainConfig(), {"test_accuracy": 0.1}, runs_dir=runs, name="crashed")
+    save_run(build_model("cnn-bn-fast"), TrainConfig(), RunMetrics(test_accuracy=0.1), runs_dir=runs, name="crashed")
     """
 )
 
@@ -214,7 +216,7 @@ def test_process_killed_during_save_leaves_no_visible_run(tmp_path, kill_at):
     assert visible_entries(runs) == []
     assert list_runs_quietly(runs) == []
     # The leftover does not block saving a run of the same name afterwards.
-    path = save_run(small_model(), TrainConfig(), {}, runs_dir=runs, name="crashed")
+    path = save_run(small_model(), TrainConfig(), RunMetrics(), runs_dir=runs, name="crashed")
     assert [run.name for run in list_runs_quietly(runs)] == ["crashed"]
     assert load_checkpoint(path).arch == "cnn-bn-fast"
 
@@ -227,7 +229,7 @@ def damaged_runs(runs_dir) -> dict[str, Path]:
     """One good run and every kind of damage a crash, a full disk or a careless hand can leave."""
     model = small_model()
     paths = {
-        name: save_run(model, TrainConfig(), {"test_accuracy": 0.1}, runs_dir=runs_dir, name=name)
+        name: save_run(model, TrainConfig(), RunMetrics(test_accuracy=0.1), runs_dir=runs_dir, name=name)
         for name in (
             "good",
             "truncated",
@@ -277,7 +279,7 @@ def test_list_runs_skips_damaged_folders_with_a_warning(runs_dir, damaged_runs):
     with pytest.warns(UserWarning, match="skipping damaged run folder") as record:
         runs = list_runs(runs_dir)
     assert [run.name for run in runs] == ["good"]
-    assert runs[0].metrics["test_accuracy"] == 0.1
+    assert runs[0].record.metrics.test_accuracy == 0.1
     messages = [str(w.message) for w in record if "skipping damaged" in str(w.message)]
     assert len(messages) == len(DAMAGED)
     for name, words in DAMAGED.items():
@@ -306,22 +308,27 @@ def test_loading_a_damaged_run_is_a_checkpoint_error(runs_dir, damaged_runs, nam
 def test_damaged_runs_can_still_be_deleted_and_good_ones_still_load(runs_dir, damaged_runs):
     assert load_checkpoint(damaged_runs["good"]).arch == "cnn-bn-fast"
     # No readable meta.json: the weights carry the same description, so the model itself still loads.
-    assert load_checkpoint(damaged_runs["no-meta"]).meta["name"] == "no-meta"
-    assert load_checkpoint(damaged_runs["meta-is-a-dir"]).meta["name"] == "meta-is-a-dir"
+    assert load_checkpoint(damaged_runs["no-meta"]).record.name == "no-meta"
+    assert load_checkpoint(damaged_runs["meta-is-a-dir"]).record.name == "meta-is-a-dir"
     for name in DAMAGED:
         delete_run(runs_dir, name)
     assert [run.name for run in list_runs_quietly(runs_dir)] == ["good"]
     assert visible_entries(runs_dir) == ["good", "notes.txt"]
 
 
-def test_damaged_history_reads_as_empty(runs_dir):
-    path = save_run(small_model(), TrainConfig(), {}, {"steps": [{"step": 1}], "epochs": []}, runs_dir, "h")
-    assert load_history(path)["steps"] == [{"step": 1}]
-    for content in (b'{"steps": [', b"[1, 2]", b"\xff\xfe", b""):
+def test_damaged_history_reads_as_what_it_still_holds(runs_dir):
+    step = StepEvent(epoch=1, step=1, total_steps=2, loss=2.3, lr=0.01, images_per_sec=100.0, elapsed=0.1, eta=0.1)
+    path = save_run(small_model(), TrainConfig(), RunMetrics(), History(steps=[step]), runs_dir, "h")
+    assert load_history(path) == History(steps=[step])
+    whole = step.to_dict()
+    partial = {"steps": [whole, {"step": 2}, {**whole, "loss": "high"}, 7], "epochs": {"not": "a list"}}
+    (path / HISTORY_FILE).write_text(json.dumps(partial))
+    assert load_history(path) == History(steps=[step])  # the complete event survives, the rest is dropped
+    for content in (b'{"steps": [', b"[1, 2]", b"\xff\xfe", b"", b"[" * 100_000):
         (path / HISTORY_FILE).write_bytes(content)
-        assert load_history(path) == {"steps": [], "epochs": []}
+        assert load_history(path) == History()
     (path / HISTORY_FILE).unlink()
-    assert load_history(path) == {"steps": [], "epochs": []}
+    assert load_history(path) == History()
 
 
 def test_list_runs_of_a_missing_or_non_folder_path_is_empty(tmp_path):
@@ -345,11 +352,11 @@ def test_failed_rename_mid_save_leaves_nothing(runs_dir, monkeypatch, fail_at):
 
     monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(OSError, match="simulated"):
-        save_run(small_model(), TrainConfig(), {}, runs_dir=runs_dir, name="doomed")
+        save_run(small_model(), TrainConfig(), RunMetrics(), runs_dir=runs_dir, name="doomed")
     assert len(calls) == fail_at
     assert list(runs_dir.iterdir()) == []  # not even a hidden leftover
     monkeypatch.undo()
-    save_run(small_model(), TrainConfig(), {}, runs_dir=runs_dir, name="doomed")  # the name is still free
+    save_run(small_model(), TrainConfig(), RunMetrics(), runs_dir=runs_dir, name="doomed")  # the name is still free
     assert visible_entries(runs_dir) == ["doomed"]
 
 
@@ -362,7 +369,7 @@ def test_disk_full_or_interrupt_during_write_leaves_nothing(runs_dir, monkeypatc
 
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(type(error)):
-        save_run(small_model(), TrainConfig(), {}, runs_dir=runs_dir, name="full")
+        save_run(small_model(), TrainConfig(), RunMetrics(), runs_dir=runs_dir, name="full")
     assert list(runs_dir.iterdir()) == []
     assert list_runs_quietly(runs_dir) == []
 
@@ -382,10 +389,10 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
 
 
 def test_saving_over_an_existing_run_is_refused_and_keeps_it(runs_dir):
-    first = save_run(small_model(), TrainConfig(), {"test_accuracy": 0.1}, runs_dir=runs_dir, name="same")
+    first = save_run(small_model(), TrainConfig(), RunMetrics(test_accuracy=0.1), runs_dir=runs_dir, name="same")
     with pytest.raises(CheckpointError, match="already exists"):
-        save_run(small_model(), TrainConfig(), {"test_accuracy": 0.9}, runs_dir=runs_dir, name="same")
-    assert load_checkpoint(first).test_accuracy == 0.1
+        save_run(small_model(), TrainConfig(), RunMetrics(test_accuracy=0.9), runs_dir=runs_dir, name="same")
+    assert load_checkpoint(first).record.metrics.test_accuracy == 0.1
     assert visible_entries(runs_dir) == ["same"]
     assert [p.name for p in runs_dir.iterdir()] == ["same"]  # no temporary folder left behind either
 
@@ -440,7 +447,7 @@ def test_failing_jobs_end_alone_with_a_message(synthetic_data, runs_dir, monkeyp
     assert len(manager.events(jobs[3])) == 1  # progress before the failure is kept
     good = jobs[0]
     assert good.state == DONE and good.error is None
-    assert good.metrics["stopped"] is False
+    assert good.metrics.stopped is False
     assert [run.name for run in list_runs_quietly(runs_dir)] == [good.run_dir.name]
     assert manager.active_count() == (0, 0)
     assert [j.id for j in manager.jobs_for("user-0")] == [good.id]
@@ -495,7 +502,7 @@ def test_queue_positions_and_stopping_a_queued_job(synthetic_data, runs_dir, mon
     assert [first.state, second.state, third.state, fourth.state] == [DONE, DONE, STOPPED, DONE]
     assert third.run_dir is None and manager.events(third) == []
     assert len(list_runs_quietly(runs_dir)) == 3
-    assert {run.meta["config"]["seed"] for run in list_runs_quietly(runs_dir)} == {0, 1, 3}
+    assert {run.record.config.seed for run in list_runs_quietly(runs_dir)} == {0, 1, 3}
 
 
 def test_stopping_a_running_job_saves_the_model_so_far(synthetic_data, runs_dir, managers):
@@ -508,11 +515,11 @@ def test_stopping_a_running_job_saves_the_model_so_far(synthetic_data, runs_dir,
     wait_until(lambda: job.is_finished)
 
     assert job.state == STOPPED and job.error is None
-    assert job.metrics["stopped"] is True
-    assert job.metrics["epochs_done"] < 50
+    assert job.metrics.stopped is True
+    assert job.metrics.epochs_done < 50
     assert job.run_dir is not None and job.run_dir.parent == runs_dir.resolve()
     (run,) = list_runs_quietly(runs_dir)
-    assert run.metrics["stopped"] is True
+    assert run.record.metrics.stopped is True
     checkpoint = load_checkpoint(job.run_dir)
-    assert checkpoint.meta["metrics"]["stopped"] is True
-    assert checkpoint.meta["metrics"]["steps_done"] == job.metrics["steps_done"] < 50 * 62
+    assert checkpoint.record.metrics.stopped is True
+    assert checkpoint.record.metrics.steps_done == job.metrics.steps_done < 50 * 62

@@ -15,6 +15,7 @@ import pickle
 import shlex
 import struct
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ from mnist.checkpoint import (
     WEIGHTS_FILE,
     Checkpoint,
     CheckpointError,
-    build_meta,
+    build_record,
     checkpoint_file_bytes,
     encode_weights,
     list_runs,
@@ -42,6 +43,7 @@ from mnist.checkpoint import (
 from mnist.config import TrainConfig
 from mnist.errors import MnistError
 from mnist.models import build_model
+from mnist.records import RunMetrics
 
 # ---------------------------------------------------------------- payloads that WOULD run code
 
@@ -101,7 +103,7 @@ def good_run(tmp_path_factory):
     """A real run folder written by save_run, and the model it holds."""
     runs = tmp_path_factory.mktemp("runs")
     model = make_model()
-    path = save_run(model, TrainConfig(), {"test_accuracy": 0.5}, runs_dir=runs, name="good")
+    path = save_run(model, TrainConfig(), RunMetrics(test_accuracy=0.5), runs_dir=runs, name="good")
     return path, model
 
 
@@ -177,9 +179,9 @@ def test_upload_of_a_saved_run_round_trips_and_predicts_identically(good_run, go
     from_disk = load_checkpoint(path)
     assert isinstance(uploaded, Checkpoint)
     assert uploaded.arch == "cnn-bn-fast"
-    assert uploaded.meta == good_meta
+    assert uploaded.record.to_dict() == good_meta
     assert uploaded.config == TrainConfig()
-    assert uploaded.test_accuracy == 0.5
+    assert uploaded.record.metrics.test_accuracy == 0.5
     assert not uploaded.model.training
     assert same_outputs(model, uploaded.model)
     assert same_outputs(model, from_disk.model)
@@ -205,12 +207,15 @@ def test_bare_safetensors_needs_its_json(good_run, good_meta, no_unpickling):
 def test_valid_file_whose_header_length_starts_with_0x80_is_not_mistaken_for_a_pickle(tmp_path, no_unpickling):
     """safetensors pads its header to 8 bytes, so 1 legit file in 32 starts with byte 0x80 (the pickle opcode)."""
     model = make_model()
-    name = next(
-        f"run-{'x' * n}"
-        for n in range(300)
-        if encode_weights(model, build_meta(model, TrainConfig(), {}, f"run-{'x' * n}"))[0] == 0x80
-    )
-    path = save_run(model, TrainConfig(), {}, runs_dir=tmp_path, name=name)
+    base = build_record(model, TrainConfig(), RunMetrics(), "run-0x80")
+    # A description padded by n characters moves the header length through all 256 values of its first byte.
+    padded = (replace(base, provenance=replace(base.provenance, versions={"pad": "x" * n})) for n in range(300))
+    record = next(r for r in padded if encode_weights(model, r)[0] == 0x80)
+    name = record.name
+    path = tmp_path / name
+    path.mkdir()
+    (path / WEIGHTS_FILE).write_bytes(encode_weights(model, record))
+    (path / META_FILE).write_text(record.to_json())
     weights = (path / WEIGHTS_FILE).read_bytes()
     assert weights[:1] == b"\x80"  # the precondition: looks like a pickle at first glance
     assert same_outputs(model, load_checkpoint(path).model)
