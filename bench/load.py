@@ -283,6 +283,7 @@ class PageView:
             self.widgets.clear()
             self.fragments.clear()
             self.prediction_path = None
+            self.job = None
         self.headings.clear()
         self.media.clear()
         self.problems.clear()
@@ -458,8 +459,8 @@ class Target:
 class Session:
     """One browser tab's worth of protocol: a websocket, the page it shows, the runs it waits for."""
 
-    def __init__(self, name: str, target: Target, stats_of, rng: random.Random):
-        self.name, self.target, self.stats_of, self.rng = name, target, stats_of, rng
+    def __init__(self, name: str, target: Target, stats_of):
+        self.name, self.target, self.stats_of = name, target, stats_of
         self.view = PageView()
         self.ws = None
         self.reader: asyncio.Task | None = None
@@ -525,6 +526,9 @@ class Session:
                 self.take(ForwardMsg.FromString(data), time.perf_counter())
         except ConnectionClosed as exc:
             reason = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a message this client cannot read ends the session
+            reason = f"unreadable ForwardMsg ({type(exc).__name__}: {exc})"
+            await self.ws.close()
         if not self.closing:
             self.broken = f"disconnected: {reason}"
             self.stop_auto_reruns()
@@ -580,8 +584,10 @@ class Session:
         if status == COMPILE_ERROR:
             self.stats.error(self.name, "run", "the script finished with a compile error")
         waiter = self.waiter
-        if waiter and waiter.run_id == msg.metadata.run.script_run_id and status != EARLY_FOR_RERUN:
-            if not waiter.done.done():
+        if waiter and waiter.run_id == msg.metadata.run.script_run_id:
+            if status == EARLY_FOR_RERUN:  # cut short by another rerun request: wait for the one that follows
+                waiter.run_id, waiter.heading = None, None
+            elif not waiter.done.done():
                 waiter.done.set_result(now)
         self.run_finished.set()
 
@@ -745,7 +751,7 @@ async def sketcher(name: str, target: Target, stats_of, deadline: float, rng: ra
     visit, again = 0, True
     while again and time.perf_counter() < deadline:
         visit += 1
-        session = Session(f"{name}.{visit}", target, stats_of, rng)
+        session = Session(f"{name}.{visit}", target, stats_of)
         try:
             if not await guarded(session, "first page", session.open()):
                 await asyncio.sleep(ERROR_PAUSE)  # do not hammer a server that refused
@@ -795,7 +801,7 @@ class TrainingLog:
 
 async def trainer(name: str, target: Target, stats_of, log: TrainingLog) -> None:
     """Open Train and keep a small training run going, one after the other, until cancelled."""
-    session = Session(name, target, stats_of, random.Random(0))
+    session = Session(name, target, stats_of)
     try:
         if not await guarded(session, "first page", session.open()):
             return

@@ -235,30 +235,46 @@ def test_an_override_the_message_does_not_send_is_protocol_drift(recording):
         )  # fmt: skip
 
 
-def test_a_session_waits_for_the_run_its_message_started():
-    """ForwardMsgs of a stroke's run: the waiter gets the heading's time and the run's end."""
+def forward(payload: dict) -> ForwardMsg:
+    return json_format.ParseDict(payload, ForwardMsg())
+
+
+def stroke_run(run_id: str, status: str = "FINISHED_FRAGMENT_RUN_SUCCESSFULLY", digit: int = 3) -> list[dict]:
+    """The ForwardMsgs of one stroke's run: start, the prediction container and heading, the end."""
+    run = {"run": {"scriptRunId": run_id, "fragmentIds": ["f"]}}
+    heading = {"newElement": {"markdown": {"body": f"### Prediction: {digit} (90.0%)"}}}
+    return [
+        {"metadata": run, "newSession": {}},
+        {"metadata": {"deltaPath": [0, 1]}, "delta": {"addBlock": {"id": "$$ID-x-prediction"}}},
+        {"metadata": {"deltaPath": [0, 1, 0]}, "delta": heading},
+        {"metadata": run, "scriptFinished": status},
+    ]
+
+
+def waited(messages: list[dict]) -> load.Waiter:
+    """Feed ForwardMsgs (one every 10 ms) to a session waiting for its message's run."""
     import asyncio
 
     async def scenario():
-        target = load.Target("http://127.0.0.1:1", None, None)
-        session = load.Session("s", target, lambda: load.StepStats(1), None)
-        waiter = load.Waiter(0.0, asyncio.get_running_loop().create_future())
-        session.waiter = waiter
-        run = {"run": {"scriptRunId": "r1", "fragmentIds": ["f"]}}
-        session.take(json_format.ParseDict({"metadata": run, "newSession": {}}, ForwardMsg()), 0.01)
-        block_msg = {"metadata": {"deltaPath": [0, 1]}, "delta": {"addBlock": {"id": "$$ID-x-prediction"}}}
-        session.take(json_format.ParseDict(block_msg, ForwardMsg()), 0.02)
-        heading = {"newElement": {"markdown": {"body": "### Prediction: 3 (90.0%)"}}}
-        session.take(
-            json_format.ParseDict({"metadata": {"deltaPath": [0, 1, 0]}, "delta": heading}, ForwardMsg()), 0.05
-        )
-        finished = {"metadata": run, "scriptFinished": "FINISHED_FRAGMENT_RUN_SUCCESSFULLY"}
-        session.take(json_format.ParseDict(finished, ForwardMsg()), 0.09)
-        return waiter
+        session = load.Session("s", load.Target("http://127.0.0.1:1", None, None), lambda: load.StepStats(1))
+        session.waiter = load.Waiter(0.0, asyncio.get_running_loop().create_future())
+        for i, payload in enumerate(messages, start=1):
+            session.take(forward(payload), i / 100)
+        return session.waiter
 
-    waiter = asyncio.run(scenario())
-    assert waiter.heading == (0.05, "Prediction: 3 (90.0%)")
-    assert waiter.done.result() == 0.09
+    return asyncio.run(scenario())
+
+
+def test_a_session_times_its_runs_heading_and_end():
+    waiter = waited(stroke_run("r1"))
+    assert waiter.heading == (0.03, "Prediction: 3 (90.0%)")
+    assert waiter.done.result() == 0.04
+
+
+def test_a_run_cut_short_by_another_rerun_is_not_the_one_waited_for():
+    waiter = waited(stroke_run("r0", status="FINISHED_EARLY_FOR_RERUN", digit=1) + stroke_run("r1", digit=7))
+    assert waiter.heading == (0.07, "Prediction: 7 (90.0%)")
+    assert waiter.done.result() == 0.08
 
 
 # --- a quick run against a real server ----------------------------------------------------------------
