@@ -15,7 +15,7 @@ import secrets
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -110,11 +110,12 @@ def new_run_name(arch: str) -> str:
     return f"{stamp}-{arch}-{secrets.token_hex(2)}"
 
 
-def build_record(model: nn.Module, config: TrainConfig, metrics: RunMetrics, name: str) -> RunRecord:
+def build_record(model: nn.Module, config: TrainConfig, metrics: RunMetrics, name: str, owner: str = "") -> RunRecord:
     provenance = Provenance(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         versions={"mnist_studio": __version__, "torch": torch.__version__, "python": platform.python_version()},
         normalization={"mean": MNIST_MEAN, "std": MNIST_STD},
+        owner=owner,
     )
     return RunRecord(name, config, metrics, count_parameters(model), provenance)
 
@@ -131,15 +132,16 @@ def save_run(
     history: History | None = None,
     runs_dir: Path | str | None = None,
     name: str | None = None,
+    owner: str = "",
 ) -> Path:
-    """Write a complete run folder atomically and return its path."""
+    """Write a complete run folder atomically and return its path. owner: see Provenance.owner."""
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     runs_dir.mkdir(parents=True, exist_ok=True)
     name = name or new_run_name(config.arch)
     final = run_path(runs_dir, name)
     if final.exists():
         raise CheckpointError(f"a run named {name!r} already exists in {runs_dir}")
-    record = build_record(model, config, metrics, name)
+    record = build_record(model, config, metrics, name, owner)
     tmp = Path(tempfile.mkdtemp(dir=runs_dir, prefix=f".{name}."))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it owner-only
@@ -301,6 +303,35 @@ def delete_run(runs_dir: Path | str, name: str) -> None:
     trash = path.with_name(f".deleted-{name}-{secrets.token_hex(2)}")
     os.replace(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+def rename_run(runs_dir: Path | str, name: str, new_name: str) -> Path:
+    """Give a run a new name: its folder and the name in its description (meta.json and the weights' header).
+
+    The renamed copy is built under a hidden name and renamed into place, then the old folder is removed,
+    so a crash leaves either the old run or the new one visible, never half of one.
+    """
+    old, new = run_path(Path(runs_dir), name), run_path(Path(runs_dir), new_name)
+    if not old.is_dir():
+        raise CheckpointError(f"no run named {name!r}")
+    if new.exists():
+        raise CheckpointError(f"a run named {new_name!r} already exists; choose another name")
+    checkpoint = load_checkpoint(old)
+    record = replace(checkpoint.record, name=new_name)
+    tmp = Path(tempfile.mkdtemp(dir=old.parent, prefix=f".{new_name}."))
+    try:
+        tmp.chmod(0o755)
+        atomic_write_bytes(tmp / WEIGHTS_FILE, encode_weights(checkpoint.model, record))
+        atomic_write_json(tmp / META_FILE, record.to_dict())
+        history = old / HISTORY_FILE
+        if history.is_file():
+            shutil.copy2(history, tmp / HISTORY_FILE)
+        os.replace(tmp, new)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    delete_run(runs_dir, name)
+    return new
 
 
 def checkpoint_file_bytes(run_dir: Path) -> bytes:

@@ -51,7 +51,7 @@ def default_max_runs() -> int:
 class Job:
     id: str
     config: TrainConfig
-    owner: str  # the browser session that started it
+    owner: str  # who started it (the app's visitor id); saved as the run's owner
     state: str = QUEUED
     events: list[StepEvent | EpochEvent] = field(default_factory=list)  # in order
     error: str | None = None
@@ -151,7 +151,8 @@ class JobManager:
             data = self._load_data()
             for event in train(job.config, data, job.stop_event):
                 if isinstance(event, DoneEvent):
-                    job.run_dir = save_run(event.model, job.config, event.metrics(), event.history, self._runs_dir)
+                    metrics, runs = event.metrics(), self._runs_dir
+                    job.run_dir = save_run(event.model, job.config, metrics, event.history, runs, owner=job.owner)
                     job.metrics = event.metrics()
                     self._finish(job, STOPPED if event.stopped else DONE)
                     return

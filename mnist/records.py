@@ -16,6 +16,7 @@ from .errors import CheckpointError, ConfigError, MnistError
 
 FORMAT = "mnist-studio-checkpoint"
 FORMAT_VERSION = 1
+MAX_OWNER_CHARS = 64
 
 
 def _finite_or_none(values: dict, key: str, source: str) -> float | None:
@@ -78,6 +79,9 @@ class Provenance:
     created: str = ""  # ISO 8601, UTC; sorts by time as text
     versions: dict[str, str] = field(default_factory=dict)  # mnist_studio, torch, python
     normalization: dict[str, float] = field(default_factory=dict)  # mean and std the inputs were scaled with
+    # Who made it: an app visitor's id (a one-way digest of their secret token, so a downloaded file
+    # reveals nothing that lets anyone act as them); "" for runs made by the command line or by hand.
+    owner: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ class RunRecord:
             "normalization": dict(self.provenance.normalization),
             "versions": dict(self.provenance.versions),
             "created": self.provenance.created,
+            **({"owner": self.provenance.owner} if self.provenance.owner else {}),
         }
 
     def to_json(self) -> str:
@@ -136,7 +141,7 @@ class RunRecord:
             if key not in meta:
                 raise CheckpointError(f"{source}: the description has no {key!r}")
         kinds = (("arch", str), ("config", dict), ("metrics", dict), ("created", str), ("name", str))
-        kinds += (("versions", dict), ("normalization", dict))
+        kinds += (("versions", dict), ("normalization", dict), ("owner", str))
         for key, kind in kinds:
             if key in meta and not isinstance(meta[key], kind):
                 raise CheckpointError(f"{source}: {key!r} must be a {kind.__name__}, got {type(meta[key]).__name__}")
@@ -157,6 +162,7 @@ class RunRecord:
                 for k, v in meta.get("normalization", {}).items()
                 if isinstance(v, (int, float)) and not isinstance(v, bool)
             },
+            owner=meta.get("owner", "")[:MAX_OWNER_CHARS],
         )
         return cls(
             name=meta.get("name", ""),

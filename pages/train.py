@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist.checkpoint import checkpoint_file_bytes, delete_run, load_history
+from mnist.checkpoint import checkpoint_file_bytes, delete_run, load_history, rename_run
 from mnist.config import FIELD_SPECS, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, preset_config
 from mnist.device import available_devices, resolve_device
 from mnist.errors import ConfigError, MnistError
@@ -26,7 +26,8 @@ FORM_COLUMNS = (  # the form's two columns, top to bottom; arch is above them an
 STATE_LABELS = {QUEUED: "queued", RUNNING: "training", DONE: "finished", STOPPED: "stopped", FAILED: "failed"}
 MAX_COMPARED = 8
 DELETE_CONFIRM_KEY = "confirm_delete"
-DELETE_ERROR_KEY = "delete_error"
+DELETE_ERROR_KEY = "delete_error"  # why the last rename or delete was refused
+RENAME_KEY = "rename_to"
 
 manager = common.job_manager()
 owner = common.owner_id()
@@ -294,28 +295,90 @@ def cancel_delete() -> None:
     st.session_state.pop(DELETE_CONFIRM_KEY, None)
 
 
+def refusal(name: str, verb: str) -> str | None:
+    """Why this visitor may not change run `name` now (checked again at the click, not just by the button)."""
+    run = next((r for r in common.all_runs() if r.name == name), None)
+    if run is None:
+        return f"Could not {verb} {name}: it no longer exists."
+    allowed = common.run_access(run)
+    return None if allowed.can_change else f"Could not {verb} {name}: {allowed.reason}."
+
+
+def forget_run(name: str, new_name: str | None = None) -> None:
+    """Drop (or follow, for a rename) this session's references to a run that was deleted or renamed."""
+    if st.session_state.get(common.ACTIVE_MODEL_KEY) == ModelRef.run(name).key:
+        if new_name is None:
+            st.session_state.pop(common.ACTIVE_MODEL_KEY, None)  # back to the default model
+        else:
+            st.session_state[common.ACTIVE_MODEL_KEY] = ModelRef.run(new_name).key
+    compared = st.session_state.get("compare_runs", [])
+    st.session_state["compare_runs"] = [new_name if n == name else n for n in compared if new_name or n != name]
+    st.session_state["manage_run"] = new_name
+    if new_name is None:
+        st.session_state.pop("manage_run", None)
+
+
 def do_delete(name: str) -> None:
     st.session_state.pop(DELETE_CONFIRM_KEY, None)
-    try:
-        delete_run(runs_dir, name)
-    except MnistError as exc:
-        st.session_state[DELETE_ERROR_KEY] = f"Could not delete {name}: {exc}"
+    problem = refusal(name, "delete")
+    if problem is None:
+        try:
+            delete_run(runs_dir, name)
+        except MnistError as exc:
+            problem = f"Could not delete {name}: {exc}"
+    if problem:
+        st.session_state[DELETE_ERROR_KEY] = problem
         return
-    if st.session_state.get(common.ACTIVE_MODEL_KEY) == ModelRef.run(name).key:
-        st.session_state.pop(common.ACTIVE_MODEL_KEY, None)  # back to the default model
-    if name in st.session_state.get("compare_runs", []):
-        st.session_state["compare_runs"] = [n for n in st.session_state["compare_runs"] if n != name]
-    st.session_state.pop("manage_run", None)
+    forget_run(name)
+
+
+def do_rename(name: str) -> None:
+    new_name = (st.session_state.get(RENAME_KEY) or "").strip()
+    problem = refusal(name, "rename")
+    if problem is None and new_name == name:
+        problem = f"{name} already has that name: type a new one."
+    if problem is None:
+        try:
+            rename_run(runs_dir, name, new_name)
+        except MnistError as exc:
+            problem = f"Could not rename {name}: {exc}"
+    if problem:
+        st.session_state[DELETE_ERROR_KEY] = problem
+        return
+    st.session_state[RENAME_KEY] = ""
+    forget_run(name, new_name)
+
+
+def manage_controls(run) -> None:
+    """Rename and delete, for the run's maker only; everyone else sees who made it and why not."""
+    name, allowed = run.name, common.run_access(run)
+    if not allowed.can_change:
+        st.caption(f":material/lock: Made by {allowed.made_by}: you cannot rename or delete it ({allowed.reason}).")
+        return
+    with st.form("rename_run", border=False, enter_to_submit=True):
+        st.text_input("New name", key=RENAME_KEY, placeholder=name, max_chars=100)
+        st.form_submit_button("Rename", icon=":material/edit:", on_click=do_rename, args=(name,), width="stretch")
+    if st.session_state.get(DELETE_CONFIRM_KEY) == name:
+        st.warning(f"Delete `{name}`? Its folder and checkpoint are removed from disk.")
+        yes, no = st.columns(2)
+        yes.button("Yes, delete", type="primary", on_click=do_delete, args=(name,), width="stretch")
+        no.button("Cancel", on_click=cancel_delete, width="stretch")
+    else:
+        st.button("Delete…", icon=":material/delete:", on_click=ask_delete, args=(name,), width="stretch")
 
 
 def saved_runs() -> None:
     st.subheader("Saved runs")
+    policy, policy_problem = common.runs_policy()
+    st.caption(f":material/group: {policy.description}")
+    if policy_problem:
+        st.error(f"The server's run policy is misconfigured: {policy_problem}.")
     runs = common.runs_list()
     if not runs:
         st.info(f"No saved runs yet in `{runs_dir}`. Every finished or stopped run is saved there.")
         return
     st.dataframe(
-        [run_row(r.name, r.record) for r in runs],
+        [run_row(r.name, r.record, common.run_access(r).made_by) for r in runs],
         hide_index=True,
         width="stretch",
         column_config={
@@ -346,6 +409,7 @@ def saved_runs() -> None:
         record = run.record
         st.caption(
             f"{record.arch} · {record.metrics.accuracy_text(' test accuracy')} · {record.parameters:,} parameters"
+            f" · made by {common.run_access(run).made_by}"
         )
         key = run.ref.key
         is_active = st.session_state.get(common.ACTIVE_MODEL_KEY) == key
@@ -372,13 +436,7 @@ def saved_runs() -> None:
                 width="stretch",
                 help="One file: the weights with the run's description embedded. Load it on the Sketch page.",
             )
-        if st.session_state.get(DELETE_CONFIRM_KEY) == name:
-            st.warning(f"Delete `{name}`? Its folder and checkpoint are removed from disk.")
-            yes, no = st.columns(2)
-            yes.button("Yes, delete", type="primary", on_click=do_delete, args=(name,), width="stretch")
-            no.button("Cancel", on_click=cancel_delete, width="stretch")
-        else:
-            st.button("Delete…", icon=":material/delete:", on_click=ask_delete, args=(name,), width="stretch")
+        manage_controls(run)
         if DELETE_ERROR_KEY in st.session_state:
             st.error(st.session_state.pop(DELETE_ERROR_KEY))
 

@@ -1,8 +1,9 @@
 """Streamlit helpers shared by the pages: cached resources, per-session state and the sidebar.
 
 Process-wide (st.cache_resource, shared by every browser session): the MNIST tensors, the training
-JobManager, loaded models and their test-set evaluations. Per session (st.session_state): the owner id
-that ties a person to their training jobs, their active model, uploaded checkpoints.
+JobManager, loaded models and their test-set evaluations. Per session (st.session_state): the visitor's
+token (kept by their browser across reloads and tabs: see studio.ownership), whose digest owns their
+training jobs and saved runs, their active model, uploaded checkpoints.
 
 Test seam: AppTest cannot draw on the canvas component, so the Sketch page reads its drawing through
 `read_drawing` in pages/sketch.py, which uses the array stored under CANVAS_OVERRIDE_KEY in
@@ -14,7 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-import uuid
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from mnist.checkpoint import (
     META_FILE,
     WEIGHTS_FILE,
     Checkpoint,
+    SavedRun,
     default_runs_dir,
     list_runs,
     load_checkpoint,
@@ -44,9 +46,34 @@ from mnist.errors import DataNotFoundError, MnistError
 from mnist.jobs import JobManager
 from mnist.records import ModelRef, RunRecord
 from mnist.train import EvalResult, evaluate
+from studio.ownership import (
+    POLICY_ENV,
+    Access,
+    Policy,
+    access,
+    new_token,
+    owner_of,
+    read_policy,
+    valid_token,
+    visible_runs,
+)
 
 CANVAS_OVERRIDE_KEY = "sketch_canvas_override"  # tests: an image array used instead of the drawing
-OWNER_KEY = "owner_id"
+TOKEN_KEY = "visitor_token"  # this browser's secret token (see studio.ownership)
+COOKIE_OK_KEY = "visitor_cookie_ok"  # the session arrived with the token's cookie: the address needs no copy
+COOKIE_WRITTEN_KEY = "visitor_cookie_written"
+MODEL_GONE_KEY = "model_gone_notice"  # why the active model changed without the visitor's doing
+VISITOR_PARAM = "visitor"
+VISITOR_COOKIE = "mnist_studio_visitor"
+COOKIE_MAX_AGE = 365 * 24 * 3600  # seconds
+# On https a partitioned SameSite=None cookie also works inside another site's iframe (Spaces).
+COOKIE_SCRIPT = f"""<script>
+(function () {{
+  var attrs = "; Path=/; Max-Age={COOKIE_MAX_AGE}";
+  attrs += location.protocol === "https:" ? "; SameSite=None; Secure; Partitioned" : "; SameSite=Lax";
+  document.cookie = "{VISITOR_COOKIE}=TOKEN" + attrs;
+}})();
+</script>"""
 ACTIVE_MODEL_KEY = "active_model"  # the sidebar's model selectbox; a model key (see model_choices)
 UPLOADS_KEY = "uploaded_models"  # model key -> Checkpoint, this session's uploads
 JOB_KEY = "job_id"  # the training job this session is looking at
@@ -123,16 +150,60 @@ def job_manager() -> JobManager:
 # --- the session ------------------------------------------------------------------------------
 
 
+def visitor_token() -> str:
+    """This browser's secret token, the same after a reload and in a second tab (see studio.ownership).
+
+    Read once per session: the cookie wins (a link someone shared, carrying their ?visitor=, does not make
+    a returning visitor into them), then the address's ?visitor=, else a new random token.
+    """
+    if TOKEN_KEY not in st.session_state:
+        cookie = valid_token(st.context.cookies.get(VISITOR_COOKIE))
+        token = cookie or valid_token(st.query_params.get(VISITOR_PARAM)) or new_token()
+        st.session_state[TOKEN_KEY] = token
+        st.session_state[COOKIE_OK_KEY] = cookie == token
+    return st.session_state[TOKEN_KEY]
+
+
+def remember_visitor() -> None:
+    """Keep the token in the browser: a cookie, and the address until the cookie is known to work.
+
+    The cookie is written by a line of JavaScript (Streamlit can read cookies, not set them). Where the
+    browser refuses it (a third-party iframe, as on Hugging Face Spaces, may), ?visitor= in the address
+    still survives a reload; once a new session arrives with the cookie, the address is cleaned.
+    """
+    token = visitor_token()
+    if st.session_state.get(COOKIE_OK_KEY):
+        if VISITOR_PARAM in st.query_params:
+            del st.query_params[VISITOR_PARAM]
+        return
+    if st.query_params.get(VISITOR_PARAM) != token:
+        st.query_params[VISITOR_PARAM] = token  # page switches drop query parameters: put it back
+    if not st.session_state.get(COOKIE_WRITTEN_KEY):
+        st.session_state[COOKIE_WRITTEN_KEY] = True
+        st.sidebar.html(COOKIE_SCRIPT.replace("TOKEN", token), unsafe_allow_javascript=True)
+
+
 def owner_id() -> str:
-    """This browser session's id: it sees the training jobs it started, not other people's."""
-    if OWNER_KEY not in st.session_state:
-        st.session_state[OWNER_KEY] = uuid.uuid4().hex
-    return st.session_state[OWNER_KEY]
+    """This visitor's owner id: it sees the training jobs it started, and owns the runs they saved."""
+    return owner_of(visitor_token())
+
+
+@st.cache_resource(show_spinner=False)
+def _policy(value: str) -> tuple[Policy, str | None]:
+    try:
+        return read_policy({POLICY_ENV: value}), None
+    except MnistError as exc:  # fail safe: a misspelt policy must not let anyone delete anything
+        return Policy.NO_DELETE, f"{exc}; using {Policy.NO_DELETE.value} until it is fixed"
+
+
+def runs_policy() -> tuple[Policy, str | None]:
+    """The operator's policy for saved runs ($MNIST_RUNS_POLICY) and, when it is invalid, why."""
+    return _policy(os.environ.get(POLICY_ENV, ""))
 
 
 def init_session() -> None:
     """Called by streamlit_app.py at the start of every run, before the page."""
-    owner_id()
+    remember_visitor()
     st.session_state.setdefault(UPLOADS_KEY, {})
     st.session_state[ENTRY_KEY] = True
 
@@ -166,10 +237,19 @@ def _list_runs(path: str, mtime: int) -> list:
     return list_runs(path)
 
 
-def runs_list() -> list:
+def all_runs() -> list[SavedRun]:
     """list_runs of the runs folder, re-read only when the folder changes (not on every stroke's rerun)."""
     path = runs_dir()
     return _list_runs(str(path), _mtime(path))
+
+
+def runs_list() -> list[SavedRun]:
+    """The saved runs this visitor may see under the operator's policy, newest first."""
+    return visible_runs(all_runs(), owner_id(), runs_policy()[0])
+
+
+def run_access(run: SavedRun) -> Access:
+    return access(run, owner_id(), runs_policy()[0])
 
 
 def bundled_available() -> bool:
@@ -317,9 +397,19 @@ def sidebar() -> None:
     """Device, MNIST availability, the active model (selectable) with its accuracy, training load."""
     choices = model_choices()
     active = active_model_key(choices)
-    if active is not None and st.session_state.get(ACTIVE_MODEL_KEY) != active:
+    previous = st.session_state.get(ACTIVE_MODEL_KEY)
+    if previous is not None and previous not in choices and active is not None:
+        # Its maker deleted (or renamed) the run this visitor was using: say so, never switch silently.
+        st.session_state[MODEL_GONE_KEY] = (
+            f"The model you were using ({ModelRef.parse(previous).name or previous}) was deleted or renamed by "
+            f"its maker. You now have: {choices[active].label}."
+        )
+    if active is not None and previous != active:
         st.session_state[ACTIVE_MODEL_KEY] = active  # before the widget exists: allowed
     with st.sidebar:
+        if MODEL_GONE_KEY in st.session_state:
+            st.warning(st.session_state[MODEL_GONE_KEY], icon=":material/info:")
+            st.button("OK", key="model_gone_ok", on_click=st.session_state.pop, args=(MODEL_GONE_KEY, None))
         if choices:
             st.selectbox(
                 "Active model",

@@ -161,11 +161,12 @@ def training_progress(steps: list[StepEvent], epochs: int) -> Progress:
     return Progress(fraction, text)
 
 
-def run_row(name: str, record: RunRecord) -> dict:
-    """One row of the run-history table."""
+def run_row(name: str, record: RunRecord, made_by: str) -> dict:
+    """One row of the run-history table; made_by: "you", "another visitor", "the operator"."""
     config, metrics = record.config, record.metrics
     return {
         "run": name,
+        "made by": made_by,
         "created": record.created.replace("T", " ")[:19],
         "arch": record.arch,
         "test accuracy %": None if metrics.test_accuracy is None else round(metrics.test_accuracy * 100, 2),

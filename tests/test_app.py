@@ -20,6 +20,7 @@ from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, checkpoint_file_bytes, l
 from mnist.config import FIELD_SPECS, PRESETS
 from mnist.errors import MnistError
 from mnist.train import evaluate
+from studio.ownership import owner_of
 from studio.views import digit_canvas
 
 REPO = Path(__file__).resolve().parent.parent
@@ -296,14 +297,15 @@ def test_failed_run_shows_its_error(with_data, monkeypatch):
 # --- run history ------------------------------------------------------------------------------
 
 
+VISITOR = "visitor-token-of-the-tests-0001"  # a browser's token (studio.ownership), set as session state
+
+
 @pytest.fixture
 def saved_run(request, with_data) -> str:
-    """The name of a run in this test's runs folder: a copy of the bundled model, else the fallback run."""
-    if (BUNDLED_DIR / WEIGHTS_FILE).is_file():
-        bundled = load_checkpoint()
-        save_run(bundled.model, bundled.config, bundled.record.metrics, None, with_data, "saved-run")
-    else:
-        shutil.copytree(request.getfixturevalue("fallback_run"), with_data / "saved-run")
+    """The name of a run made by VISITOR in this test's runs folder: the bundled model, else the fallback run."""
+    source = None if (BUNDLED_DIR / WEIGHTS_FILE).is_file() else request.getfixturevalue("fallback_run")
+    ckpt = load_checkpoint(source)
+    save_run(ckpt.model, ckpt.config, ckpt.record.metrics, None, with_data, "saved-run", owner=owner_of(VISITOR))
     return "saved-run"
 
 
@@ -311,7 +313,7 @@ def test_saved_run_download_and_delete_with_confirmation(saved_run, with_data, m
     monkeypatch.setattr("studio.common.BUNDLED_DIR", with_data / "no-bundled-model")  # the run is the only model
     name = saved_run
     model_key = f"run:{name}"
-    at = open_app("train")
+    at = open_app("train", visitor_token=VISITOR)
     assert at.selectbox(key="manage_run").value == name
     download = at.get("download_button")[0]
     assert download.proto.label == "Download model.safetensors"

@@ -123,10 +123,10 @@ def test_run_row():
     config = TrainConfig(arch="mlp", optimizer="sgd", lr=0.1, batch_size=64, train_limit=5000, epochs=3)
     metrics = RunMetrics(test_accuracy=0.97654, train_seconds=75, epochs_done=3)
     record = RunRecord("r1", config, metrics, 1234, Provenance(created="2026-01-02T03:04:05+00:00"))
-    row = run_row("r1", record)
+    row = run_row("r1", record, "you")
     assert row["test accuracy %"] == 97.65
     assert row["train time"] == "1 min 15 s"
     assert row["train images"] == "5,000"
     assert row["created"] == "2026-01-02 03:04:05"
     no_metrics = RunRecord("r2", config, RunMetrics(), 1234, Provenance())
-    assert run_row("r2", no_metrics)["test accuracy %"] is None  # a run with no metrics still has a row
+    assert run_row("r2", no_metrics, "the operator")["test accuracy %"] is None  # a run with no metrics still has a row
