@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -289,6 +290,75 @@ def row(figure: str, ours: str, reference: str = "", ratio_text: str = "", targe
     }
 
 
+Value = float | int | str | bool | None
+# How a value is shown in the table, by unit; any other unit shows the value as str() does.
+UNIT_SPECS = {"%": ".2f", "ms": ".2f", "s": ".1f", "MiB": ".0f", "MB": ".0f", "img/s": ",.0f"}
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a benchmark: a key and a value, shown in the RESULT line, the results file and the table.
+
+    Only figures with a label get a table row; the others (parameters such as the epoch count, or
+    figures only the results file needs) are in the RESULT line and the JSON.
+    """
+
+    key: str  # RESULT line and JSON key, the unit in the name: "p50_ms"
+    value: Value
+    unit: str = ""  # shown after the value: "ms", "s", "MiB", "img/s"; "%": the value is a fraction
+    label: str = ""  # the table's figure column; "" = no table row
+    note: str = ""  # shown after the value: "(epoch 2)"
+    spec: str | None = None  # format spec of the value (default: UNIT_SPECS)
+    missing: str = "-"  # shown for a None value
+    reference: Figure | None = None  # the reference's figure, shown in the reference column
+    ratio: float | None = None  # of ours and the reference, as ratio_note says
+    ratio_note: str = ""  # shown after the ratio: "faster", "of reference"; set, a missing ratio shows "-"
+    target: str = ""  # "<= 3 ms"; "" = no target and no status
+    passed: bool | None = None  # whether the value meets the target; None = not checked
+    column: str = "ours"  # the column the value is shown in: "ours", or "reference" (bench/reference.py)
+
+    def render(self) -> str:
+        """The value as the table shows it, with its unit and note."""
+        value = self.value
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            text = self.missing
+        elif isinstance(value, bool | str):
+            text = str(value)
+        else:
+            spec = self.spec if self.spec is not None else UNIT_SPECS.get(self.unit, "")
+            shown = value * 100 if self.unit == "%" else value
+            text = f"{shown:{spec}}" + ("%" if self.unit == "%" else f" {self.unit}" if self.unit else "")
+        return f"{text} {self.note}" if self.note else text
+
+    @property
+    def status(self) -> str:
+        """PASS / FAIL against the target, n/a when not checked, "" without a target."""
+        return status(self.passed) if self.target else ""
+
+    def to_row(self) -> dict:
+        if self.ratio is None:
+            ratio_text = "-" if self.ratio_note else ""  # a ratio was meant, but one side is missing
+        else:
+            ratio_text = f"{self.ratio:.2f}x" + (f" {self.ratio_note}" if self.ratio_note else "")
+        cells = {self.column: self.render()}
+        if self.reference is not None:
+            cells["reference"] = self.reference.render()
+        return row(self.label, cells.get("ours", ""), cells.get("reference", ""), ratio_text, self.target, self.status)
+
+
+def collect_values(figures: Sequence[Figure]) -> dict[str, Value]:
+    """key -> value of every figure: the RESULT line and the results file's "figures"."""
+    keys = [f.key for f in figures]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"duplicate figure keys: {sorted(k for k in set(keys) if keys.count(k) > 1)}")
+    return {f.key: f.value for f in figures}
+
+
+def collect_rows(figures: Sequence[Figure]) -> list[dict]:
+    """The table rows of the labelled figures, in order."""
+    return [f.to_row() for f in figures if f.label]
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     """A plain-text table with left-aligned columns."""
     cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
@@ -343,15 +413,51 @@ def parse_result_line(line: str) -> tuple[str, dict[str, str]] | None:
     return name.strip(), figures
 
 
+def read_git_state(repo: Path = REPO) -> dict:
+    """The checkout the figures were measured with: HEAD's commit, and whether (and where) it differs.
+
+    `changed` lists `git status --porcelain` paths (untracked ones included: a new module can change
+    what runs); commit and dirty are None outside a git checkout.
+    """
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=True)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout
+
+    commit = git("rev-parse", "HEAD")
+    porcelain = git("status", "--porcelain")
+    changed = None if porcelain is None else [line[3:] for line in porcelain.splitlines() if line]
+    return {
+        "commit": None if commit is None else commit.strip(),
+        "dirty": None if changed is None else bool(changed),
+        "changed": changed,
+    }
+
+
 def write_results(
-    name: str, machine: dict, figures: dict, rows: list[dict], *, file_stem: str | None = None, **extra
+    name: str,
+    machine: dict,
+    figures: dict,
+    rows: list[dict],
+    *,
+    file_stem: str | None = None,
+    seeds: dict | None = None,
+    **extra,
 ) -> Path:
-    """bench/results/NAME.json (or FILE_STEM.json): date, machine, key figures, summary rows, details."""
+    """bench/results/NAME.json (or FILE_STEM.json): date, git state, seeds, machine, key figures, rows, details.
+
+    `seeds` names every random seed the measurement used ({} = none: it is deterministic).
+    """
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     payload = {
         "name": name,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": sys.argv[1:],
+        "git": read_git_state(),
+        "seeds": seeds,
         "machine": machine,
         "figures": figures,
         "rows": rows,
@@ -365,7 +471,10 @@ def write_results(
 
 
 def finish(name: str, machine: dict, figures: dict, rows: list[dict], *, file_stem: str | None = None, **extra) -> None:
-    """Print the summary rows, write the results file and end with the RESULT line."""
+    """Print the summary rows, write the results file and end with the RESULT line.
+
+    For scripts that build their figures dict and rows themselves; `report` does it from Figures.
+    """
     others = _METER.other_busy_cores() if _METER is not None else None
     if others is not None:
         machine["other_busy_cores_during_run"] = round(others, 2)
@@ -380,3 +489,8 @@ def finish(name: str, machine: dict, figures: dict, rows: list[dict], *, file_st
     path = write_results(name, machine, figures, rows, file_stem=file_stem, **extra)
     print(f"results: {path.relative_to(REPO)}")
     print(result_line(name, figures), flush=True)
+
+
+def report(name: str, machine: dict, figures: Sequence[Figure], **extra) -> None:
+    """finish() from a list of Figures: the table, the results file and the RESULT line all come from it."""
+    finish(name, machine, collect_values(figures), collect_rows(figures), **extra)

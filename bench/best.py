@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from bench import benchlib
+from bench.benchlib import Figure
 from mnist.config import PRESETS, TrainConfig
 from mnist.train import DoneEvent, EpochEvent, train
 
@@ -71,6 +72,11 @@ def read_run(run_dir: Path) -> tuple[TrainConfig, dict]:
     return TrainConfig.from_dict(meta["config"]), figures
 
 
+def wall_note(wall: float | None) -> str:
+    """The wall time beside the training time; a saved run has none."""
+    return "" if wall is None else f"(wall {wall:.1f} s)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, help="override the preset's epochs (smoke runs)")
@@ -102,37 +108,33 @@ def main(argv: list[str] | None = None) -> int:
 
     trained_here = not args.from_run
     best_epoch = max(result["epochs"], key=lambda r: r["test_accuracy"], default=None)
-    passed = result["final_accuracy"] >= TARGET_ACCURACY if is_preset else None
     wall = result["wall_seconds"]
-    figures = {
-        "final_acc": result["final_accuracy"],
-        "train_s": result["train_seconds"],
-        "wall_s": wall,
-        "epochs": config.epochs,
-        "best_epoch_acc": best_epoch["test_accuracy"] if best_epoch else None,
-        "is_preset": is_preset,
-        "trained_here": trained_here,
-    }
     label = "best preset" if is_preset else "best preset, SHORTENED"
     if not trained_here:
         label += ", from a saved run"
-    wall_text = f" (wall {wall:.1f} s)" if wall is not None else ""
-    rows = [
-        benchlib.row(
+    figures = [
+        Figure(
+            "final_acc",
+            result["final_accuracy"],
+            "%",
             f"test accuracy [{label}: {config.arch}, {config.epochs} epochs]",
-            benchlib.pct(result["final_accuracy"]),
             target=f">= {TARGET_ACCURACY:.1%}",
-            result=benchlib.status(passed),
+            passed=result["final_accuracy"] >= TARGET_ACCURACY if is_preset else None,
         ),
-        benchlib.row(f"training time [{label}]", f"{result['train_seconds']:.1f} s{wall_text}"),
+        Figure("train_s", result["train_seconds"], "s", f"training time [{label}]", note=wall_note(wall)),
+        Figure("wall_s", wall, "s"),
+        Figure("epochs", config.epochs),
+        Figure("best_epoch_acc", best_epoch["test_accuracy"] if best_epoch else None, "%"),
+        Figure("is_preset", is_preset),
+        Figure("trained_here", trained_here),
     ]
-    benchlib.finish(
+    benchlib.report(
         "best",
         machine,
         figures,
-        rows,
         file_stem="best" if is_preset else "best-shortened",  # a smoke run never replaces the real figure
         quick=args.quick,
+        seeds={"best preset": config.seed},
         is_preset=is_preset,
         source=result["source"],
         config=config.replace(device="cpu").to_dict(),

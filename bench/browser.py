@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from bench import benchlib, harness
+from bench.benchlib import Figure
 
 TARGET_STROKE_P50_MS = 500.0
 TARGET_COLD_START_S = 10.0
@@ -126,6 +127,50 @@ def stroke_latencies(playwright, runs_dir: Path, strokes: int) -> tuple[dict, li
     return first, samples
 
 
+def browser_figures(stroke: dict, run: dict, first: dict, cold: list[dict]) -> list[Figure]:
+    """Stroke latencies (latency_stats of the samples) and the cold starts' median, against the targets."""
+    cold_total = statistics.median(s["total_s"] for s in cold)
+    cold_health = statistics.median(s["health_s"] for s in cold)
+    return [
+        Figure(
+            "stroke_to_prediction_p50_ms",
+            stroke["p50_ms"],
+            "ms",
+            f"browser: stroke -> prediction p50 ({stroke['n']} strokes)",
+            note=f"(p90 {stroke['p90_ms']:.0f}, max {stroke['max_ms']:.0f})",
+            spec=".0f",
+            target=f"< {TARGET_STROKE_P50_MS:g} ms",
+            passed=stroke["p50_ms"] < TARGET_STROKE_P50_MS,
+        ),
+        Figure(
+            "stroke_to_run_done_p50_ms",
+            run["p50_ms"],
+            "ms",
+            f"browser: stroke -> script run done p50 ({run['n']} strokes)",
+            note=f"(p90 {run['p90_ms']:.0f}, max {run['max_ms']:.0f})",
+            spec=".0f",
+        ),
+        Figure(
+            "first_stroke_ms",
+            first["prediction_ms"],
+            "ms",
+            "browser: first stroke after the page loads (loads the model)",
+            spec=".0f",
+        ),
+        Figure(
+            "cold_start_s",
+            cold_total,
+            "s",
+            f"browser: cold start to the Sketch canvas (median of {len(cold)})",
+            note=f"(server up after {cold_health:.2f} s, max {max(s['total_s'] for s in cold):.2f} s)",
+            spec=".2f",
+            target=f"< {TARGET_COLD_START_S:g} s",
+            passed=cold_total < TARGET_COLD_START_S,
+        ),
+        Figure("cold_start_health_s", cold_health, "s"),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strokes", type=int, default=24, help="measured strokes (default 24, at least 20)")
@@ -154,70 +199,19 @@ def main(argv: list[str] | None = None) -> int:
         cold = cold_starts(playwright, runs_dir, args.cold_starts)
         first, samples = stroke_latencies(playwright, runs_dir, args.strokes)
 
-    stroke = benchlib.latency_stats([s["prediction_ms"] / 1000 for s in samples])
-    run = benchlib.latency_stats([s["run_ms"] / 1000 for s in samples])
-    cold_total = statistics.median(s["total_s"] for s in cold)
-    cold_health = statistics.median(s["health_s"] for s in cold)
     wrong = [s for s in samples if not s["text"].startswith("Prediction:")]
-
-    print()
-    print(
-        benchlib.format_table(
-            ("figure", "p50", "p90", "max", "n"),
-            [
-                [
-                    "stroke -> prediction shown (ms)",
-                    f"{stroke['p50_ms']:.0f}",
-                    f"{stroke['p90_ms']:.0f}",
-                    f"{stroke['max_ms']:.0f}",
-                    stroke["n"],
-                ],
-                [
-                    "stroke -> script run done (ms)",
-                    f"{run['p50_ms']:.0f}",
-                    f"{run['p90_ms']:.0f}",
-                    f"{run['max_ms']:.0f}",
-                ]
-                + [run["n"]],
-                [
-                    "cold start to canvas (s)",
-                    f"{cold_total:.2f}",
-                    "",
-                    f"{max(s['total_s'] for s in cold):.2f}",
-                    len(cold),
-                ],
-                ["  of which: server answering (s)", f"{cold_health:.2f}", "", "", len(cold)],
-            ],
-        )
-    )
-    print(f"first stroke after the page loads (loads the model): {first['prediction_ms']:.0f} ms")
-
-    figures = {"stroke_to_prediction_p50_ms": stroke["p50_ms"], "cold_start_s": cold_total}
-    rows = [
-        benchlib.row(
-            f"browser: stroke -> prediction p50 ({stroke['n']} strokes)",
-            f"{stroke['p50_ms']:.0f} ms (p90 {stroke['p90_ms']:.0f}, max {stroke['max_ms']:.0f})",
-            target=f"< {TARGET_STROKE_P50_MS:g} ms",
-            result=benchlib.status(stroke["p50_ms"] < TARGET_STROKE_P50_MS),
-        ),
-        benchlib.row(
-            f"browser: cold start to the Sketch canvas (median of {len(cold)})",
-            f"{cold_total:.2f} s (server up after {cold_health:.2f} s)",
-            target=f"< {TARGET_COLD_START_S:g} s",
-            result=benchlib.status(cold_total < TARGET_COLD_START_S),
-        ),
-    ]
     if wrong:
         print(f"WARNING: {len(wrong)} strokes showed no prediction text")
-    benchlib.finish(
+    stroke = benchlib.latency_stats([s["prediction_ms"] / 1000 for s in samples])
+    run = benchlib.latency_stats([s["run_ms"] / 1000 for s in samples])
+    benchlib.report(
         "browser",
         machine,
-        figures,
-        rows,
+        browser_figures(stroke, run, first, cold),
+        seeds={},  # the strokes are fixed (harness.DIGIT_STROKES)
         stroke_to_prediction=stroke,
         stroke_to_run_done=run,
-        first_stroke_ms=first["prediction_ms"],
-        cold_start={"median_s": cold_total, "median_health_s": cold_health, "samples": cold},
+        cold_starts=cold,
         strokes=samples,
         cpu_count=os.cpu_count(),
     )

@@ -21,9 +21,11 @@ import time
 from pathlib import Path
 
 from bench import benchlib, procfs
+from bench.benchlib import Figure
 
 TARGET_PREDICT_MB = 1024.0
 TARGET_TRAIN_MB = 2048.0
+CANVAS_SEED = 0  # which digits are drawn where on the predicted canvases
 
 
 def memory_now() -> dict[str, float]:
@@ -58,7 +60,7 @@ def child_predict(args) -> dict:
     path, description = benchlib.checkpoint_path(args.checkpoint)
     ckpt = load_checkpoint(path)
     stages.append({"stage": "model loaded", **memory_now()})
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(CANVAS_SEED)
     digits = data.test_images.numpy()
     for i in range(200):
         predict_canvas(ckpt.model, benchlib.mnist_canvas(digits[i], rng))
@@ -122,6 +124,41 @@ def run_child(kind: str, extra: list[str]) -> dict:
     return result
 
 
+def memory_figures(results: dict, args) -> list[Figure]:
+    """Peak RSS of each process (its last stage's VmHWM) against the targets."""
+    predict, train = results["predict"], results["train"]
+    predict_peak = predict["stages"][-1]["peak_mb"]
+    train_peak = train["stages"][-1]["peak_mb"]
+    return [
+        Figure(
+            "predict_peak_mb",
+            predict_peak,
+            "MiB",
+            f"peak RSS: data set + model + predict ({predict['arch']})",
+            target=f"< {TARGET_PREDICT_MB / 1024:g} GiB",
+            passed=predict_peak < TARGET_PREDICT_MB,
+        ),
+        Figure(
+            "train_peak_mb",
+            train_peak,
+            "MiB",
+            f"peak RSS: training the best preset ({train['config']['arch']}, {train['steps_done']} steps"
+            " + test evaluation)",
+            target=f"< {TARGET_TRAIN_MB / 1024:g} GiB",
+            passed=train_peak < TARGET_TRAIN_MB,
+        ),
+        Figure("train_peak_reached_at", train["peak_reached_at"], label="training: peak RSS reached (within 1%) at"),
+        Figure(
+            "baseline_mb",
+            results["baseline"]["stages"][-1]["peak_mb"],
+            "MiB",
+            "RSS of python + torch + mnist imported (context)",
+        ),
+        Figure("train_epochs", args.epochs),
+        Figure("train_max_steps", args.max_steps),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=1, help="epochs of the best preset to train (default 1)")
@@ -162,42 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(benchlib.format_table(("process", "after", "RSS MiB", "peak RSS MiB"), table))
 
-    base = results["baseline"]["stages"][-1]["peak_mb"]
-    predict_peak = results["predict"]["stages"][-1]["peak_mb"]
-    train = results["train"]
-    train_peak = train["stages"][-1]["peak_mb"]
-    print(f"train: peak RSS within 1% of its final value at: {train['peak_reached_at']}")
-    figures = {
-        "baseline_mb": base,
-        "predict_peak_mb": predict_peak,
-        "train_peak_mb": train_peak,
-        "train_epochs": args.epochs,
-        "train_max_steps": args.max_steps,
-    }
-    arch = train["config"]["arch"]
-    rows = [
-        benchlib.row(
-            f"peak RSS: data set + model + predict ({results['predict']['arch']})",
-            f"{predict_peak:.0f} MiB",
-            target=f"< {TARGET_PREDICT_MB / 1024:g} GiB",
-            result=benchlib.status(predict_peak < TARGET_PREDICT_MB),
-        ),
-        benchlib.row(
-            f"peak RSS: training the best preset ({arch}, {train['steps_done']} steps + test evaluation)",
-            f"{train_peak:.0f} MiB",
-            target=f"< {TARGET_TRAIN_MB / 1024:g} GiB",
-            result=benchlib.status(train_peak < TARGET_TRAIN_MB),
-        ),
-        benchlib.row("RSS of python + torch + mnist imported (context)", f"{base:.0f} MiB"),
-    ]
     experiment = bool(args.eval_batch)
-    benchlib.finish(
+    benchlib.report(
         "memory",
         machine,
-        figures,
-        rows,
+        memory_figures(results, args),
         file_stem="memory-experiment" if experiment else None,  # never replaces the real figures
         quick=args.quick,
+        seeds={"canvases": CANVAS_SEED, "best preset": results["train"]["config"]["seed"]},
         eval_batch=args.eval_batch or None,
         processes=results,
     )

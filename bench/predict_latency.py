@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from bench import benchlib
+from bench.benchlib import Figure
 from mnist.checkpoint import load_checkpoint
 from mnist.config import PRESETS
 from mnist.predict import predict_canvas
@@ -42,6 +43,19 @@ TARGET_P99_MS = 10.0
 BLOCK = 50  # calls per variant before switching to the next one
 WARMUP = 30  # calls per variant before timing
 BLOCK_WARMUP = 3  # untimed calls at the start of every block
+CANVAS_SEED, BUSY_SEED, FIRST_CALL_SEED = 0, 1, 1  # which digit is drawn where: idle, while training, first call
+
+# Variant names the figures refer to, and the variants' p50 figures (key, variant).
+LIBRARY = "library (predict_canvas)"
+LIBRARY_THREADS1 = "library, threads=1"
+COMPILED = "torch.compile model"
+VARIANT_FIGURES = (
+    ("no_grad_p50_ms", "no_grad instead of inference_mode"),
+    ("channels_last_p50_ms", "channels_last model"),
+    ("preprocess_p50_ms", "preprocess only"),
+    ("forward_p50_ms", "forward only"),
+    ("forward_threads1_p50_ms", "forward only, threads=1"),
+)
 
 
 def predict_no_grad(model, canvas):
@@ -67,8 +81,8 @@ def make_variants(model, threads: int, with_compile: bool) -> tuple[dict, dict]:
         return run
 
     variants = {
-        "library (predict_canvas)": (threads, lambda c, _x: predict_canvas(model, c)),
-        "library, threads=1": (1, lambda c, _x: predict_canvas(model, c)),
+        LIBRARY: (threads, lambda c, _x: predict_canvas(model, c)),
+        LIBRARY_THREADS1: (1, lambda c, _x: predict_canvas(model, c)),
         "no_grad instead of inference_mode": (threads, lambda c, _x: predict_no_grad(model, c)),
         "channels_last model": (threads, lambda c, _x: predict_canvas(cl_model, c)),
         "channels_last model, threads=1": (1, lambda c, _x: predict_canvas(cl_model, c)),
@@ -84,7 +98,7 @@ def make_variants(model, threads: int, with_compile: bool) -> tuple[dict, dict]:
         with torch.inference_mode():
             compiled(x)
         setup["compile_first_call_s"] = time.perf_counter() - t0
-        variants["torch.compile model"] = (threads, lambda c, _x: predict_canvas(compiled, c))
+        variants[COMPILED] = (threads, lambda c, _x: predict_canvas(compiled, c))
         variants["torch.compile model, threads=1"] = (1, lambda c, _x: predict_canvas(compiled, c))
     return variants, setup
 
@@ -96,7 +110,7 @@ def first_call_ms(model, canvas) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def measure(variants: dict, digits: np.ndarray, calls: int, threads: int, seed: int = 0) -> dict[str, list[float]]:
+def measure(variants: dict, digits: np.ndarray, calls: int, threads: int, seed: int) -> dict[str, list[float]]:
     """Per-call seconds of every variant over the same `calls` canvases, in interleaved blocks."""
     rng = np.random.default_rng(seed)
     names = list(variants)
@@ -172,6 +186,77 @@ def stats_table(stats: dict, variants: dict, base: dict) -> str:
     return benchlib.format_table(headers, table)
 
 
+def latency_figures(
+    stats: dict, busy_stats: dict, busy_steps: int, setup: dict, first_ms: float, arch: str, calls: int
+) -> list[Figure]:
+    """The headline figures (predict_canvas as the app calls it), the variants' p50s, the busy case's figures."""
+    base, one = stats[LIBRARY], stats[LIBRARY_THREADS1]
+    figures = [
+        Figure(
+            "p50_ms",
+            base["p50_ms"],
+            "ms",
+            f"sketch prediction p50 ({calls} canvases, {arch})",
+            target=f"<= {TARGET_P50_MS:g} ms",
+            passed=base["p50_ms"] <= TARGET_P50_MS,
+        ),
+        Figure("p90_ms", base["p90_ms"], "ms"),
+        Figure(
+            "p99_ms",
+            base["p99_ms"],
+            "ms",
+            "sketch prediction p99",
+            note=f"(p90 {base['p90_ms']:.2f}, max {base['max_ms']:.1f})",
+            target=f"<= {TARGET_P99_MS:g} ms",
+            passed=base["p99_ms"] <= TARGET_P99_MS,
+        ),
+        Figure("max_ms", base["max_ms"], "ms"),
+        Figure("first_call_ms", first_ms, "ms", "sketch prediction: the process's first call", spec=".1f"),
+        Figure(
+            "threads1_p50_ms",
+            one["p50_ms"],
+            "ms",
+            "sketch prediction with torch threads=1 (p50 / p99)",
+            note=f"/ {one['p99_ms']:.2f} ms",
+            ratio=one["p50_ms"] / base["p50_ms"],
+            ratio_note="p50 of default",
+        ),
+        Figure("threads1_p99_ms", one["p99_ms"], "ms"),
+    ]
+    figures += [Figure(key, stats[name]["p50_ms"], "ms") for key, name in VARIANT_FIGURES if name in stats]
+    compile_s = setup.get("compile_first_call_s")
+    figures += [
+        Figure("compile_first_call_s", compile_s, "s", "torch.compile: first call" if compile_s is not None else ""),
+        Figure("compile_p50_ms", stats.get(COMPILED, {}).get("p50_ms"), "ms"),
+        Figure("arch", arch),
+        Figure("calls", calls),
+    ]
+    if busy_stats:
+        busy, busy_one = busy_stats[LIBRARY], busy_stats[LIBRARY_THREADS1]
+        during = f"while a training job runs ({busy_steps} steps meanwhile)"
+        figures += [
+            Figure(
+                "busy_p50_ms",
+                busy["p50_ms"],
+                "ms",
+                f"sketch prediction {during} (p50 / p99): default threads",
+                note=f"/ {busy['p99_ms']:.2f} ms",
+            ),
+            Figure("busy_p99_ms", busy["p99_ms"], "ms"),
+            Figure(
+                "busy_threads1_p50_ms",
+                busy_one["p50_ms"],
+                "ms",
+                f"sketch prediction {during} (p50 / p99): threads=1",
+                note=f"/ {busy_one['p99_ms']:.2f} ms",
+                ratio=busy_one["p99_ms"] / busy["p99_ms"],
+                ratio_note="p99 of default",
+            ),
+            Figure("busy_threads1_p99_ms", busy_one["p99_ms"], "ms"),
+        ]
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=1000, help="timed calls per variant (default 1000)")
@@ -193,100 +278,39 @@ def main(argv: list[str] | None = None) -> int:
 
     data = benchlib.load_data()
     digits = data.test_images.numpy()
-    first_ms = first_call_ms(model, benchlib.mnist_canvas(digits[0], np.random.default_rng(1)))
-    print(f"first call in this process: {first_ms:.1f} ms")
+    first_ms = first_call_ms(model, benchlib.mnist_canvas(digits[0], np.random.default_rng(FIRST_CALL_SEED)))
 
     variants, setup = make_variants(model, threads, with_compile=not args.no_compile)
-    if "compile_first_call_s" in setup:
-        print(f"torch.compile: first call took {setup['compile_first_call_s']:.1f} s")
     print(f"timing {args.calls} calls per variant ({len(variants)} variants, interleaved in blocks of {BLOCK}) ...")
-    times = measure(variants, digits, args.calls, threads)
+    times = measure(variants, digits, args.calls, threads, seed=CANVAS_SEED)
     stats = {name: benchlib.latency_stats(t) for name, t in times.items()}
-
-    base = stats["library (predict_canvas)"]
     print()
-    print(stats_table(stats, variants, base))
+    print(stats_table(stats, variants, stats[LIBRARY]))
 
     busy_stats, busy_steps = {}, 0
     if not args.no_busy:
-        busy_variants = {k: v for k, v in variants.items() if k in ("library (predict_canvas)", "library, threads=1")}
+        busy_variants = {k: v for k, v in variants.items() if k in (LIBRARY, LIBRARY_THREADS1)}
         print(f"\nwhile the fast preset trains in a thread of this process: {args.busy_calls} calls per variant ...")
         with BackgroundTraining(data) as job:
             before = job.steps
-            busy_times = measure(busy_variants, digits, args.busy_calls, threads, seed=1)
+            busy_times = measure(busy_variants, digits, args.busy_calls, threads, seed=BUSY_SEED)
             busy_steps = job.steps - before
         busy_stats = {name: benchlib.latency_stats(t) for name, t in busy_times.items()}
-        print(stats_table(busy_stats, busy_variants, busy_stats["library (predict_canvas)"]))
-        print(f"(the training thread did {busy_steps} steps meanwhile)")
+        print(stats_table(busy_stats, busy_variants, busy_stats[LIBRARY]))
 
-    one = stats["library, threads=1"]
-    figures = {
-        "p50_ms": base["p50_ms"],
-        "p90_ms": base["p90_ms"],
-        "p99_ms": base["p99_ms"],
-        "max_ms": base["max_ms"],
-        "first_call_ms": first_ms,
-        "threads1_p50_ms": one["p50_ms"],
-        "threads1_p99_ms": one["p99_ms"],
-        "no_grad_p50_ms": stats["no_grad instead of inference_mode"]["p50_ms"],
-        "channels_last_p50_ms": stats["channels_last model"]["p50_ms"],
-        "preprocess_p50_ms": stats["preprocess only"]["p50_ms"],
-        "forward_p50_ms": stats["forward only"]["p50_ms"],
-        "forward_threads1_p50_ms": stats["forward only, threads=1"]["p50_ms"],
-        "compile_first_call_s": setup.get("compile_first_call_s"),
-        "compile_p50_ms": stats.get("torch.compile model", {}).get("p50_ms"),
-        "arch": ckpt.arch,
-        "calls": args.calls,
-    }
-    if busy_stats:
-        busy, busy_one = busy_stats["library (predict_canvas)"], busy_stats["library, threads=1"]
-        figures.update(
-            busy_p50_ms=busy["p50_ms"],
-            busy_p99_ms=busy["p99_ms"],
-            busy_threads1_p50_ms=busy_one["p50_ms"],
-            busy_threads1_p99_ms=busy_one["p99_ms"],
-        )
-    rows = [
-        benchlib.row(
-            f"sketch prediction p50 ({args.calls} canvases, {ckpt.arch})",
-            f"{base['p50_ms']:.2f} ms",
-            target=f"<= {TARGET_P50_MS:g} ms",
-            result=benchlib.status(base["p50_ms"] <= TARGET_P50_MS),
-        ),
-        benchlib.row(
-            "sketch prediction p99",
-            f"{base['p99_ms']:.2f} ms (p90 {base['p90_ms']:.2f}, max {base['max_ms']:.1f})",
-            target=f"<= {TARGET_P99_MS:g} ms",
-            result=benchlib.status(base["p99_ms"] <= TARGET_P99_MS),
-        ),
-        benchlib.row(
-            "sketch prediction with torch threads=1 (p50 / p99)",
-            f"{one['p50_ms']:.2f} / {one['p99_ms']:.2f} ms",
-            ratio_text=f"{one['p50_ms'] / base['p50_ms']:.2f}x p50 of default",
-        ),
-    ]
-    if busy_stats:
-        rows.append(
-            benchlib.row(
-                "sketch prediction while a training job runs (p50 / p99): default threads",
-                f"{busy['p50_ms']:.2f} / {busy['p99_ms']:.2f} ms",
-            )
-        )
-        rows.append(
-            benchlib.row(
-                "sketch prediction while a training job runs (p50 / p99): threads=1",
-                f"{busy_one['p50_ms']:.2f} / {busy_one['p99_ms']:.2f} ms",
-                ratio_text=f"{busy_one['p99_ms'] / busy['p99_ms']:.2f}x p99 of default",
-            )
-        )
     if not description.startswith("bundled"):
         print(f"NOTE: measured with a {description}")
-    benchlib.finish(
+    benchlib.report(
         "predict_latency",
         machine,
-        figures,
-        rows,
+        latency_figures(stats, busy_stats, busy_steps, setup, first_ms, ckpt.arch, args.calls),
         quick=args.quick,
+        seeds={
+            "canvases": CANVAS_SEED,
+            "canvases while training": BUSY_SEED,
+            "first call": FIRST_CALL_SEED,
+            "training job": PRESETS["fast"].seed,
+        },
         model=description,
         stats=stats,
         busy_stats=busy_stats,

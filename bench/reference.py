@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from bench import benchlib
+from bench.benchlib import Figure
 from mnist.models import build_model
 
 BATCH_SIZE = 100
@@ -142,6 +143,28 @@ def print_epoch(row: dict) -> None:
     )
 
 
+def reference_figures(result: dict, epochs: int) -> list[Figure]:
+    """The run's key figures; they are the reference's, so the table shows them in its reference column."""
+    return [
+        Figure(
+            "best_acc",
+            result["best_accuracy"],
+            "%",
+            "reference best test accuracy",
+            note=f"(epoch {result['best_epoch']})",
+            column="reference",
+        ),
+        Figure("best_epoch", result["best_epoch"]),
+        Figure("time_to_best_s", result["time_to_best"], "s", "reference training time to best", column="reference"),
+        Figure("img_per_s", result["images_per_sec"], "img/s", "reference training throughput", column="reference"),
+        Figure("train_s", result["train_seconds"], "s"),
+        Figure(
+            "wall_s", result["wall_seconds"], "s", f"reference wall time, {epochs} epochs + evals", column="reference"
+        ),
+        Figure("epochs", epochs),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=10)
@@ -157,26 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     result = run_reference(args.epochs, seed=args.seed, train_limit=args.train_limit, on_epoch=print_epoch)
     print()
     print(benchlib.format_table(EPOCH_HEADERS, [epoch_cells(r) for r in result["epochs"]]))
-    figures = {
-        "best_acc": result["best_accuracy"],
-        "best_epoch": result["best_epoch"],
-        "time_to_best_s": result["time_to_best"],
-        "img_per_s": result["images_per_sec"],
-        "train_s": result["train_seconds"],
-        "wall_s": result["wall_seconds"],
-        "epochs": args.epochs,
-    }
-    rows = [
-        benchlib.row(
-            "reference best test accuracy",
-            "",
-            f"{benchlib.pct(result['best_accuracy'])} (epoch {result['best_epoch']})",
-        ),
-        benchlib.row("reference training time to best", "", f"{result['time_to_best']:.1f} s"),
-        benchlib.row("reference training throughput", "", f"{result['images_per_sec']:,.0f} img/s"),
-        benchlib.row(f"reference wall time, {args.epochs} epochs + evals", "", f"{result['wall_seconds']:.1f} s"),
-    ]
-    benchlib.finish("reference", machine, figures, rows, quick=args.quick, details=result)
+    benchlib.report(
+        "reference",
+        machine,
+        reference_figures(result, args.epochs),
+        quick=args.quick,
+        seeds={"reference": args.seed},
+        details=result,
+    )
     return 0
 
 

@@ -106,6 +106,13 @@ def machine_short(machine: dict | None) -> str:
     return text
 
 
+def commit_short(git: dict | None) -> str:
+    """'commit abc1234' of a results file, '+ changes' when the checkout differed from it."""
+    if not git or not git.get("commit"):
+        return "commit unknown"
+    return f"commit {git['commit'][:7]}" + (" + changes" if git.get("dirty") else "")
+
+
 def summary_rows(results: dict[str, dict | None], notes: dict[str, str]) -> list[list[str]]:
     """Table rows (SUMMARY_HEADERS) from every benchmark's results, in order."""
     table = []
@@ -114,7 +121,7 @@ def summary_rows(results: dict[str, dict | None], notes: dict[str, str]) -> list
             table.append([f"{name}: {notes.get(name, 'no results')}", "-", "", "", "", "n/a", ""])
             continue
         date = str(res.get("date", "?"))[:16].replace("T", " ")
-        measured = f"{date} UTC, {machine_short(res.get('machine'))}"
+        measured = f"{date} UTC, {commit_short(res.get('git'))}, {machine_short(res.get('machine'))}"
         if res.get("quick"):
             measured += ", QUICK"
         if name in notes:
@@ -243,12 +250,18 @@ def main(argv: list[str] | None = None) -> int:
     if total > BUDGET_SECONDS and not args.summary_only:
         summary_notes.append(f"over budget: {total:.0f} s > {BUDGET_SECONDS:.0f} s")
     path = write_summary(table, machine, total, summary_notes, rebuilt=args.summary_only)
-    figures = {"total_s": total, "pass": sum(r[5] == "PASS" for r in table), "fail": sum(r[5] == "FAIL" for r in table)}
+    figures = {
+        "total_s": total,
+        "pass": sum(r[5] == "PASS" for r in table),
+        "fail": sum(r[5] == "FAIL" for r in table),
+        "errors": len(failures),
+    }
     benchlib.write_results(
         "run_all",
         machine,
         figures,
-        [dict(zip(SUMMARY_HEADERS, r, strict=True)) for r in table],
+        [dict(zip(SUMMARY_HEADERS, r, strict=True)) for r in table],  # the summary: every benchmark's rows
+        seeds=None,  # each benchmark's results file has its own
         result_lines=result_lines,
         notes=summary_notes,
     )
@@ -256,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     print(f"summary: {path.relative_to(benchlib.REPO)}")
     print(f"run_all took {total:.0f} s (budget {BUDGET_SECONDS:.0f} s)")
-    print(benchlib.result_line("run_all", {**figures, "errors": len(failures)}), flush=True)
+    print(benchlib.result_line("run_all", figures), flush=True)
     return 1 if failures else 0
 
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 
 from bench import benchlib, reference
+from bench.benchlib import Figure
 from mnist.config import PRESETS, TrainConfig
 from mnist.train import DoneEvent, EpochEvent, StepEvent, train
 
@@ -27,6 +28,7 @@ TARGET_ACCURACY = 0.99
 TARGET_TIME_TO_99_S = 20.0
 TARGET_SPEEDUP_VS_REF_BEST = 5.0  # ours beats the reference's best in at most 1/5 of its time-to-best
 TARGET_THROUGHPUT_RATIO = 2.0
+REFERENCE_SEED = 0  # the reference's weights and shuffling
 
 # The reference's recipe through the library: the throughput comparison isolates the pipeline.
 LENET_CONFIG = TrainConfig(
@@ -76,8 +78,9 @@ def first_epoch_reaching(epochs: list[dict], threshold: float, *, strictly: bool
     return None
 
 
-def at_epoch(row: dict | None) -> str:
-    return "never" if row is None else f"{row['train_seconds']:.1f} s (epoch {row['epoch']})"
+def epoch_note(row: dict | None) -> str:
+    """'(epoch N)' of the epoch a figure was reached at; '' when it never was."""
+    return "" if row is None else f"(epoch {row['epoch']})"
 
 
 def print_library_epoch(row: dict) -> None:
@@ -88,8 +91,8 @@ def print_library_epoch(row: dict) -> None:
     )
 
 
-def compare(fast: dict, lenet: dict, ref: dict, ref_epochs: int) -> tuple[dict, list[dict], list[str]]:
-    """Key figures, summary rows and loud warnings from the three runs."""
+def compare(fast: dict, lenet: dict, ref: dict, ref_epochs: int) -> tuple[list[Figure], list[str]]:
+    """Key figures and loud warnings from the three runs."""
     warnings = []
     ours_99 = first_epoch_reaching(fast["epochs"], TARGET_ACCURACY)
     ref_99 = first_epoch_reaching(ref["epochs"], TARGET_ACCURACY)
@@ -105,69 +108,84 @@ def compare(fast: dict, lenet: dict, ref: dict, ref_epochs: int) -> tuple[dict, 
     beat = first_epoch_reaching(fast["epochs"], ref_best, strictly=True)
     beat_t = beat["train_seconds"] if beat else None
     budget = ref_ttb / TARGET_SPEEDUP_VS_REF_BEST
-    beat_ok = beat_t is not None and beat_t <= budget
     if beat is None:
         warnings.append(
             f"!!! the fast preset never beat the reference's best {benchlib.pct(ref_best)} "
             f"(its final: {benchlib.pct(fast['final_accuracy'])}) !!!"
         )
-
     tp_ratio = benchlib.ratio(lenet["images_per_sec"], ref["images_per_sec"])
-    figures = {
-        "ours_time_to_99_s": ours_t99,
-        "ours_final_acc": fast["final_accuracy"],
-        "ours_train_s": fast["train_seconds"],
-        "ours_time_to_beat_ref_s": beat_t,
-        "ref_best_acc": ref_best,
-        "ref_best_epoch": ref["best_epoch"],
-        "ref_time_to_best_s": ref_ttb,
-        "ref_time_to_99_s": ref_t99,
-        "ref_epochs": ref_epochs,
-        "ref_wall_s": ref["wall_seconds"],
-        "lenet_ours_img_s": lenet["images_per_sec"],
-        "lenet_ref_img_s": ref["images_per_sec"],
-        "lenet_throughput_ratio": tp_ratio,
-    }
-    speedup_99 = benchlib.ratio(ref_t99, ours_t99)
-    speedup_beat = benchlib.ratio(ref_ttb, beat_t)
-    ref_99_text = at_epoch(ref_99) if ref_99 else f"never in {ref_epochs} epochs"
-    rows = [
-        benchlib.row(
+
+    ref_time_to_99 = Figure(
+        "ref_time_to_99_s", ref_t99, "s", note=epoch_note(ref_99), missing=f"never in {ref_epochs} epochs"
+    )
+    ref_best_acc = Figure("ref_best_acc", ref_best, "%", note=f"(epoch {ref['best_epoch']} of {ref_epochs})")
+    ref_time_to_best = Figure("ref_time_to_best_s", ref_ttb, "s", note="to reach its best")
+    ref_img_s = Figure("lenet_ref_img_s", ref["images_per_sec"], "img/s")
+    ref_wall = Figure("ref_wall_s", ref["wall_seconds"], "s", note=f"[{ref_epochs} epochs]")
+    figures = [
+        Figure(
+            "ours_time_to_99_s",
+            ours_t99,
+            "s",
             f"training time to {TARGET_ACCURACY:.1%} test accuracy",
-            at_epoch(ours_99) + " [fast preset]",
-            ref_99_text,
-            benchlib.fmt(speedup_99, ".1f", "x faster"),
-            f"ours <= {TARGET_TIME_TO_99_S:.0f} s",
-            benchlib.status(ours_t99 is not None and ours_t99 <= TARGET_TIME_TO_99_S),
+            note=f"{epoch_note(ours_99)} [fast preset]".lstrip(),
+            missing="never",
+            reference=ref_time_to_99,
+            ratio=benchlib.ratio(ref_t99, ours_t99),
+            ratio_note="faster",
+            target=f"ours <= {TARGET_TIME_TO_99_S:.0f} s",
+            passed=ours_t99 is not None and ours_t99 <= TARGET_TIME_TO_99_S,
         ),
-        benchlib.row(
+        Figure(
+            "ours_final_acc",
+            fast["final_accuracy"],
+            "%",
             "test accuracy: ours final vs reference best",
-            benchlib.pct(fast["final_accuracy"]),
-            f"{benchlib.pct(ref_best)} (epoch {ref['best_epoch']} of {ref_epochs})",
+            reference=ref_best_acc,
         ),
-        benchlib.row(
+        Figure("ours_train_s", fast["train_seconds"], "s"),
+        Figure(
+            "ours_time_to_beat_ref_s",
+            beat_t,
+            "s",
             "training time to beat the reference's best",
-            at_epoch(beat),
-            f"{ref_ttb:.1f} s to reach its best",
-            benchlib.fmt(speedup_beat, ".1f", "x faster"),
-            f"ours <= 1/{TARGET_SPEEDUP_VS_REF_BEST:.0f} of reference ({budget:.1f} s)",
-            benchlib.status(beat_ok),
+            note=epoch_note(beat),
+            missing="never",
+            reference=ref_time_to_best,
+            ratio=benchlib.ratio(ref_ttb, beat_t),
+            ratio_note="faster",
+            target=f"ours <= 1/{TARGET_SPEEDUP_VS_REF_BEST:.0f} of reference ({budget:.1f} s)",
+            passed=beat_t is not None and beat_t <= budget,
         ),
-        benchlib.row(
+        ref_best_acc,
+        Figure("ref_best_epoch", ref["best_epoch"]),
+        ref_time_to_best,
+        ref_time_to_99,
+        Figure("ref_epochs", ref_epochs),
+        ref_wall,
+        Figure(
+            "lenet_ours_img_s",
+            lenet["images_per_sec"],
+            "img/s",
             "lenet-dropout training throughput (batch 100)",
-            f"{lenet['images_per_sec']:,.0f} img/s",
-            f"{ref['images_per_sec']:,.0f} img/s",
-            benchlib.fmt(tp_ratio, ".2f", "x"),
-            f">= {TARGET_THROUGHPUT_RATIO:.0f}x reference",
-            benchlib.status(tp_ratio is not None and tp_ratio >= TARGET_THROUGHPUT_RATIO),
+            reference=ref_img_s,
+            ratio=tp_ratio,
+            ratio_note="of reference",
+            target=f">= {TARGET_THROUGHPUT_RATIO:.0f}x reference",
+            passed=tp_ratio is not None and tp_ratio >= TARGET_THROUGHPUT_RATIO,
         ),
-        benchlib.row(
+        ref_img_s,
+        Figure("lenet_throughput_ratio", tp_ratio),
+        Figure(
+            "ours_wall_s",
+            fast["wall_seconds"],
+            "s",
             "wall time incl. data loading and evaluations",
-            f"{fast['wall_seconds']:.1f} s [fast preset]",
-            f"{ref['wall_seconds']:.1f} s [{ref_epochs} epochs]",
+            note="[fast preset]",
+            reference=ref_wall,
         ),
     ]
-    return figures, rows, warnings
+    return figures, warnings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,25 +202,22 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n(b) our fast preset: {fast_config.arch}, {fast_config.epochs} epochs, batch {fast_config.batch_size}")
     fast = run_library(fast_config, data, on_epoch=print_library_epoch)
-    print(f"  final {benchlib.pct(fast['final_accuracy'])}, {fast['train_seconds']:.1f} s of training")
 
     print("\n(c) lenet-dropout through our pipeline, 1 epoch, batch 100, Adam 1e-3")
     lenet = run_library(LENET_CONFIG, data, on_epoch=print_library_epoch)
-    print(f"  {lenet['images_per_sec']:,.0f} img/s ({lenet['train_seconds']:.1f} s of training)")
 
     print(f"\n(a) the reference, {args.ref_epochs} epochs")
-    ref = reference.run_reference(args.ref_epochs, on_epoch=reference.print_epoch)
-    print(f"  {ref['wall_seconds']:.1f} s wall time in all")
+    ref = reference.run_reference(args.ref_epochs, seed=REFERENCE_SEED, on_epoch=reference.print_epoch)
 
-    figures, rows, warnings = compare(fast, lenet, ref, args.ref_epochs)
+    figures, warnings = compare(fast, lenet, ref, args.ref_epochs)
     for line in warnings:
         print(line)
-    benchlib.finish(
+    benchlib.report(
         "train_speed",
         machine,
         figures,
-        rows,
         quick=args.quick,
+        seeds={"fast preset": fast_config.seed, "lenet-dropout": LENET_CONFIG.seed, "reference": REFERENCE_SEED},
         details={"fast": fast, "lenet": lenet, "reference": ref},
     )
     return 0

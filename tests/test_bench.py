@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import numpy as np
 import pytest
 
-from bench import benchlib, memory, procfs, run_all, train_speed
+from bench import benchlib, browser, memory, predict_latency, procfs, run_all, train_speed
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 100, 1001])
@@ -41,6 +42,71 @@ def test_result_line_round_trips():
     assert name == "train_speed"
     assert parsed == {"ours_time_to_99_s": "14.23", "ref": "none", "arch": "cnn_bn", "ok": "true", "n": "3"}
     assert benchlib.parse_result_line("epoch 1: 99%") is None
+
+
+def test_figure_renders_value_unit_note_reference_and_ratio():
+    ref = benchlib.Figure("ref_s", 90.0, "s", note="to reach its best")
+    ours = benchlib.Figure(
+        "ours_s",
+        14.04,
+        "s",
+        "time",
+        note="(epoch 2)",
+        reference=ref,
+        ratio=90.0 / 14.04,
+        ratio_note="faster",
+        target="<= 20 s",
+        passed=True,
+    )
+    assert ours.to_row() == {
+        "figure": "time",
+        "ours": "14.0 s (epoch 2)",
+        "reference": "90.0 s to reach its best",
+        "ratio": "6.41x faster",
+        "target": "<= 20 s",
+        "status": "PASS",
+    }
+    assert benchlib.Figure("acc", 0.99612, "%").render() == "99.61%"
+    assert benchlib.Figure("img_s", 12345.6, "img/s").render() == "12,346 img/s"
+    assert benchlib.Figure("t", None, "s", missing="never").render() == "never"
+    assert benchlib.Figure("t", 1.0, "s", target="< 2 s").status == "n/a"  # a target not checked
+    assert benchlib.Figure("t", 1.0, "s").status == ""  # no target
+    shown = benchlib.Figure("ref_img_s", 2000.0, "img/s", "throughput", column="reference").to_row()
+    assert (shown["ours"], shown["reference"]) == ("", "2,000 img/s")
+
+
+def test_figures_give_the_result_line_and_rows_from_one_list():
+    figures = [
+        benchlib.Figure("p50_ms", 2.345, "ms", "p50", target="<= 3 ms", passed=True),
+        benchlib.Figure("calls", 200),  # no label: RESULT line and JSON only
+    ]
+    values = benchlib.collect_values(figures)
+    assert values == {"p50_ms": 2.345, "calls": 200}
+    assert benchlib.result_line("x", values) == "RESULT x: p50_ms=2.345 calls=200"
+    assert [r["figure"] for r in benchlib.collect_rows(figures)] == ["p50"]
+    with pytest.raises(ValueError, match="duplicate"):
+        benchlib.collect_values([*figures, benchlib.Figure("calls", 1)])
+
+
+def test_results_file_records_commit_seeds_and_machine(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchlib, "RESULTS_DIR", tmp_path)
+    figures = [benchlib.Figure("p50_ms", 2.0, "ms", "p50")]
+    machine = {"cpu": "test cpu", "cores": 2}
+    path = benchlib.write_results(
+        "x", machine, benchlib.collect_values(figures), benchlib.collect_rows(figures), seeds={"canvases": 0}
+    )
+    payload = json.loads(path.read_text())
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=benchlib.REPO, capture_output=True, text=True).stdout
+    assert payload["git"]["commit"] == head.strip() and len(head.strip()) == 40
+    assert isinstance(payload["git"]["dirty"], bool)
+    assert payload["git"]["dirty"] == bool(payload["git"]["changed"])
+    assert payload["seeds"] == {"canvases": 0}
+    assert payload["machine"] == machine
+    assert payload["figures"] == {"p50_ms": 2.0} and payload["rows"][0]["ours"] == "2.00 ms"
+
+
+def test_git_state_outside_a_checkout_is_unknown(tmp_path):
+    assert benchlib.read_git_state(tmp_path) == {"commit": None, "dirty": None, "changed": None}
 
 
 def test_cpu_model_parsing():
@@ -136,18 +202,52 @@ def test_train_speed_targets_pass_and_fail():
     fast = {"epochs": _epochs((0.985, 7.0), (0.991, 14.0)), "final_accuracy": 0.991, "train_seconds": 14.0}
     fast["wall_seconds"] = 16.0
     lenet = {"images_per_sec": 5000.0}
-    figures, rows, warnings = train_speed.compare(fast, lenet, ref, 4)
-    assert [r["status"] for r in rows if r["status"]] == ["PASS", "PASS", "PASS"]
-    assert figures["ours_time_to_99_s"] == 14.0 and figures["ref_time_to_99_s"] is None
-    assert figures["ours_time_to_beat_ref_s"] == 14.0  # 98.5% at epoch 1 does not beat 98.9%
-    assert figures["lenet_throughput_ratio"] == pytest.approx(2.5)
+    figures, warnings = train_speed.compare(fast, lenet, ref, 4)
+    values = benchlib.collect_values(figures)
+    assert [f.status for f in figures if f.status] == ["PASS", "PASS", "PASS"]
+    assert values["ours_time_to_99_s"] == 14.0 and values["ref_time_to_99_s"] is None
+    assert values["ours_time_to_beat_ref_s"] == 14.0  # 98.5% at epoch 1 does not beat 98.9%
+    assert values["lenet_throughput_ratio"] == pytest.approx(2.5)
     assert warnings == []
+    time_to_99 = benchlib.collect_rows(figures)[0]
+    assert time_to_99["ours"] == "14.0 s (epoch 2) [fast preset]"
+    assert time_to_99["reference"] == "never in 4 epochs" and time_to_99["ratio"] == "-"
 
     slow = {**fast, "epochs": _epochs((0.98, 19.0), (0.9899, 25.0)), "final_accuracy": 0.9899}
-    figures, rows, warnings = train_speed.compare(slow, {"images_per_sec": 3000.0}, ref, 4)
-    assert [r["status"] for r in rows if r["status"]] == ["FAIL", "FAIL", "FAIL"]
-    assert figures["ours_time_to_99_s"] is None
+    figures, warnings = train_speed.compare(slow, {"images_per_sec": 3000.0}, ref, 4)
+    assert [f.status for f in figures if f.status] == ["FAIL", "FAIL", "FAIL"]
+    assert benchlib.collect_values(figures)["ours_time_to_99_s"] is None
+    assert benchlib.collect_rows(figures)[0]["ours"] == "never [fast preset]"
     assert any("NEVER reached 99.0%" in w for w in warnings)
+
+
+def _stats(p50, p99):
+    return {"n": 100, "p50_ms": p50, "p90_ms": (p50 + p99) / 2, "p99_ms": p99, "max_ms": 2 * p99, "mean_ms": p50}
+
+
+def test_predict_latency_figures_check_the_headline_targets():
+    names = [
+        predict_latency.LIBRARY,
+        predict_latency.LIBRARY_THREADS1,
+        *(n for _k, n in predict_latency.VARIANT_FIGURES),
+    ]
+    stats = {name: _stats(2.0, 12.0) for name in names}
+    busy = {predict_latency.LIBRARY: _stats(4.0, 20.0), predict_latency.LIBRARY_THREADS1: _stats(3.0, 10.0)}
+    figures = predict_latency.latency_figures(stats, busy, 7, {}, 30.0, "cnn", 200)
+    by_key = {f.key: f for f in figures}
+    assert (by_key["p50_ms"].status, by_key["p99_ms"].status) == ("PASS", "FAIL")  # <= 3 ms, <= 10 ms
+    assert by_key["compile_p50_ms"].value is None and not by_key["compile_first_call_s"].label
+    assert by_key["busy_threads1_p50_ms"].to_row()["ratio"] == "0.50x p99 of default"
+    assert "7 steps" in by_key["busy_p50_ms"].label
+
+
+def test_browser_figures_check_the_targets():
+    cold = [{"total_s": t, "health_s": t / 2} for t in (8.0, 12.0, 9.0)]
+    figures = browser.browser_figures(_stats(600.0, 900.0), _stats(800.0, 1000.0), {"prediction_ms": 2000.0}, cold)
+    by_key = {f.key: f for f in figures}
+    assert by_key["stroke_to_prediction_p50_ms"].status == "FAIL"  # < 500 ms
+    assert by_key["cold_start_s"].value == 9.0 and by_key["cold_start_s"].status == "PASS"  # median < 10 s
+    assert by_key["cold_start_health_s"].value == 4.5
 
 
 def test_run_all_uses_cached_best_only_for_the_current_preset(tmp_path, monkeypatch):
@@ -159,7 +259,8 @@ def test_run_all_uses_cached_best_only_for_the_current_preset(tmp_path, monkeypa
         "skipped: no earlier full run to tell whether it fits in the budget",
     )
     payload = {"date": "2026-01-01T00:00:00+00:00", "is_preset": True, "config": config, "figures": {"wall_s": 400}}
-    payload["rows"] = [benchlib.row("test accuracy", "99.61%", target=">= 99.6%", result="PASS")]
+    accuracy = benchlib.Figure("final_acc", 0.9961, "%", "test accuracy", target=">= 99.6%", passed=True)
+    payload["rows"] = benchlib.collect_rows([accuracy])
     (tmp_path / "best.json").write_text(json.dumps(payload))
     cached, why = run_all.cached_best(config)
     assert cached is not None and why.startswith("not re-run")
