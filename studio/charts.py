@@ -335,24 +335,34 @@ def per_class_accuracy_figure(per_class: list[float], height: int = 260) -> go.F
 
 
 def probabilities_figure(probabilities, threshold: float | None = None, height: int = 240) -> go.Figure:
-    """Ten bars, the top digit highlighted; a dashed line at the confidence threshold."""
+    """Ten bars, the top digit highlighted; a dashed line at the confidence threshold.
+
+    Built in one constructor call from plain dicts: Sketch draws it after every stroke, and plotly's
+    update_layout / add_hline path validation made the same figure cost ~14 ms instead of ~1.5 ms.
+    """
     probs = [100 * float(p) for p in probabilities]
     top = int(np.argmax(probs)) if probs else -1
-    fig = go.Figure(
-        go.Bar(
-            x=DIGITS[: len(probs)],
-            y=probs,
-            marker_color=[ACCENT if i == top else MUTED for i in range(len(probs))],
-            text=[f"{p:.0f}%" if p >= 1 else "" for p in probs],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{x}: %{y:.2f}%<extra></extra>",
-        )
+    bar = go.Bar(
+        x=DIGITS[: len(probs)],
+        y=probs,
+        marker_color=[ACCENT if i == top else MUTED for i in range(len(probs))],
+        text=[f"{p:.0f}%" if p >= 1 else "" for p in probs],
+        textposition="outside",
+        cliponaxis=False,
+        hovertemplate="%{x}: %{y:.2f}%<extra></extra>",
     )
-    if threshold is not None:
-        fig.add_hline(y=threshold * 100, line=dict(color=MUTED, dash="dash", width=1))
-    _layout(fig, height, None)
-    fig.update_layout(hovermode="closest", margin=dict(t=20))
-    fig.update_yaxes(range=[0, 108], title_text="probability %", fixedrange=True)
-    fig.update_xaxes(dtick=1, fixedrange=True)
-    return fig
+    shapes = []
+    if threshold is not None:  # what fig.add_hline(y=threshold) adds
+        y = threshold * 100
+        line = dict(color=MUTED, dash="dash", width=1)
+        shapes.append(dict(type="line", xref="x domain", x0=0, x1=1, yref="y", y0=y, y1=y, line=line))
+    layout = dict(
+        height=height,
+        margin=dict(l=10, r=10, t=20, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+        hovermode="closest",
+        shapes=shapes,
+        yaxis=dict(range=[0, 108], title_text="probability %", fixedrange=True),
+        xaxis=dict(dtick=1, fixedrange=True),
+    )
+    return go.Figure(data=[bar], layout=layout)

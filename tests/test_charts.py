@@ -74,3 +74,6 @@ def test_other_figures():
     probs[3] = 1.0
     fig = charts.probabilities_figure(probs, 0.6)
     assert fig.data[0].marker.color[3] == charts.ACCENT and fig.data[0].y[3] == 100
+    line = fig.layout.shapes[0]  # the threshold, across the whole plot
+    assert (line.xref, line.x0, line.x1, line.y0, line.y1) == ("x domain", 0, 1, 60, 60)
+    assert not charts.probabilities_figure(probs).layout.shapes
