@@ -1241,7 +1241,9 @@ def check_loopback(url: str) -> str:
     return f"http://127.0.0.1:{parts.port}"
 
 
-def headline(args: argparse.Namespace, result: dict, server_peak_mb: float | None, log_errors: list[str]) -> dict:
+def headline(
+    args: argparse.Namespace, result: dict, server_peak_mb: float | None, log_errors: list[str], machine: dict
+) -> dict:
     """The run's figures: the --sessions step's, the knee, the whole run's CPU and errors."""
     steps = result["steps"]
     main = next((s for s in steps if s["sessions"] == args.sessions), steps[-1] if steps else None)
@@ -1268,7 +1270,8 @@ def headline(args: argparse.Namespace, result: dict, server_peak_mb: float | Non
         "valid": valid,
         "server_cpu_cores": main and main["server_cpu_cores"],
         "server_peak_rss_mb": None if server_peak_mb is None else round(server_peak_mb),
-        "other_busy_cores": whole["other_busy_cores"],
+        "other_busy_cores": whole["other_busy_cores"],  # how busy the machine was with other work
+        "other_busy_cores_before": machine.get("busy_cores_before_start"),
         "training_jobs_finished": sum(j["state"] == "finished" for j in log.jobs),
         "training_busy_fraction": main and main["training_busy_fraction"],
         "knee_sessions": knee,
@@ -1277,7 +1280,10 @@ def headline(args: argparse.Namespace, result: dict, server_peak_mb: float | Non
     }
 
 
-RAMP_KEYS = ("sessions", "errors", "strokes", "strokes_per_s", "stroke_p50_ms", "stroke_p99_ms", "first_page_p50_ms")
+RAMP_KEYS = (
+    "sessions", "errors", "strokes", "strokes_per_s", "stroke_p50_ms", "stroke_p99_ms", "first_page_p50_ms",
+    "server_cpu_cores", "other_busy_cores",
+)  # fmt: skip
 
 
 def summary_rows(figures: dict) -> list[dict]:
@@ -1372,7 +1378,7 @@ def main(argv: list[str] | None = None) -> int:
         log_errors = server_log_errors(SERVER_LOG.read_text(errors="replace"))
         for line in log_errors:
             print(f"  ERROR server log: {line}", flush=True)
-    figures = headline(args, result, peak, log_errors)
+    figures = headline(args, result, peak, log_errors, machine)
     scalars = {k: v for k, v in figures.items() if not isinstance(v, dict | list)}  # the RESULT line's
     benchlib.finish("load", machine, scalars, summary_rows(figures), steps=result["steps"], whole=result["whole"],
                     training_jobs=training_jobs(result["training"]), server_log_errors=log_errors,
