@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +28,22 @@ from .train import DoneEvent, EpochEvent, StepEvent, train
 
 MAX_RUNS_ENV = "MNIST_MAX_TRAINING_RUNS"
 MAX_FINISHED_KEPT = 200  # finished jobs remembered in memory; their runs stay on disk anyway
+CORES_PER_RUN = 2  # default pool size: one training run per this many cores
+# Nice value of a training thread (and of the OpenMP workers it creates). Against a nice-0 thread, such
+# as a Sketch prediction, Linux's scheduler gives it 110/(1024+110) ~ 10% of a contended core.
+TRAINING_NICE = 10
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 FINISHED = (DONE, STOPPED, FAILED)
 
 
+def cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
 def default_max_runs() -> int:
-    """From $MNIST_MAX_TRAINING_RUNS, else one run per two cores (training uses both threads)."""
+    """From $MNIST_MAX_TRAINING_RUNS, else one run per CORES_PER_RUN cores (at least one)."""
     value = os.environ.get(MAX_RUNS_ENV)
     if value:
         try:
@@ -44,7 +53,29 @@ def default_max_runs() -> int:
         if n < 1:
             raise MnistError(f"{MAX_RUNS_ENV} must be a whole number >= 1, got {value!r}")
         return n
-    return max(1, (os.cpu_count() or 1) // 2)
+    return max(1, cpu_count() // CORES_PER_RUN)
+
+
+def threads_per_run(max_runs: int) -> int:
+    """Torch threads for each training run: the cores shared out, so a full pool never oversubscribes them."""
+    return max(1, cpu_count() // max_runs)
+
+
+def lower_thread_priority(nice: int = TRAINING_NICE) -> None:
+    """Raise the calling thread's nice value to `nice` (never lower it); only this thread, on Linux.
+
+    Linux keeps a nice value per thread, and threads inherit it when created: call this before the thread
+    starts torch's OpenMP workers. Elsewhere (no per-thread priority) training runs at normal priority.
+    """
+    if not sys.platform.startswith("linux"):  # elsewhere PRIO_PROCESS takes process ids, not thread ids
+        return
+    tid = threading.get_native_id()
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        if current < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError as exc:  # e.g. a sandbox that forbids it
+        log.debug("training thread priority left as it is: %s", exc)
 
 
 @dataclass
@@ -75,6 +106,7 @@ class JobManager:
         max_workers: int | None = None,
     ):
         self.max_workers = max_workers or default_max_runs()
+        self.threads_per_run = threads_per_run(self.max_workers)
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="train")
         self._load_data = load_data
         self._runs_dir = runs_dir
@@ -145,8 +177,11 @@ class JobManager:
             return
         with self._lock:
             job.state = RUNNING
-        # Thread counts are per thread in torch's OpenMP pool: give each training thread all cores.
-        torch.set_num_threads(os.cpu_count() or 1)
+        # Sketch predictions keep their latency while this trains: they run at normal priority. Lowered
+        # before any torch work, so that the OpenMP workers this thread creates inherit it.
+        lower_thread_priority()
+        # Thread counts are per thread in torch's OpenMP pool: each training thread gets its share of cores.
+        torch.set_num_threads(self.threads_per_run)
         try:
             data = self._load_data()
             for event in train(job.config, data, job.stop_event):
