@@ -211,13 +211,16 @@ def build_message(
     *,
     overrides: dict[str, object] | None = None,
     fragment_id: str | None = None,
+    query_string: str = "",
 ) -> BackMsg:
     """A recorded rerun BackMsg for this session: widget and fragment ids from its latest render, its URL.
 
     `recorded_widgets`: recorded widget id -> selector. `overrides`: user key -> value (e.g.
     {"cfg_train_limit": 5000}); each must be a widget the template sends. A recorded fragment id becomes
-    the fragment the template's widgets are rendered in now. No cached-message hashes are claimed, so the
-    server sends every ForwardMsg in full (as to a browser with an empty cache).
+    the fragment the template's widgets are rendered in now. `query_string` is this session's page
+    address query, as the app last set it (the recording's would make every session the recording
+    browser's visitor). No cached-message hashes are claimed, so the server sends every ForwardMsg in
+    full (as to a browser with an empty cache).
     """
     msg = json_format.ParseDict(template, BackMsg())
     state = msg.rerun_script
@@ -237,8 +240,10 @@ def build_message(
     if overrides and set(overrides) - overridden:
         raise ProtocolDrift(f"the recorded message sends no {sorted(set(overrides) - overridden)}: re-record")
     del state.cached_message_hashes[:]
+    state.query_string = query_string
     if state.context_info.url:
-        state.context_info.url = base_url + urlsplit(state.context_info.url).path
+        query = f"?{query_string}" if query_string else ""
+        state.context_info.url = base_url + urlsplit(state.context_info.url).path + query
     if fragment_id is not None:
         state.fragment_id = fragment_id
     elif state.fragment_id:  # a fragment rerun: of the fragment holding these widgets now (none: a full rerun)
@@ -471,6 +476,7 @@ class Session:
         self.closing = False
         self.broken: str | None = None  # why the websocket closed under us
         self.broken_reported = False
+        self.query_string = ""  # the page address's query, as the app sets it (PageInfo), sent back in reruns
 
     @property
     def stats(self) -> StepStats:
@@ -560,6 +566,8 @@ class Session:
         elif kind == "stop_auto_rerun":
             for fragment_id in msg.stop_auto_rerun.fragment_ids:
                 self.stop_auto_rerun(fragment_id)
+        elif kind == "page_info_changed":
+            self.query_string = msg.page_info_changed.query_string  # the frontend puts it in the address
         elif kind == "page_not_found":
             self.stats.error(self.name, "page", f"page not found: {msg.page_not_found.page_name}")
         elif kind == "session_event" and msg.session_event.WhichOneof("type") == "script_compilation_exception":
@@ -624,7 +632,9 @@ class Session:
     def message(self, name: str, template: Message | None = None, **options) -> BackMsg:
         recording = self.target.recording
         template = template if template is not None else recording.messages[name]
-        return build_message(template, recording.widgets, self.view, self.target.base_url, **options)
+        return build_message(
+            template, recording.widgets, self.view, self.target.base_url, query_string=self.query_string, **options
+        )
 
     async def send(self, msg: BackMsg) -> None:
         await self.ws.send(msg.SerializeToString())

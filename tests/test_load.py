@@ -193,6 +193,15 @@ def test_a_stroke_goes_to_the_canvas_rendered_now_on_this_server(recording):
     assert json.loads(canvas[0].json_value)["drawing"]["data"].startswith("data:image/png;base64,")
     assert state.context_info.url.startswith("http://127.0.0.1:9999/")
     assert not state.cached_message_hashes
+    assert state.query_string == ""  # a new visitor's address, whatever the recording browser had
+
+
+def test_a_session_sends_back_the_query_the_app_put_in_its_address(recording):
+    template = recording.drawings[0].strokes[0].message
+    view = rendered(recording)
+    msg = load.build_message(template, recording.widgets, view, "http://127.0.0.1:9", query_string="visitor=abc")
+    assert msg.rerun_script.query_string == "visitor=abc"
+    assert msg.rerun_script.context_info.url.endswith("?visitor=abc")
 
 
 def test_a_recorded_fragment_rerun_targets_the_fragment_the_widgets_are_in_now(recording):
@@ -275,6 +284,12 @@ def test_a_run_cut_short_by_another_rerun_is_not_the_one_waited_for():
     waiter = waited(stroke_run("r0", status="FINISHED_EARLY_FOR_RERUN", digit=1) + stroke_run("r1", digit=7))
     assert waiter.heading == (0.07, "Prediction: 7 (90.0%)")
     assert waiter.done.result() == 0.08
+
+
+def test_a_session_keeps_the_address_query_the_app_sets():
+    session = load.Session("s", load.Target("http://127.0.0.1:1", None, None), lambda: load.StepStats(1))
+    session.take(forward({"pageInfoChanged": {"queryString": "visitor=tok"}}), 0.0)
+    assert session.query_string == "visitor=tok"
 
 
 # --- a quick run against a real server ----------------------------------------------------------------
