@@ -116,6 +116,7 @@ TRAINING_STATES = ("queued", "training")
 EARLY_FOR_RERUN = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_EARLY_FOR_RERUN")
 COMPILE_ERROR = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_WITH_COMPILE_ERROR")
 ERROR_ALERT = 1  # Alert.Format.ERROR: st.error
+NUMBER_FLOAT = 1  # NumberInput.DataType.FLOAT (INT = 0)
 
 # Pacing and bounds (seconds unless named otherwise).
 STROKE_JITTER = 0.5  # an interval is uniform in mean * (1 -/+ this)
@@ -195,12 +196,40 @@ class ProtocolDrift(Exception):
     """The page no longer has a widget the recording sends: the app or Streamlit changed; re-record."""
 
 
-def set_widget_value(widget, value) -> None:
-    """Set a WidgetState's value, keeping the recorded value type (int_value stays int)."""
-    kind = widget.WhichOneof("value")
-    if kind is None:
-        raise ValueError(f"widget {widget.id} has no value to override")
-    setattr(widget, kind, value)
+# A number field's widget type is not its identity: an st.number_input (int_value or double_value) and an
+# st.text_input (string_value, the number's text) hold the same number (the Train form has used both).
+NUMBER_WIDGETS = ("number_input", "text_input")
+VALUE_FIELDS = {"int": "int_value", "float": "double_value", "text": "string_value"}
+
+
+def number_text(value) -> str:
+    """A number as a person types it: "2000", "0.02", "0"."""
+    return str(value) if isinstance(value, int) else repr(float(value)).removesuffix(".0")
+
+
+def convert_value(value, kind: str):
+    """A widget value as the kind of value ("int", "float", "text") the widget now holds."""
+    if kind == "text":
+        return value if isinstance(value, str) else number_text(value)
+    number = float(value)
+    return int(number) if kind == "int" else number
+
+
+def set_widget_value(widget, value, kind: str | None = None) -> None:
+    """Set a WidgetState's value as `kind`, else as the value type it already has (int_value stays int)."""
+    field_name = VALUE_FIELDS.get(kind) if kind else widget.WhichOneof("value")
+    if field_name is None:
+        raise ValueError(f"widget {widget.id} has no value to set")
+    kind = {v: k for k, v in VALUE_FIELDS.items()}.get(field_name)
+    setattr(widget, field_name, convert_value(value, kind) if kind else value)
+
+
+def same_field_selectors(selector: str) -> list[str]:
+    """The selector, then the same number field under the other number widget type."""
+    element_type, rest = selector.split("|", 1)
+    if element_type not in NUMBER_WIDGETS:
+        return [selector]
+    return [selector] + [f"{other}|{rest}" for other in NUMBER_WIDGETS if other != element_type]
 
 
 def build_message(
@@ -228,14 +257,19 @@ def build_message(
     fragments = []
     for widget in state.widget_states.widgets:
         selector = recorded_widgets.get(widget.id)
+        kind = None
         if selector is not None:
-            if selector not in view.widgets:
+            current = next((s for s in same_field_selectors(selector) if s in view.widgets), None)
+            if current is None:
                 raise ProtocolDrift(f"the page has no widget {selector!r}: re-record with `bench/load.py --record`")
-            widget.id = view.widgets[selector]
-            fragments.append(view.fragments.get(selector))
+            widget.id = view.widgets[current]
+            fragments.append(view.fragments.get(current))
+            if current != selector:  # the number field's widget type changed: send its value as that one holds it
+                kind = view.value_kinds[current]
+                set_widget_value(widget, getattr(widget, widget.WhichOneof("value")), kind)
         key = user_key(widget.id)
         if overrides and key in overrides:
-            set_widget_value(widget, overrides[key])
+            set_widget_value(widget, overrides[key], kind)
             overridden.add(key)
     if overrides and set(overrides) - overridden:
         raise ProtocolDrift(f"the recorded message sends no {sorted(set(overrides) - overridden)}: re-record")
@@ -277,16 +311,19 @@ class PageView:
 
     widgets: dict[str, str] = field(default_factory=dict)  # selector -> widget id
     fragments: dict[str, str] = field(default_factory=dict)  # selector -> id of the fragment it is in
+    value_kinds: dict[str, str] = field(default_factory=dict)  # number field selector -> "int" | "float" | "text"
     prediction_path: tuple[int, ...] | None = None
     headings: list[str] = field(default_factory=list)  # prediction headings of the current run
     media: list[str] = field(default_factory=list)  # image URLs of the current run
     problems: list[str] = field(default_factory=list)  # exceptions and st.error texts, current run
     job: tuple[str, str] | None = None  # (job id, state label) of the Train page's watched run
+    job_title: str = ""  # its title: "job-3 · cnn-bn-fast · 1 epoch · batch 256 · first 2,000 images"
 
     def start_run(self, full: bool) -> None:
         if full:
             self.widgets.clear()
             self.fragments.clear()
+            self.value_kinds.clear()
             self.prediction_path = None
             self.job = None
         self.headings.clear()
@@ -310,6 +347,10 @@ class PageView:
             self.widgets[selector] = widget_id
             if delta.fragment_id:
                 self.fragments[selector] = delta.fragment_id
+            if element_type == "number_input":
+                self.value_kinds[selector] = "float" if element.number_input.data_type == NUMBER_FLOAT else "int"
+            elif element_type == "text_input":
+                self.value_kinds[selector] = "text"
         element_type = element.WhichOneof("type")
         if element_type == "exception":
             self.problems.append(f"exception: {element.exception.type}: {element.exception.message}")
@@ -325,6 +366,7 @@ class PageView:
         title = JOB_TITLE_RE.match(body)
         if title:
             self.job = (title.group(1), title.group(2))
+            self.job_title = body
         inside = self.prediction_path is not None and path[: len(self.prediction_path)] == self.prediction_path
         if inside and body.startswith(HEADING_PREFIX):
             heading = body[len(HEADING_PREFIX) :].strip()
@@ -697,6 +739,11 @@ class Session:
         await self.act("train_start", overrides=self.job_overrides())
         if self.view.job is None:
             raise AssertionError("Start training rendered no run")
+        args = self.target.args
+        epochs = f"{args.train_epochs} epoch{'' if args.train_epochs == 1 else 's'}"
+        wanted = epochs, f"first {args.train_images:,} images"  # pages/train.py job_title
+        if not all(part in self.view.job_title for part in wanted):
+            raise AssertionError(f"the run did not get the form's values {wanted}: {self.view.job_title!r}")
         return self.view.job[0]
 
     async def wait_job(self, entry: dict, give_up: float) -> str:

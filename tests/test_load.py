@@ -142,6 +142,7 @@ def test_the_train_pages_job_title_gives_the_run_and_its_state():
     title = "**job-3 · cnn-bn-fast · 1 epoch · batch 256 · first 2,000 images** · training"
     view.apply_delta((0, 1, 1, 1, 0), delta(markdown={"body": title}))
     assert view.job == ("job-3", "training")
+    assert "first 2,000 images" in view.job_title
 
 
 def test_a_new_canvas_key_after_clear_is_the_same_widget():
@@ -227,6 +228,32 @@ def test_start_training_overrides_the_form_keeping_value_types(recording):
     assert values["cfg_train_limit"].int_value == 3000
     assert values["cfg_epochs"].int_value == 2
     assert any(w.trigger_value for w in values.values())  # the button press itself
+
+
+@pytest.mark.parametrize(
+    ("now_type", "kind", "expected"),
+    [("text_input", "text", ("string_value", "3000")), ("number_input", "int", ("int_value", 3000))],
+)
+def test_a_number_field_may_change_widget_type(recording, now_type, kind, expected):
+    """st.number_input (int_value) and st.text_input (its text) hold the same number: either is the field."""
+    view = rendered(recording)
+    (recorded,) = [s for s in view.widgets if "|cfg_train_limit|" in s]
+    renamed = now_type + "|" + recorded.split("|", 1)[1]
+    view.widgets[renamed] = view.widgets.pop(recorded)
+    view.value_kinds[renamed] = kind
+    template = recording.messages["train_start"]
+    overrides = {"cfg_train_limit": 3000}
+    msg = load.build_message(template, recording.widgets, view, "http://127.0.0.1:1", overrides=overrides)
+    (widget,) = [w for w in msg.rerun_script.widget_states.widgets if w.id.endswith("cfg_train_limit")]
+    assert (widget.WhichOneof("value"), getattr(widget, widget.WhichOneof("value"))) == expected
+
+
+def test_numbers_convert_between_their_widget_kinds():
+    assert load.convert_value(2000, "text") == "2000"
+    assert load.convert_value(0.02, "text") == "0.02"
+    assert load.convert_value(0.0, "text") == "0"
+    assert load.convert_value("2000", "int") == 2000
+    assert load.convert_value("0.005", "float") == pytest.approx(0.005)
 
 
 def test_a_widget_missing_from_the_page_is_protocol_drift(recording):
