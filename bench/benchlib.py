@@ -37,6 +37,7 @@ CONTENTION_BUSY_CORES = 0.3
 # Machine
 
 _METER: ContentionMeter | None = None
+_GIT_AT_START: dict | None = None  # read_git_state() when start() ran: the code the script imported
 
 
 def core_count() -> int:
@@ -117,13 +118,14 @@ def machine_line(info: dict) -> str:
 
 
 def start(name: str, threads: int | None = None) -> dict:
-    """Set the threads, measure the background load, print the machine; returns the machine dict."""
+    """Set the threads, note the git state, measure the background load, print the machine; the machine dict."""
+    global _METER, _GIT_AT_START
     setup_threads(threads)
     info = machine_info()
+    _GIT_AT_START = read_git_state()
     background = busy_cores()
     info["busy_cores_before_start"] = None if background is None else round(background, 2)
     info["contended"] = background is not None and background > CONTENTION_BUSY_CORES
-    global _METER
     _METER = ContentionMeter()
     print(f"== {name} ==")
     print(f"machine: {machine_line(info)}")
@@ -449,6 +451,8 @@ def write_results(
 ) -> Path:
     """bench/results/NAME.json (or FILE_STEM.json): date, git state, seeds, machine, key figures, rows, details.
 
+    The git state is the one at start() (others may commit while a benchmark runs), else the current one.
+
     `seeds` names every random seed the measurement used ({} = none: it is deterministic).
     """
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -456,7 +460,7 @@ def write_results(
         "name": name,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": sys.argv[1:],
-        "git": read_git_state(),
+        "git": _GIT_AT_START or read_git_state(),
         "seeds": seeds,
         "machine": machine,
         "figures": figures,

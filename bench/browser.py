@@ -11,7 +11,7 @@
 2. Cold start: from launching `streamlit run` to the Sketch page showing its canvas in a new browser
    (Chromium is launched before the server, so its own start-up is not counted; it is shown apart).
 
-    python bench/browser.py [--strokes 24] [--cold-starts 3]
+    python bench/browser.py [--strokes 24] [--cold-starts 3] [--quick]
 
 Needs Chromium (CHROMIUM_PATH, default /usr/bin/chromium), the playwright package and the bundled model.
 """
@@ -175,7 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strokes", type=int, default=24, help="measured strokes (default 24, at least 20)")
     parser.add_argument("--cold-starts", type=int, default=3, help="cold-start repetitions (default 3)")
+    parser.add_argument("--quick", action="store_true", help="3 strokes and 1 cold start: checks that it runs")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.strokes, args.cold_starts = min(args.strokes, 3), min(args.cold_starts, 1)
 
     from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE
 
@@ -208,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "browser",
         machine,
         browser_figures(stroke, run, first, cold),
+        quick=args.quick,
         seeds={},  # the strokes are fixed (harness.DIGIT_STROKES)
         stroke_to_prediction=stroke,
         stroke_to_run_done=run,

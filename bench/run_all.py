@@ -6,9 +6,8 @@ it runs only when its last real measurement says it fits in the time left; other
 shows the figure from bench/results/best.json with that file's date, and says so. --best run
 forces it, --skip-best (= --best skip) never runs it.
 
-Browser figures (stroke-to-prediction latency, cold start) come from the end-to-end harness:
-it writes bench/results/browser.json with a "rows" list like every other results file
-(figure, ours, reference, ratio, target, status) and a "date"; absent, the row says so.
+Browser figures (stroke-to-prediction latency, cold start) are the last ones bench/browser.py wrote
+to bench/results/browser.json (it needs Chromium, so it runs on its own); absent, the row says so.
 
     python bench/run_all.py [--quick] [--best auto|run|skip] [--skip-best] [--compile]
 """
@@ -234,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if browser is None:
         notes["browser"] = "stroke-to-prediction latency and cold start: not measured (no bench/results/browser.json)"
     else:
-        notes["browser"] = "bench/results/browser.json (end-to-end harness)"
+        notes["browser"] = "bench/results/browser.json (python bench/browser.py)"
 
     total = time.perf_counter() - t0
     table = summary_rows(results, notes)

@@ -105,6 +105,14 @@ def test_results_file_records_commit_seeds_and_machine(tmp_path, monkeypatch):
     assert payload["figures"] == {"p50_ms": 2.0} and payload["rows"][0]["ours"] == "2.00 ms"
 
 
+def test_results_file_keeps_the_git_state_of_the_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchlib, "RESULTS_DIR", tmp_path)
+    at_start = {"commit": "0" * 40, "dirty": False, "changed": []}  # as start() saw it, before a later commit
+    monkeypatch.setattr(benchlib, "_GIT_AT_START", at_start)
+    path = benchlib.write_results("x", {}, {}, [], seeds={})
+    assert json.loads(path.read_text())["git"] == at_start
+
+
 def test_git_state_outside_a_checkout_is_unknown(tmp_path):
     assert benchlib.read_git_state(tmp_path) == {"commit": None, "dirty": None, "changed": None}
 
