@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import collections
 import contextlib
 import math
 import os
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,15 +134,77 @@ DIGIT_STROKES: dict[int, list[list[tuple[float, float]]]] = {
 }
 
 
-def draw_stroke(page, points: list[tuple[float, float]], steps: int = 3) -> None:
-    """One mouse stroke on the canvas: press at the first point, move through the rest, release."""
+def press_and_trace(page, points: list[tuple[float, float]], steps: int = 3) -> None:
+    """The first part of a stroke: press at the first point and move through the rest, button held."""
     box = page.locator(CANVAS_SELECTOR).bounding_box()
     x0, y0 = box["x"], box["y"]
     page.mouse.move(x0 + points[0][0], y0 + points[0][1])
     page.mouse.down()
     for x, y in points[1:]:
         page.mouse.move(x0 + x, y0 + y, steps=steps)
+
+
+def release(page) -> None:
+    """End the stroke: the canvas sends the drawing to the server after this."""
+    watcher = _RUN_WATCHERS.get(page)
+    if watcher is not None:
+        watcher.mark_release()
     page.mouse.up()
+
+
+def draw_stroke(page, points: list[tuple[float, float]], steps: int = 3) -> None:
+    """One mouse stroke on the canvas: press at the first point, move through the rest, release."""
+    press_and_trace(page, points, steps)
+    release(page)
+
+
+class ScriptRunWatcher:
+    """What the server sends one page, read from its websocket frames through the DevTools protocol.
+
+    Counts finished script runs and the elements sent per root container (0 main, 1 sidebar). Needed
+    because the page's data-test-script-state attribute misses short runs: a fragment run over in a few
+    ms is rendered "running" and "notRunning" in one React update, so the DOM never shows it running.
+    Works on a page that is already open (the protocol reports frames of existing websockets too).
+    """
+
+    def __init__(self, page) -> None:
+        self.finished: list[int] = []  # ForwardMsg.ScriptFinishedStatus of every run, in order
+        self.deltas: collections.Counter[int] = collections.Counter()  # root container -> elements sent
+        self.finished_at_release = 0
+        self._session = page.context.new_cdp_session(page)
+        self._session.on("Network.webSocketFrameReceived", self._on_frame)
+        self._session.send("Network.enable")
+
+    def _on_frame(self, event: dict) -> None:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        response = event["response"]
+        if response["opcode"] != WEBSOCKET_BINARY_OPCODE:
+            return
+        message = ForwardMsg()
+        message.ParseFromString(base64.b64decode(response["payloadData"]))
+        kind = message.WhichOneof("type")
+        if kind == "script_finished":
+            self.finished.append(message.script_finished)
+        elif kind == "delta" and message.metadata.delta_path:
+            self.deltas[message.metadata.delta_path[0]] += 1
+
+    def mark_release(self) -> None:
+        self.finished_at_release = len(self.finished)
+
+    def finished_since_release(self) -> list[int]:
+        return self.finished[self.finished_at_release :]
+
+
+WEBSOCKET_BINARY_OPCODE = 2
+_RUN_WATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # page -> its ScriptRunWatcher
+
+
+def script_runs(page) -> ScriptRunWatcher:
+    """The page's ScriptRunWatcher, started on first use."""
+    if page not in _RUN_WATCHERS:
+        _RUN_WATCHERS[page] = ScriptRunWatcher(page)
+    return _RUN_WATCHERS[page]
 
 
 # Browser-side bookkeeping: the time of the last mouse-up on the page, and whether a script run has
@@ -184,11 +249,31 @@ WATCH_PREDICTION_JS = """(previous) => new Promise((resolve) => {
 
 def install_watchers(page) -> None:
     page.evaluate(INSTALL_WATCHERS_JS)
+    script_runs(page)
+
+
+# Marks the run as settled for a run that the DOM watcher missed (see ScriptRunWatcher); settledAt is
+# then when the server's script_finished had reached the page and been rendered, a frame late at most.
+SETTLE_FROM_WEBSOCKET_JS = """() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(() => {
+  const state = window.__e2e;
+  if (!state.settled) { state.settled = true; state.settledAt = performance.now(); }
+  resolve();
+})))"""
+POLL_MS = 20
 
 
 def wait_for_run_after_stroke(page, timeout_ms: float) -> None:
-    """Wait until the script run that the last stroke triggered has finished."""
-    page.wait_for_function("() => window.__e2e && window.__e2e.settled === true", timeout=timeout_ms)
+    """Wait until the script run that the last stroke triggered has finished and the page has shown it."""
+    watcher = script_runs(page)
+    deadline = time.perf_counter() + timeout_ms / 1000
+    while not watcher.finished_since_release():
+        if page.evaluate("() => window.__e2e && window.__e2e.settled === true"):
+            return
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"no script run finished within {timeout_ms / 1000:.0f} s of the stroke")
+        page.wait_for_timeout(POLL_MS)  # lets Playwright deliver the websocket events
+    wait_until_idle(page, timeout_ms)
+    page.evaluate(SETTLE_FROM_WEBSOCKET_JS)
 
 
 def wait_until_idle(page, timeout_ms: float) -> None:

@@ -14,7 +14,7 @@ from .data import background_value
 from .errors import MnistError
 from .preprocess import CanvasImage, preprocess_canvas
 
-IG_STEPS = 16  # integrated-gradients path points, run as one batch
+IG_STEPS = 16  # integrated-gradients path points by default, run as one batch
 SMALL_BATCH = 16  # up to this many images, CPU prediction runs on one thread
 
 
@@ -79,16 +79,19 @@ def read_image_file(path: Path | str) -> np.ndarray:
         raise MnistError(f"{path}: not a readable image ({exc})") from None
 
 
-def saliency_map(model: nn.Module, image: CanvasImage, target: int | None = None) -> np.ndarray:
+def saliency_map(model: nn.Module, image: CanvasImage, target: int | None = None, steps: int = IG_STEPS) -> np.ndarray:
     """Integrated gradients from a blank image to the drawing: (28, 28) in [0, 1], 1 = most evidence.
 
     Positive attributions only: the pixels that pushed the model towards `target` (default: its
-    prediction).
+    prediction). `steps` path points (a right Riemann sum of the path integral): each costs a forward
+    and a backward pass of the model; fewer are cheaper and coarser.
     """
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
     device = model_device(model)
     x = image.to_tensor().to(device)  # (1, 1, 28, 28) normalised
     baseline = torch.full_like(x, background_value())
-    alphas = torch.linspace(1.0 / IG_STEPS, 1.0, IG_STEPS, device=device).view(-1, 1, 1, 1)
+    alphas = torch.linspace(1.0 / steps, 1.0, steps, device=device).view(-1, 1, 1, 1)
     path = (baseline + alphas * (x - baseline)).requires_grad_(True)  # (steps, 1, 28, 28)
     with torch.enable_grad(), single_thread(device.type == "cpu"):
         logits = model(path)

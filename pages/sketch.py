@@ -17,6 +17,12 @@ from studio.views import CANVAS_SIZE, prediction_text, saliency_overlay, upscale
 CONFIDENCE_THRESHOLD = 0.60  # below this the page says the model is unsure
 DEFAULT_STROKE = 20  # canvas pixels; the digit is rescaled anyway, this looks like MNIST's pen
 PREVIEW_SCALE = 8  # the 28x28 input shown at 224x224
+COLUMNS = [1, 1.35]  # canvas | prediction, relative widths
+# Integrated-gradients path points per stroke (the library's default is 16). Each costs a forward and a
+# backward pass, ~1.6 ms of CPU: 16 made the saliency map most of a stroke's server CPU. With 4, over 60
+# test digits the map correlates r=0.96 (median) with a 128-point one (16 points: 0.99), no difference
+# to the eye in the app's overlay, and a stroke stays under 40 ms of server CPU (bench/stroke_cpu.py).
+SALIENCY_STEPS = 4
 CANVAS_VERSION_KEY = "canvas_version"  # bumped by Clear: a new canvas key remounts an empty canvas
 UPLOAD_WIDGET_KEY = "checkpoint_upload"
 UPLOAD_ERROR_KEY = "checkpoint_upload_error"
@@ -131,7 +137,7 @@ def show_prediction(key: str, label: str, array) -> None:
         st.image(upscale(image.pixels, PREVIEW_SCALE), caption="What the model sees: 28×28, centred like MNIST")
     with why:
         try:
-            saliency = saliency_map(model, image, target=prediction.digit)
+            saliency = saliency_map(model, image, target=prediction.digit, steps=SALIENCY_STEPS)
         except MnistError as exc:
             st.error(str(exc))
         else:
@@ -141,31 +147,45 @@ def show_prediction(key: str, label: str, array) -> None:
             )
 
 
+@st.fragment
+def sketch(key: str | None, label: str | None) -> None:
+    """Canvas, its controls and the prediction that follows the drawing.
+
+    A fragment: a stroke, the stroke-width slider and Clear rerun only this function, not the sidebar
+    or the rest of the page (a whole-page rerun cost about 3x the CPU per stroke: bench/stroke_cpu.py).
+    A change of model or device is a full rerun, which calls it again with the new key and label.
+    """
+    left, right = st.columns(COLUMNS, gap="large")
+    with left:
+        st.space("small")  # room for the canvas toolbar, which appears above the canvas on hover
+        canvas_slot = st.container()
+        controls = st.columns([3, 1], vertical_alignment="bottom")
+        with controls[0]:
+            stroke = st.slider("Stroke width", 6, 40, DEFAULT_STROKE, key="stroke_width", persist_state="session")
+        with controls[1]:
+            st.button("Clear", icon=":material/delete:", on_click=clear_canvas, width="stretch")
+        with canvas_slot:
+            drawing = read_drawing(stroke)
+        st.caption("Hover over the canvas for its toolbar: undo, redo and reset.")
+    with right:
+        if key is None:
+            with st.container(key="prediction"):
+                st.info("No model yet: train one on the Train page (about 20 s) or upload a checkpoint below.")
+        elif drawing is None:
+            with st.container(key="prediction"):
+                st.markdown("### Draw a digit")
+                st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
+        else:
+            show_prediction(key, label, drawing)
+
+
 common.page_setup()
 st.title("Sketch a digit")
 choices = common.model_choices()
 key = common.active_model_key(choices)
 
-left, right = st.columns([1, 1.35], gap="large")
-with left:
-    st.space("small")  # room for the canvas toolbar, which appears above the canvas on hover
-    canvas_slot = st.container()
-    controls = st.columns([3, 1], vertical_alignment="bottom")
-    with controls[0]:
-        stroke = st.slider("Stroke width", 6, 40, DEFAULT_STROKE, key="stroke_width", persist_state="session")
-    with controls[1]:
-        st.button("Clear", icon=":material/delete:", on_click=clear_canvas, width="stretch")
-    with canvas_slot:
-        drawing = read_drawing(stroke)
-    st.caption("Hover over the canvas for its toolbar: undo, redo and reset.")
-with right:
-    if key is None:
-        with st.container(key="prediction"):
-            st.info("No model yet: train one on the Train page (about 20 s) or upload a checkpoint below.")
-    elif drawing is None:
-        with st.container(key="prediction"):
-            st.markdown("### Draw a digit")
-            st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
-    else:
-        show_prediction(key, choices[key].label, drawing)
+sketch(key, None if key is None else choices[key].label)
+# Outside the fragment: an upload or another device changes the model, which the sidebar shows too.
+_, settings = st.columns(COLUMNS, gap="large")
+with settings:
     model_settings(expanded=key is None)
