@@ -290,6 +290,7 @@ def stroke_run(run_id: str, status: str = "FINISHED_FRAGMENT_RUN_SUCCESSFULLY", 
 def waited(messages: list[dict]) -> load.Waiter:
     """Feed ForwardMsgs (one every 10 ms) to a session waiting for its message's run."""
     import asyncio
+    import concurrent.futures
 
     async def scenario():
         session = load.Session("s", load.Target("http://127.0.0.1:1", None, None), lambda: load.StepStats(1))
@@ -298,7 +299,10 @@ def waited(messages: list[dict]) -> load.Waiter:
             session.take(forward(payload), i / 100)
         return session.waiter
 
-    return asyncio.run(scenario())
+    # On a thread of its own: when the browser tests ran first, Playwright's sync API keeps an event loop
+    # running in this thread, and asyncio.run refuses to start a second one there.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, scenario()).result()
 
 
 def test_a_session_times_its_runs_heading_and_end():
