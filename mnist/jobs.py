@@ -83,6 +83,7 @@ class Job:
     id: str
     config: TrainConfig
     owner: str  # who started it (the app's visitor id); saved as the run's owner
+    name: str | None = None  # the run folder's name, chosen by its maker; None: an automatic one
     state: str = QUEUED
     events: list[StepEvent | EpochEvent] = field(default_factory=list)  # in order
     error: str | None = None
@@ -114,9 +115,9 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
 
-    def submit(self, config: TrainConfig, owner: str) -> Job:
+    def submit(self, config: TrainConfig, owner: str, name: str | None = None) -> Job:
         with self._lock:
-            job = Job(id=f"job-{next(self._ids)}", config=config, owner=owner)
+            job = Job(id=f"job-{next(self._ids)}", config=config, owner=owner, name=name)
             self._jobs[job.id] = job
             self._prune()
         job.future = self._pool.submit(self._run, job)
@@ -187,7 +188,9 @@ class JobManager:
             for event in train(job.config, data, job.stop_event):
                 if isinstance(event, DoneEvent):
                     metrics, runs = event.metrics(), self._runs_dir
-                    job.run_dir = save_run(event.model, job.config, metrics, event.history, runs, owner=job.owner)
+                    job.run_dir = save_run(
+                        event.model, job.config, metrics, event.history, runs, name=job.name, owner=job.owner
+                    )
                     job.metrics = event.metrics()
                     self._finish(job, STOPPED if event.stopped else DONE)
                     return

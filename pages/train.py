@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist.checkpoint import checkpoint_file_bytes, delete_run, load_history, rename_run
+from mnist.checkpoint import check_run_name, checkpoint_file_bytes, delete_run, load_history, rename_run
 from mnist.config import FIELD_SPECS, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, preset_config
 from mnist.device import available_devices, resolve_device
 from mnist.errors import ConfigError, MnistError
@@ -14,15 +14,24 @@ from mnist.records import ModelRef
 from mnist.train import History
 from studio import common
 from studio.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
-from studio.form import FORM_FIELDS, fields_left_out, render_field
-from studio.views import format_duration, run_row, training_progress
+from studio.form import FORM_FIELDS, fields_left_out, fields_shown, form_state, form_values, parse_field, render_field
+from studio.views import format_duration, queue_text, run_row, training_progress
 
 REFRESH_SECONDS = 1.0  # the live panel reruns (alone) this often while a run is queued or training
 PREFIX = "cfg_"  # session-state keys of the form's fields: cfg_<TrainConfig field>
-FORM_COLUMNS = (  # the form's two columns, top to bottom; arch is above them and every other field below
-    ("epochs", "optimizer", "momentum", "weight_decay", "step_size", "label_smoothing", "train_limit"),
-    ("batch_size", "lr", "nesterov", "scheduler", "gamma", "device", "seed"),
+# The form in reading order, two fields a row, each row its own st.columns(2): on a phone the columns
+# stack row by row, so the order stays this one. arch is above the rows and every other field below.
+FORM_ROWS = (
+    ("epochs", "batch_size"),
+    ("optimizer", "lr"),
+    ("momentum", "nesterov"),
+    ("weight_decay", "scheduler"),
+    ("step_size", "gamma"),
+    ("label_smoothing", "device"),
+    ("train_limit", "seed"),
 )
+RUN_NAME_KEY = "new_run_name"  # the optional name of the next run's folder; empty: an automatic one
+BETWEEN_FIELDS = ""  # the key of a problem that no single field has (batch size vs training images, ...)
 STATE_LABELS = {QUEUED: "queued", RUNNING: "training", DONE: "finished", STOPPED: "stopped", FAILED: "failed"}
 MAX_COMPARED = 8
 DELETE_CONFIRM_KEY = "confirm_delete"
@@ -41,7 +50,7 @@ def apply_preset() -> None:
     """Fill every field from the chosen preset (the preset control's callback)."""
     config = preset_config(st.session_state.get(PREFIX + "preset") or "fast")
     for field in FORM_FIELDS:
-        st.session_state[PREFIX + field] = getattr(config, field)
+        st.session_state[PREFIX + field] = form_state(FIELD_SPECS[field], getattr(config, field))
     if config.device not in device_options():
         st.session_state[PREFIX + "device"] = "auto"
 
@@ -86,51 +95,102 @@ def config_form(data_ready: bool) -> None:
         st.caption(ARCHS[arch].description)
         st.dataframe(rows, hide_index=True, width="stretch")
 
-    for column, names in zip(st.columns(2), FORM_COLUMNS, strict=True):
-        for name in names:
-            show(name, column)
-    for name in fields_left_out({"arch"}.union(*FORM_COLUMNS)):
+    config, problems = build_config()
+    for row in FORM_ROWS:
+        shown = fields_shown(row, PREFIX)
+        if not shown:
+            continue  # nothing in the row applies (step size and gamma without step decay): no empty row
+        # A container per row: a message appearing in it leaves the rows below where they are. Moved, they
+        # would be drawn anew, and a field being typed in would lose what was typed before its Enter.
+        with st.container():
+            for column, name in zip(st.columns(2), shown, strict=False):  # a lone field sits on the left
+                show(name, column)
+            for name in shown:  # under the row, full width: in a half column the message wraps every two words
+                if name in problems:
+                    st.error(problems[name], icon=":material/error:")
+    for name in fields_left_out({"arch"}.union(*FORM_ROWS)):
         show(name, st)
 
-    config, problem = build_config()
-    if problem:
-        st.error(problem, icon=":material/error:")
+    st.text_input(
+        "Run name",
+        key=RUN_NAME_KEY,
+        placeholder="optional: automatic (date, time, architecture)",
+        help="The saved run's folder name; leave it empty for an automatic one.",  # rules: check_run_name says them
+        **keep,
+    )
+    name_problem = run_name_problem(run_name())
+    if name_problem:
+        st.error(name_problem, icon=":material/error:")
+    if BETWEEN_FIELDS in problems:
+        st.error(problems[BETWEEN_FIELDS], icon=":material/error:")
+    refused = [FIELD_SPECS[n].label for n in problems if n != BETWEEN_FIELDS] + (["Run name"] if name_problem else [])
+    if refused:  # on a phone the field may be a screen away: say which ones
+        st.caption(f":material/block: To start, fix: {', '.join(refused)}.")
     if not data_ready:
         st.caption("Training needs MNIST: see the message at the top of the page.")
     st.button(
         "Start training",
         type="primary",
         icon=":material/play_arrow:",
-        disabled=config is None or not data_ready,
+        disabled=config is None or name_problem is not None or not data_ready,
         on_click=start_run,
         width="stretch",
     )
 
 
-def build_config() -> tuple[TrainConfig | None, str | None]:
-    """The form's TrainConfig, or the reason it is refused."""
-    base = PRESETS["fast"]
-    values = {f: st.session_state.get(PREFIX + f, getattr(base, f)) for f in FORM_FIELDS}
+def build_config() -> tuple[TrainConfig | None, dict[str, str]]:
+    """The form's TrainConfig, or None and why not: a message per refused field (BETWEEN_FIELDS: a rule)."""
+    held, defaults = form_values(PREFIX), TrainConfig()
+    values, problems = {}, {}
+    for name in FORM_FIELDS:
+        if not FIELD_SPECS[name].applies(held):
+            values[name] = getattr(defaults, name)  # no widget and no effect on this run (momentum with Adam)
+            continue
+        values[name], problem = parse_field(FIELD_SPECS[name], held[name])
+        if problem:
+            problems[name] = problem
+    if problems:
+        return None, problems
     try:
         config = TrainConfig(**values)
     except ConfigError as exc:
-        return None, f"Cannot train with these settings: {exc}."
+        return None, {BETWEEN_FIELDS: f"Cannot train with these settings: {exc}."}
     if config.train_limit and config.batch_size > config.train_limit:
-        return None, (
-            f"Cannot train with these settings: the batch size ({config.batch_size}) is larger than the "
-            f"{config.train_limit} training images; lower it or use more images."
-        )
-    return config, None
+        return None, {
+            BETWEEN_FIELDS: f"Cannot train with these settings: the batch size ({config.batch_size:,}) is larger "
+            f"than the {config.train_limit:,} training images; lower it or use more images."
+        }
+    return config, {}
+
+
+def run_name() -> str:
+    return (st.session_state.get(RUN_NAME_KEY) or "").strip()  # a phone keyboard may add a trailing space
+
+
+def run_name_problem(name: str) -> str | None:
+    """Why the next run cannot have this name (checked before training, not when its model is saved)."""
+    if not name:
+        return None  # an automatic name
+    try:
+        check_run_name(name)
+    except MnistError as exc:
+        return f"Run name: {exc}."
+    waiting = {job.name for job in manager.jobs_for(owner) if not job.is_finished}
+    if (runs_dir / name).exists() or name in waiting:
+        return f"Run name: a run named {name} already exists; choose another name or leave it empty."
+    return None
 
 
 def start_run() -> None:
-    # The config is read from the form at the click, not passed from the last render: a click right after
-    # editing a field can interrupt the rerun that edit started, and that render's config is the old one.
-    config, _problem = build_config()
-    if config is None:
-        return  # this rerun shows the problem above the button
-    job = manager.submit(config, owner)
+    # The form is read at the click, not passed from the last render: a click right after editing a field
+    # can interrupt the rerun that edit started, and that render's values are the old ones.
+    config, _problems = build_config()
+    name = run_name()
+    if config is None or run_name_problem(name):
+        return  # this rerun shows the problems above the button
+    job = manager.submit(config, owner, name=name or None)
     st.session_state[common.JOB_KEY] = job.id
+    st.session_state[RUN_NAME_KEY] = ""  # that name is taken now: the next run gets its own or an automatic one
 
 
 # --- the run being watched --------------------------------------------------------------------
@@ -161,12 +221,7 @@ def render_job(job_id: str) -> None:
     st.markdown(f"**{job_title(job)}** · {STATE_LABELS.get(state, state)}")
     if state == QUEUED:
         running, _queued = manager.active_count()
-        st.info(
-            f"Queued: position {manager.position(job)} in line. It starts when one of the "
-            f"{manager.max_workers} training slot{'s' if manager.max_workers != 1 else ''} frees up "
-            f"({running} busy).",
-            icon=":material/hourglass_top:",
-        )
+        st.info(queue_text(manager.position(job), manager.max_workers, running), icon=":material/hourglass_top:")
         st.button("Cancel this run", icon=":material/close:", on_click=manager.stop, args=(job.id,), key="stop_job")
     elif state == RUNNING:
         progress = training_progress(History.of_events(events).steps, job.config.epochs)
@@ -396,7 +451,12 @@ def saved_runs() -> None:
             st.session_state["compare_runs"] = names[:2]
         st.session_state["compare_runs"] = [n for n in st.session_state["compare_runs"] if n in by_name]
         chosen = st.multiselect(
-            "Compare runs", names, key="compare_runs", max_selections=MAX_COMPARED, placeholder="Choose runs"
+            "Compare runs",
+            names,
+            key="compare_runs",
+            max_selections=MAX_COMPARED,
+            placeholder="Choose runs",
+            persist_state="session",  # kept while the visitor is on another page
         )
         if chosen:
             histories = {n: cached_history(str(by_name[n].path)) for n in chosen}
@@ -404,7 +464,7 @@ def saved_runs() -> None:
     with manage_col:
         if st.session_state.get("manage_run") not in by_name:
             st.session_state["manage_run"] = names[0]
-        name = st.selectbox("Manage a run", names, key="manage_run")
+        name = st.selectbox("Manage a run", names, key="manage_run", persist_state="session")
         run = by_name[name]
         record = run.record
         st.caption(

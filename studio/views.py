@@ -161,6 +161,15 @@ def training_progress(steps: list[StepEvent], epochs: int) -> Progress:
     return Progress(fraction, text)
 
 
+def queue_text(position: int, slots: int, busy: int) -> str:
+    """Where a queued run waits and for what: the pool's one training slot, or one of its `slots`."""
+    if slots == 1:
+        wait = "the training slot frees up (the server trains one run at a time)"
+    else:
+        wait = f"one of the {slots} training slots frees up ({busy} of {slots} in use)"
+    return f"Queued: position {position} in line. It starts when {wait}."
+
+
 def run_row(name: str, record: RunRecord, made_by: str) -> dict:
     """One row of the run-history table; made_by: "you", "another visitor", "the operator"."""
     config, metrics = record.config, record.metrics
