@@ -1,4 +1,4 @@
-"""Command line: python -m mnist {train,evaluate,predict,archs}."""
+"""Command line: python -m mnist {train,evaluate,predict,archs,digit-map}."""
 
 from __future__ import annotations
 
@@ -76,7 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     ar = sub.add_parser("archs", help="list the architectures")
     ar.add_argument("--json", action="store_true")
+    add_digit_map_parser(sub)
     return parser
+
+
+def add_digit_map_parser(sub) -> None:
+    dm = sub.add_parser(
+        "digit-map",
+        help="compute a checkpoint's digit map of the test set and save it beside the model",
+        description="Lay out the 10,000 test images by the model's penultimate features (mnist.digit_map) and "
+        "write digit_map.safetensors into the run folder (default: the bundled model's).",
+    )
+    dm.add_argument("checkpoint", nargs="?", type=Path, help="run folder or .safetensors (default: the bundled model)")
+    dm.add_argument("--data-dir", type=Path, help="MNIST folder (default: $MNIST_DATA_DIR or ./data)")
+    dm.add_argument("--method", choices=("neighbour-graph", "pca"), default="neighbour-graph")
+    dm.add_argument("--seed", type=int, default=0)
+    dm.add_argument("--threads", type=int, help="torch threads (default: half the cores)")
+    dm.add_argument("--out", type=Path, help="file to write (default: digit_map.safetensors beside the weights)")
+    dm.add_argument("--json", action="store_true")
 
 
 def cmd_train(args) -> int:
@@ -189,7 +206,46 @@ def cmd_archs(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "archs": cmd_archs}
+def cmd_digit_map(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .data import load_mnist
+    from .digit_map import DIGIT_MAP_FILE, compute_digit_map, save_digit_map
+
+    if args.threads is not None and args.threads < 1:
+        raise MnistError(f"--threads must be >= 1, got {args.threads}")
+    ckpt = load_checkpoint(args.checkpoint)
+    beside = ckpt.path / DIGIT_MAP_FILE if ckpt.path.is_dir() else ckpt.path.with_suffix(".digit_map.safetensors")
+    out = args.out or beside
+    data = load_mnist(args.data_dir)
+    digit_map = compute_digit_map(ckpt.model, data, method=args.method, seed=args.seed, threads=args.threads)
+    try:
+        save_digit_map(digit_map, out)
+    except OSError as exc:
+        raise MnistError(f"cannot write {out}: {exc.strerror or exc}") from None
+    summary = {
+        "checkpoint": str(ckpt.path),
+        "out": str(out),
+        "bytes": out.stat().st_size,
+        "points": len(digit_map),
+        "mistakes": int(digit_map.mistakes.sum()),
+        "method": digit_map.method,
+        "seconds": digit_map.seconds,
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['points']:,} test images mapped ({summary['mistakes']} mistakes) in {digit_map.seconds:.1f}s")
+        print(f"wrote {out} ({summary['bytes'] / 1e6:.2f} MB)")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "archs": cmd_archs,
+    "digit-map": cmd_digit_map,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

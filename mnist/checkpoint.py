@@ -1,7 +1,9 @@
 """Checkpoints: safetensors weights + a JSON file, in run folders written atomically.
 
-A run folder holds model.safetensors, meta.json and history.json. It is built under a hidden
-temporary name and renamed into place, so a crash never leaves a half-written run visible.
+A run folder holds model.safetensors, meta.json and history.json, and insight.safetensors when the run
+recorded per-epoch insight (mnist.insight). It is built under a hidden temporary name and renamed into
+place, so a crash never leaves a half-written run visible. Files computed later from its model (the digit
+map, the training features: mnist.feature_cache) may be added beside them.
 Loading never unpickles: safetensors holds raw tensors only.
 """
 
@@ -29,6 +31,7 @@ from . import __version__
 from .config import TrainConfig
 from .constants import MNIST_MEAN, MNIST_STD
 from .errors import CheckpointError
+from .insight import INSIGHT_FILE, encode_insight
 from .models import build_model, count_parameters
 from .records import ModelRef, Provenance, RunMetrics, RunRecord
 from .train import History
@@ -148,6 +151,9 @@ def save_run(
         atomic_write_bytes(tmp / WEIGHTS_FILE, encode_weights(model, record))
         atomic_write_json(tmp / META_FILE, record.to_dict())
         atomic_write_json(tmp / HISTORY_FILE, (history or History()).to_dict())
+        insights = [e.insight for e in (history or History()).epochs if e.insight is not None]
+        if insights:
+            atomic_write_bytes(tmp / INSIGHT_FILE, encode_insight(insights))
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -323,9 +329,9 @@ def rename_run(runs_dir: Path | str, name: str, new_name: str) -> Path:
         tmp.chmod(0o755)
         atomic_write_bytes(tmp / WEIGHTS_FILE, encode_weights(checkpoint.model, record))
         atomic_write_json(tmp / META_FILE, record.to_dict())
-        history = old / HISTORY_FILE
-        if history.is_file():
-            shutil.copy2(history, tmp / HISTORY_FILE)
+        for extra in old.iterdir():  # history.json, insight and files computed from the model come along
+            if extra.name not in (WEIGHTS_FILE, META_FILE) and not extra.name.startswith(".") and extra.is_file():
+                shutil.copy2(extra, tmp / extra.name)
         os.replace(tmp, new)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

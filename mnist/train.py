@@ -17,6 +17,7 @@ from .constants import NUM_CLASSES
 from .data import MnistData, augment_batch, load_mnist, normalize
 from .device import resolve_device
 from .errors import ConfigError
+from .insight import EpochInsight, compute_epoch_insight, panel_indices
 from .models import build_model
 from .records import RunMetrics
 
@@ -52,14 +53,16 @@ class EpochEvent:
     elapsed: float
     eta: float
     kind: str = "epoch"
+    # What the model looked like inside after this epoch; not in history.json (save_run writes it apart).
+    insight: EpochInsight | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "insight"}
 
 
 def _event_from_dict(cls, values) -> StepEvent | EpochEvent | None:
     """One saved event dict as its dataclass; None when it lacks a field or holds a non-number."""
-    names = [f.name for f in fields(cls) if f.name != "kind"]
+    names = [f.name for f in fields(cls) if f.name not in ("kind", "insight")]
     if not isinstance(values, dict) or not all(name in values for name in names):
         return None
     picked = {name: values[name] for name in names}
@@ -251,6 +254,7 @@ def train(
     train_y = data.train_labels[:n_train].to(device)
     test_x = normalize(data.test_images).to(device)
     test_y = data.test_labels.to(device)
+    panel = panel_indices(len(test_x))  # the fixed test digits whose predictions each epoch's insight keeps
     if config.batch_size > n_train:
         raise ConfigError(f"batch_size {config.batch_size} is larger than the {n_train} training images")
 
@@ -329,6 +333,7 @@ def train(
             test_accuracy=result.accuracy,
             elapsed=train_time,
             eta=train_time / step * (total_steps - step),
+            insight=compute_epoch_insight(model, epoch, result.confusion, test_x[panel], panel, test_y[panel]),
         )
         history.add(event)
         yield event

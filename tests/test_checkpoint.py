@@ -34,7 +34,7 @@ def logits(model, mnist_data):
 
 def test_round_trip_gives_identical_predictions(trained, mnist_data, runs_dir):
     run_dir = save_run(trained.model, trained.config, trained.metrics(), trained.history, runs_dir)
-    assert sorted(p.name for p in run_dir.iterdir()) == ["history.json", META_FILE, WEIGHTS_FILE]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["history.json", "insight.safetensors", META_FILE, WEIGHTS_FILE]
     loaded = load_checkpoint(run_dir)
     assert torch.equal(logits(loaded.model, mnist_data), logits(trained.model, mnist_data))
     assert loaded.config == trained.config
