@@ -12,9 +12,12 @@ run on the same canvases, interleaved in blocks so a change in background load h
 
 and the two halves alone: preprocess_canvas, and the model's forward on a ready tensor.
 
-Then the app's busy case: a training job (the fast preset) runs in a thread of the same process,
-as mnist.jobs runs it, while --busy-calls canvases are predicted with the default threads and with
-threads=1 (--no-busy skips it).
+Then the app's busy case: a training job (the fast preset) runs in the same process through
+mnist.jobs.JobManager, as the app runs it (its thread at a lower OS priority, its share of the cores),
+while --busy-calls canvases are predicted with the default threads and with threads=1; and again
+with the same training in a plain thread at normal priority on all cores, for comparison. Before,
+between and after them the same canvases are predicted with nothing training, so that a change in
+the machine's background load shows in the baseline too (--no-busy skips all of it).
 
     python bench/predict_latency.py [--calls 1000] [--busy-calls 300] [--checkpoint PATH] [--no-compile]
                                     [--no-busy] [--quick]
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import tempfile
 import threading
 import time
 
@@ -34,6 +38,7 @@ from bench import benchlib
 from bench.benchlib import Figure
 from mnist.checkpoint import load_checkpoint
 from mnist.config import PRESETS
+from mnist.jobs import JobManager
 from mnist.predict import predict_canvas
 from mnist.preprocess import preprocess_canvas
 from mnist.train import StepEvent, train
@@ -43,6 +48,7 @@ TARGET_P99_MS = 10.0
 BLOCK = 50  # calls per variant before switching to the next one
 WARMUP = 30  # calls per variant before timing
 BLOCK_WARMUP = 3  # untimed calls at the start of every block
+STARTUP_TIMEOUT_S = 300  # for the background training's first step
 CANVAS_SEED, BUSY_SEED, FIRST_CALL_SEED = 0, 1, 1  # which digit is drawn where: idle, while training, first call
 
 # Variant names the figures refer to, and the variants' p50 figures (key, variant).
@@ -140,15 +146,61 @@ def measure(variants: dict, digits: np.ndarray, calls: int, threads: int, seed: 
     return times
 
 
+BUSY_CONFIG = PRESETS["fast"].replace(epochs=20, device="cpu")  # far more than the measurement needs
+QUIET = "nothing training"
+POOL = "the fast preset training as an app job (mnist.jobs)"
+NORMAL = "the same training in a plain thread at normal priority"
+PHASES = (QUIET, POOL, QUIET, NORMAL, QUIET)  # a quiet phase on each side of a training one: same background load
+
+
+class PoolTraining:
+    """The fast preset training as the app trains it: one job of a mnist.jobs.JobManager, until stopped."""
+
+    def __init__(self, data) -> None:
+        self.runs = tempfile.TemporaryDirectory(prefix="bench-latency-runs-")  # the stopped job saves its run
+        self.manager = JobManager(load_data=lambda: data, runs_dir=self.runs.name, max_workers=1)
+        self.job = None
+
+    @property
+    def steps(self) -> int:
+        events = [e for e in self.manager.events(self.job) if isinstance(e, StepEvent)]
+        return events[-1].step if events else 0
+
+    def __enter__(self) -> PoolTraining:
+        self.job = self.manager.submit(BUSY_CONFIG, "bench")
+        deadline = time.perf_counter() + STARTUP_TIMEOUT_S
+        while not self.steps and not self.job.is_finished and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.manager.shutdown()
+        self.runs.cleanup()
+
+
+class NoTraining:
+    """A phase with nothing training: the baseline between the training phases."""
+
+    steps = 0
+
+    def __init__(self, _data=None) -> None:
+        pass
+
+    def __enter__(self) -> NoTraining:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
 class BackgroundTraining:
-    """The fast preset training in a thread of this process (like mnist.jobs), until stopped."""
+    """The fast preset training in a plain thread of this process, at normal priority on all cores, until stopped."""
 
     def __init__(self, data) -> None:
         self.stop = threading.Event()
         self.started = threading.Event()
         self.steps = 0
-        config = PRESETS["fast"].replace(epochs=20, device="cpu")  # far more than the measurement needs
-        self.thread = threading.Thread(target=self._run, args=(config, data), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(BUSY_CONFIG, data), daemon=True)
 
     def _run(self, config, data) -> None:
         for event in train(config, data, self.stop):
@@ -159,12 +211,42 @@ class BackgroundTraining:
 
     def __enter__(self) -> BackgroundTraining:
         self.thread.start()
-        self.started.wait(timeout=300)
+        self.started.wait(timeout=STARTUP_TIMEOUT_S)
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join(timeout=600)
+
+
+def measure_busy(data, variants: dict, digits: np.ndarray, calls: int, threads: int) -> dict[str, tuple[dict, int]]:
+    """phase (QUIET, POOL, NORMAL) -> (latency_stats of every variant, training steps meanwhile).
+
+    The phases run in the order of PHASES, each on the same canvases; the quiet ones are pooled.
+    """
+    trainings = {QUIET: NoTraining, POOL: PoolTraining, NORMAL: BackgroundTraining}
+    times = {phase: {name: [] for name in variants} for phase in trainings}
+    steps = dict.fromkeys(trainings, 0)
+    for phase in PHASES:
+        print(f"\nwhile {phase}: {calls} calls per variant ...")
+        phase_times, phase_steps = measure_while(trainings[phase](data), variants, digits, calls, threads)
+        phase_stats = {name: benchlib.latency_stats(t) for name, t in phase_times.items()}
+        print(stats_table(phase_stats, variants, phase_stats[LIBRARY]))
+        for name, t in phase_times.items():
+            times[phase][name] += t
+        steps[phase] += phase_steps
+    return {
+        phase: ({name: benchlib.latency_stats(t) for name, t in by_name.items()}, steps[phase])
+        for phase, by_name in times.items()
+    }
+
+
+def measure_while(training, variants: dict, digits: np.ndarray, calls: int, threads: int) -> tuple[dict, int]:
+    """measure() of every variant (the same canvases in every phase) while `training` trains; its steps."""
+    with training:
+        before = training.steps
+        times = measure(variants, digits, calls, threads, seed=BUSY_SEED)
+        return times, training.steps - before
 
 
 def stats_table(stats: dict, variants: dict, base: dict) -> str:
@@ -187,9 +269,23 @@ def stats_table(stats: dict, variants: dict, base: dict) -> str:
 
 
 def latency_figures(
-    stats: dict, busy_stats: dict, busy_steps: int, setup: dict, first_ms: float, arch: str, calls: int
+    stats: dict,
+    busy_stats: dict,
+    busy_steps: int,
+    setup: dict,
+    first_ms: float,
+    arch: str,
+    calls: int,
+    normal_stats: dict | None = None,
+    quiet_stats: dict | None = None,
+    normal_steps: int = 0,
 ) -> list[Figure]:
-    """The headline figures (predict_canvas as the app calls it), the variants' p50s, the busy case's figures."""
+    """The headline figures (predict_canvas as the app calls it), the variants' p50s, the busy cases' figures.
+
+    busy_stats: while a job trains as the app runs it (mnist.jobs); normal_stats: while the same training
+    runs at normal priority on all cores; quiet_stats: nothing training, between those phases (the
+    baseline of their ratios; without it, the first measurement).
+    """
     base, one = stats[LIBRARY], stats[LIBRARY_THREADS1]
     figures = [
         Figure(
@@ -231,9 +327,21 @@ def latency_figures(
         Figure("arch", arch),
         Figure("calls", calls),
     ]
+    quiet = quiet_stats[LIBRARY] if quiet_stats else base
+    if quiet_stats:
+        figures += [
+            Figure(
+                "quiet_p50_ms",
+                quiet["p50_ms"],
+                "ms",
+                "sketch prediction (p50 / p99), default threads, nothing training, between the training phases",
+                note=f"/ {quiet['p99_ms']:.2f} ms",
+            ),
+            Figure("quiet_p99_ms", quiet["p99_ms"], "ms"),
+        ]
     if busy_stats:
         busy, busy_one = busy_stats[LIBRARY], busy_stats[LIBRARY_THREADS1]
-        during = f"while a training job runs ({busy_steps} steps meanwhile)"
+        during = f"while a training job runs in the app's pool ({busy_steps} steps meanwhile)"
         figures += [
             Figure(
                 "busy_p50_ms",
@@ -241,6 +349,8 @@ def latency_figures(
                 "ms",
                 f"sketch prediction (p50 / p99), default threads, {during}",
                 note=f"/ {busy['p99_ms']:.2f} ms",
+                ratio=busy["p99_ms"] / quiet["p99_ms"],
+                ratio_note="p99 of no training",
             ),
             Figure("busy_p99_ms", busy["p99_ms"], "ms"),
             Figure(
@@ -253,6 +363,21 @@ def latency_figures(
                 ratio_note="p99 of default",
             ),
             Figure("busy_threads1_p99_ms", busy_one["p99_ms"], "ms"),
+        ]
+    if normal_stats:
+        normal = normal_stats[LIBRARY]
+        figures += [
+            Figure(
+                "busy_normal_priority_p50_ms",
+                normal["p50_ms"],
+                "ms",
+                f"sketch prediction (p50 / p99), default threads, while the same training runs at normal "
+                f"priority ({normal_steps} steps meanwhile)",
+                note=f"/ {normal['p99_ms']:.2f} ms",
+                ratio=normal["p99_ms"] / quiet["p99_ms"],
+                ratio_note="p99 of no training",
+            ),
+            Figure("busy_normal_priority_p99_ms", normal["p99_ms"], "ms"),
         ]
     return figures
 
@@ -287,23 +412,31 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(stats_table(stats, variants, stats[LIBRARY]))
 
-    busy_stats, busy_steps = {}, 0
+    busy = {}
     if not args.no_busy:
         busy_variants = {k: v for k, v in variants.items() if k in (LIBRARY, LIBRARY_THREADS1)}
-        print(f"\nwhile the fast preset trains in a thread of this process: {args.busy_calls} calls per variant ...")
-        with BackgroundTraining(data) as job:
-            before = job.steps
-            busy_times = measure(busy_variants, digits, args.busy_calls, threads, seed=BUSY_SEED)
-            busy_steps = job.steps - before
-        busy_stats = {name: benchlib.latency_stats(t) for name, t in busy_times.items()}
-        print(stats_table(busy_stats, busy_variants, busy_stats[LIBRARY]))
+        busy = measure_busy(data, busy_variants, digits, args.busy_calls, threads)
+    (quiet_stats, _), (busy_stats, busy_steps), (normal_stats, normal_steps) = (
+        busy.get(phase, ({}, 0)) for phase in (QUIET, POOL, NORMAL)
+    )
 
     if not description.startswith("bundled"):
         print(f"NOTE: measured with a {description}")
     benchlib.report(
         "predict_latency",
         machine,
-        latency_figures(stats, busy_stats, busy_steps, setup, first_ms, ckpt.arch, args.calls),
+        latency_figures(
+            stats,
+            busy_stats,
+            busy_steps,
+            setup,
+            first_ms,
+            ckpt.arch,
+            args.calls,
+            normal_stats,
+            quiet_stats,
+            normal_steps,
+        ),
         quick=args.quick,
         seeds={
             "canvases": CANVAS_SEED,
@@ -315,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
         stats=stats,
         busy_stats=busy_stats,
         busy_training_steps=busy_steps,
+        busy_normal_priority_stats=normal_stats,
+        busy_normal_priority_training_steps=normal_steps,
+        quiet_stats=quiet_stats,
         setup=setup,
     )
     return 0
