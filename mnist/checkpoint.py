@@ -161,11 +161,18 @@ def save_run(
     return final
 
 
-def model_from_bytes(weights: bytes, record: RunRecord | None, source: str) -> tuple[nn.Module, RunRecord]:
-    """Validate and load safetensors bytes; the record defaults to the JSON embedded in them."""
+def model_from_bytes(
+    weights: bytes, record: RunRecord | None, source: str, *, embedded_wins: bool = False
+) -> tuple[nn.Module, RunRecord]:
+    """Validate and load safetensors bytes; the record defaults to the JSON embedded in them.
+
+    embedded_wins: the weights' embedded description is the truth even when a record is given, which
+    must then agree with it field by field (uploads: a meta.json of another run must not relabel them).
+    """
     if len(weights) > MAX_CHECKPOINT_BYTES:
         limit = MAX_CHECKPOINT_BYTES // 2**20
-        raise CheckpointError(f"{source}: {len(weights) / 1e6:.1f} MB is over the {limit} MB limit")
+        size = f"{len(weights) / 1e6:.1f} MB is over the {limit} MB limit"
+        raise CheckpointError(f"{source}: {size}", CheckpointError.TOO_LARGE, size)
     try:
         # Parsing safetensors never runs code, so it goes first: a valid file whose 8-byte header length
         # happens to start with 0x80 must not be mistaken for a pickle.
@@ -175,13 +182,21 @@ def model_from_bytes(weights: bytes, record: RunRecord | None, source: str) -> t
         if weights.startswith(PICKLE_PREFIXES):
             raise CheckpointError(
                 f"{source}: this is a pickle or torch.save archive, which can run code when loaded and is never "
-                "opened here; export the weights as safetensors from MNIST Studio"
+                "opened here; export the weights as safetensors from MNIST Studio",
+                CheckpointError.PICKLE,
             ) from None
-        raise CheckpointError(f"{source}: not a valid safetensors file ({exc})") from None
-    if record is None:
-        if embedded is None:
-            raise CheckpointError(f"{source}: has no MNIST Studio description; upload its {META_FILE} too")
-        record = RunRecord.parse(embedded, source)
+        raise CheckpointError(
+            f"{source}: not a valid safetensors file ({exc})", CheckpointError.NOT_SAFETENSORS
+        ) from None
+    if embedded is not None and (record is None or embedded_wins):
+        truth = _parse_record(embedded, source, CheckpointError.BAD_DESCRIPTION)
+        if record is not None:
+            _check_same_description(record, truth, source)
+        record = truth
+    elif record is None:
+        raise CheckpointError(
+            f"{source}: has no MNIST Studio description; upload its {META_FILE} too", CheckpointError.NO_DESCRIPTION
+        )
     arch = record.arch
     model = build_model(arch)  # RunRecord.parse checked arch and config
     expected = model.state_dict()
@@ -190,20 +205,56 @@ def model_from_bytes(weights: bytes, record: RunRecord | None, source: str) -> t
     if missing or extra:
         raise CheckpointError(
             f"{source}: weights do not fit architecture {arch!r} (missing: {', '.join(missing[:3]) or 'none'}; "
-            f"unexpected: {', '.join(extra[:3]) or 'none'})"
+            f"unexpected: {', '.join(extra[:3]) or 'none'})",
+            CheckpointError.WRONG_TENSORS,
+            arch,
         )
     for key, tensor in expected.items():
         got = state[key]
         if got.shape != tensor.shape or got.dtype != tensor.dtype:
             raise CheckpointError(
                 f"{source}: {key} is {tuple(got.shape)} {got.dtype}, architecture {arch!r} needs "
-                f"{tuple(tensor.shape)} {tensor.dtype}"
+                f"{tuple(tensor.shape)} {tensor.dtype}",
+                CheckpointError.WRONG_TENSORS,
+                arch,
             )
         if got.is_floating_point() and not torch.isfinite(got).all():
-            raise CheckpointError(f"{source}: {key} holds NaN or infinite values")
+            raise CheckpointError(f"{source}: {key} holds NaN or infinite values", CheckpointError.BAD_VALUES)
     model.load_state_dict(state, strict=True)
     model.eval()
     return model, record
+
+
+def _parse_record(text: bytes | str, source: str, kind: str) -> RunRecord:
+    """RunRecord.parse, its CheckpointError tagged with kind (which description was bad)."""
+    try:
+        return RunRecord.parse(text, source)
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc), kind) from None
+
+
+def describe_differences(given: RunRecord, truth: RunRecord) -> list[tuple[str, object, object]]:
+    """(field, given value, true value) for every field where two descriptions differ, arch first.
+
+    Fields are named as in the JSON (arch, config.epochs, metrics.test_accuracy, name, versions...).
+    """
+    a, b = given.to_dict(), truth.to_dict()
+    a_nested = {f"{part}.{k}": v for part in ("config", "metrics") for k, v in a.pop(part).items()}
+    b_nested = {f"{part}.{k}": v for part in ("config", "metrics") for k, v in b.pop(part).items()}
+    a, b = {**a, **a_nested}, {**b, **b_nested}
+    fields = ["arch"] + sorted(k for k in a.keys() | b.keys() if k != "arch" and k != "config.arch")
+    return [(f, a.get(f), b.get(f)) for f in fields if a.get(f) != b.get(f)]
+
+
+def _check_same_description(given: RunRecord, truth: RunRecord, source: str) -> None:
+    differences = describe_differences(given, truth)
+    if differences:
+        field, said, saved = differences[0]
+        detail = f"the .json says {field} {said!r} but the weights were saved as {saved!r}"
+        more = f" (and {len(differences) - 1} more field(s) differ)" if len(differences) > 1 else ""
+        raise CheckpointError(
+            f"{source}: its .json describes another run: {detail}{more}", CheckpointError.MISMATCH, detail + more
+        )
 
 
 def _embedded_meta(weights: bytes) -> str | None:
@@ -242,9 +293,12 @@ def load_uploaded(weights: bytes, meta_json: bytes | None = None, name: str = "u
     """Validate a checkpoint a user uploaded (bytes only; nothing touches the disk)."""
     if meta_json is not None and len(meta_json) > MAX_JSON_BYTES:
         limit = MAX_JSON_BYTES // 2**20
-        raise CheckpointError(f"{name} (JSON): {len(meta_json) / 1e6:.1f} MB is over the {limit} MB limit")
-    record = RunRecord.parse(meta_json, f"{name} (JSON)") if meta_json is not None else None
-    model, record = model_from_bytes(weights, record, name)
+        raise CheckpointError(
+            f"{name} (JSON): {len(meta_json) / 1e6:.1f} MB is over the {limit} MB limit", CheckpointError.BAD_JSON
+        )
+    record = _parse_record(meta_json, f"{name} (JSON)", CheckpointError.BAD_JSON) if meta_json is not None else None
+    # The weights' own description wins: a .json only describes weights saved without one.
+    model, record = model_from_bytes(weights, record, name, embedded_wins=True)
     return Checkpoint(model, record, Path(name))
 
 

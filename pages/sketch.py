@@ -10,7 +10,7 @@ import streamlit as st
 from mnist.device import available_devices
 from mnist.errors import MnistError
 from mnist.predict import predict_canvas, saliency_map
-from studio import common
+from studio import common, uploads
 from studio.charts import probabilities_figure
 from studio.views import CANVAS_SIZE, prediction_text, saliency_overlay, upscale
 
@@ -24,7 +24,11 @@ COLUMNS = [1, 1.35]  # canvas | prediction, relative widths
 # to the eye in the app's overlay, and a stroke stays under 40 ms of server CPU (bench/stroke_cpu.py).
 SALIENCY_STEPS = 4
 CANVAS_VERSION_KEY = "canvas_version"  # bumped by Clear: a new canvas key remounts an empty canvas
-UPLOAD_WIDGET_KEY = "checkpoint_upload"
+UPLOAD_WIDGET_KEY = "checkpoint_upload"  # the weights: one .safetensors file, a new one replaces it
+# The optional meta.json has an uploader of its own, whose key carries a version: bumping it empties it.
+UPLOAD_JSON_KEY = "checkpoint_upload_json"
+UPLOAD_JSON_VERSION_KEY = "checkpoint_upload_json_version"
+UPLOAD_PAIRED_KEY = "checkpoint_upload_paired_json"  # file_id of the .json the last weights were tried with
 UPLOAD_ERROR_KEY = "checkpoint_upload_error"
 UPLOAD_OK_KEY = "checkpoint_upload_ok"
 
@@ -60,39 +64,57 @@ def read_drawing(stroke_width: int):
     return result.image_data
 
 
+def json_uploader_key() -> str:
+    return f"{UPLOAD_JSON_KEY}_{st.session_state.get(UPLOAD_JSON_VERSION_KEY, 0)}"
+
+
+def on_weights_upload() -> None:
+    """A new weights file: load it, without the .json that went with the previous weights."""
+    meta = st.session_state.get(json_uploader_key())
+    if meta is not None and meta.file_id == st.session_state.get(UPLOAD_PAIRED_KEY):
+        # That .json described the weights this file replaces: kept, it would be refused as another run's.
+        st.session_state[UPLOAD_JSON_VERSION_KEY] = st.session_state.get(UPLOAD_JSON_VERSION_KEY, 0) + 1
+    on_upload()
+
+
 def on_upload() -> None:
-    """Validate the uploaded checkpoint (a .safetensors, optionally with its .json) and make it active."""
+    """Validate the uploaded weights (with the .json, if one is uploaded) and make them the active model."""
     st.session_state.pop(UPLOAD_ERROR_KEY, None)
     st.session_state.pop(UPLOAD_OK_KEY, None)
-    files = st.session_state.get(UPLOAD_WIDGET_KEY) or []
-    weights = [f for f in files if f.name.lower().endswith(".safetensors")]
-    metas = [f for f in files if f.name.lower().endswith(".json")]
-    if not files:
+    weights = st.session_state.get(UPLOAD_WIDGET_KEY)
+    meta = st.session_state.get(json_uploader_key())
+    if weights is None:
+        return  # removed, or a .json before its weights: the model in use stays
+    if not weights.name.lower().endswith(".safetensors"):
+        st.session_state[UPLOAD_ERROR_KEY] = uploads.wrong_file_text(weights.name)
         return
-    if len(weights) != 1 or len(metas) > 1:
-        st.session_state[UPLOAD_ERROR_KEY] = (
-            "Upload one .safetensors file (MNIST Studio embeds its description in it), optionally with its "
-            f".json; got {', '.join(f.name for f in files)}."
-        )
-        return
+    st.session_state[UPLOAD_PAIRED_KEY] = meta.file_id if meta is not None else None
     try:
-        key = common.add_upload(weights[0].getvalue(), metas[0].getvalue() if metas else None, weights[0].name)
+        key = common.add_upload(weights.getvalue(), meta.getvalue() if meta is not None else None, weights.name)
     except MnistError as exc:
-        st.session_state[UPLOAD_ERROR_KEY] = f"This checkpoint cannot be used: {exc}"
+        st.session_state[UPLOAD_ERROR_KEY] = f"{weights.name} cannot be used. {uploads.refusal_text(exc)}"
         return
     label = common.model_choices()[key].label
-    st.session_state[UPLOAD_OK_KEY] = f"Loaded {label}. It is now the active model (see the sidebar)."
+    used = f"{weights.name} with {meta.name}" if meta is not None else weights.name
+    st.session_state[UPLOAD_OK_KEY] = f"Loaded {used}: {label}. It is now the active model (see the sidebar)."
 
 
 def model_settings(expanded: bool) -> None:
     with st.expander("Model, device and your own checkpoint", icon=":material/tune:", expanded=expanded):
         st.caption("Pick the model in the sidebar: the bundled one, any run trained on the Train page, or an upload.")
         st.file_uploader(
-            "Upload a checkpoint (model.safetensors, optionally with its .json)",
-            type=["safetensors", "json"],
-            accept_multiple_files=True,
+            "Upload a checkpoint (model.safetensors)",
+            type=["safetensors"],
             key=UPLOAD_WIDGET_KEY,
+            on_change=on_weights_upload,
+            help="The file from Download model.safetensors on the Train page. A new file replaces the old one.",
+        )
+        st.file_uploader(
+            "Its meta.json (only for weights saved without their description)",
+            type=["json"],
+            key=json_uploader_key(),
             on_change=on_upload,
+            help="MNIST Studio's downloads carry their description: they need no .json.",
         )
         if UPLOAD_ERROR_KEY in st.session_state:
             st.error(st.session_state[UPLOAD_ERROR_KEY])

@@ -407,14 +407,12 @@ def test_uploaded_checkpoint_becomes_the_active_model(model_key, with_data, mnis
 def test_upload_with_its_json(model_key, with_data):
     folder = model_path(model_key, with_data)
     meta = load_checkpoint(folder).record.to_json().encode()
-    files = [
-        ("model.safetensors", checkpoint_file_bytes(folder), "application/octet-stream"),
-        ("meta.json", meta, "application/json"),
-    ]
     at = open_app("sketch", active_model=model_key)
-    at.file_uploader(key="checkpoint_upload").set_value(files).run()
+    at.file_uploader(key="checkpoint_upload_json_0").upload("meta.json", meta, "application/json").run()
+    at.file_uploader(key="checkpoint_upload").upload("model.safetensors", checkpoint_file_bytes(folder)).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.session_state["active_model"].startswith("upload:")
+    assert any(m.value.startswith("Loaded model.safetensors with meta.json:") for m in at.success)
 
 
 def test_bad_upload_is_refused_with_a_message(model_key):

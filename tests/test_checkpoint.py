@@ -3,6 +3,7 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import save as save_safetensors
 
 from mnist.checkpoint import (
     META_FILE,
@@ -58,7 +59,12 @@ def test_weights_that_do_not_fit_the_architecture_are_refused(trained, runs_dir)
     run_dir = save_run(trained.model, trained.config, trained.metrics(), runs_dir=runs_dir)
     meta = json.loads((run_dir / META_FILE).read_text())
     meta["arch"] = meta["config"]["arch"] = "lenet-dropout"
+    # Bare weights (no embedded description): the .json names the architecture, and it does not fit.
+    bare = save_safetensors({k: v.contiguous() for k, v in trained.model.state_dict().items()})
     with pytest.raises(CheckpointError, match="do not fit architecture 'lenet-dropout'"):
+        load_uploaded(bare, json.dumps(meta).encode())
+    # Weights with their own description: that wins, and the .json of another architecture is refused.
+    with pytest.raises(CheckpointError, match="the .json says arch 'lenet-dropout' but the weights were saved as"):
         load_uploaded((run_dir / WEIGHTS_FILE).read_bytes(), json.dumps(meta).encode())
 
 
