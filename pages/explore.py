@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import streamlit as st
+import torch
 
 from mnist.constants import NUM_CLASSES
+from mnist.data import normalize
 from mnist.errors import MnistError
+from mnist.predict import predict_tensor
 from mnist.stats import class_counts, indices_of, mean_images
 from studio import common
 from studio.charts import class_distribution_figure, confusion_figure, per_class_accuracy_figure
 from studio.views import (
     MISTAKE_ORDERS,
+    WRONG_FRAME_RGB,
     filter_mistakes,
+    framed,
     paginate,
+    prediction_caption,
     upscale,
 )
 
@@ -22,6 +28,9 @@ THUMB_SCALE = 2  # 28 -> 56 pixels
 TRUE_KEY, PRED_KEY = "mistake_true", "mistake_pred"  # the gallery's filters; a confusion-matrix click sets them
 ANY = None
 DIGIT_OPTIONS = [ANY, *range(NUM_CLASSES)]
+SKETCH_PAGE = "pages/sketch.py"
+SWITCH_KEY = "explore_open_in_sketch"  # set by an Open in Sketch button's callback; the page then switches
+PAGE_PREDICTIONS_CACHE = 64  # pages of training-image predictions kept (60 ints each): a visitor paging back and forth
 
 
 def digit_label(value) -> str:
@@ -59,7 +68,7 @@ def data_set_tab(state: common.DataState) -> None:
         )
 
     st.markdown("**Samples**")
-    c1, c2, c3 = st.columns([1, 1, 1], vertical_alignment="bottom")
+    c1, c2, c3, c4 = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
     split = c1.segmented_control("Split", ["train", "test"], key="sample_split", required=True, default="train")
     digit = c2.selectbox("Digit", DIGIT_OPTIONS, format_func=digit_label, placeholder="any", key="sample_digit")
     images, labels = data.split(split or "train")
@@ -68,13 +77,85 @@ def data_set_tab(state: common.DataState) -> None:
     number = c3.number_input(f"Page (of {pages:,})", 1, pages, 1, key=f"sample_page_{split}_{digit}")
     page = paginate(len(indices), int(number), SAMPLES_PER_PAGE)
     shown = indices[page.start : page.stop].tolist()
+    show_predictions = c4.toggle("Show the model's predictions", key="sample_predictions")
     st.caption(page.caption(f"{split} images" + ("" if digit is None else f" of {digit}")))
+    predicted = sample_predictions(state, split or "train", shown) if show_predictions and shown else None
     if shown:
+        show_samples(images, labels, shown, predicted)
+    open_test_image_row(state)
+
+
+def sample_predictions(state: common.DataState, split: str, shown: list[int]) -> list[int] | None:
+    """The active model's digit for each shown image, or None (with a message) when there is no model."""
+    key = common.active_model_key()
+    if key is None:
+        st.info("No model yet: train one on the Train page to see its predictions here.")
+        return None
+    try:
+        if split == "test":  # already known for all 10,000: the shared evaluation
+            result, _ = common.evaluation(key, state)
+            return result.predictions[shown].tolist()
+        model = common.get_checkpoint(key).model
+        return page_predictions(common.model_identity(key), str(state.root), tuple(shown), model, state.data)
+    except MnistError as exc:
+        st.error(f"The active model cannot predict: {exc}")
+        return None
+
+
+@st.cache_resource(show_spinner=False, max_entries=PAGE_PREDICTIONS_CACHE)
+def page_predictions(identity: str, root: str, indices: tuple[int, ...], _model, _data) -> list[int]:
+    """One batch for one page of training images, shared by all visitors: never the whole training set."""
+    images = _data.train_images[torch.tensor(indices)]
+    return predict_tensor(_model, normalize(images)).argmax(1).tolist()
+
+
+def show_samples(images, labels, shown: list[int], predicted: list[int] | None) -> None:
+    """The grid: labels only, or with the model's verdict, wrong ones also framed in red."""
+    if predicted is None:
         st.image(
             [upscale(images[i], THUMB_SCALE) for i in shown],
             caption=[f"{int(labels[i])}" for i in shown],
             width=THUMB_SCALE * 28,
         )
+        return
+    truth = [int(labels[i]) for i in shown]
+    st.image(
+        [
+            framed(upscale(images[i], THUMB_SCALE), None if p == t else WRONG_FRAME_RGB)
+            for i, t, p in zip(shown, truth, predicted, strict=True)
+        ],
+        caption=[prediction_caption(t, p) for t, p in zip(truth, predicted, strict=True)],
+        width=THUMB_SCALE * 28,
+    )
+
+
+def open_in_sketch(index_key: str) -> None:
+    """Button callback: Sketch is to show the test image chosen in widget `index_key` instead of the canvas.
+
+    A callback, not `if st.button(...)`: a click's True lasts one script run, and a run may start over
+    (common.page_setup) before it reaches the button. switch_to_sketch() does the switch itself.
+    """
+    st.session_state[common.SKETCH_IMAGE_KEY] = int(st.session_state[index_key])
+    st.session_state[SWITCH_KEY] = True
+
+
+def switch_to_sketch() -> None:
+    if st.session_state.pop(SWITCH_KEY, False):
+        st.switch_page(SKETCH_PAGE)
+
+
+def open_test_image_row(state: common.DataState) -> None:
+    count = len(state.data.test_labels)
+    c1, c2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
+    c1.number_input(f"Test image # (0 to {count - 1:,})", 0, count - 1, 0, key="open_test_index")
+    c2.button(
+        "Open in Sketch",
+        icon=":material/draw:",
+        key="open_test_image",
+        width="stretch",
+        on_click=open_in_sketch,
+        args=("open_test_index",),
+    )
 
 
 def on_confusion_click() -> None:
@@ -140,14 +221,28 @@ def mistakes_tab(state: common.DataState, key: str) -> None:
     page = paginate(len(rows), int(number), MISTAKES_PER_PAGE)
     st.caption(page.caption("mistakes") + " · under each image: test index, true → predicted digit, confidence")
     shown = rows[page.start : page.stop]
-    st.image(
-        [upscale(state.data.test_images[r["index"]], 3) for r in shown],
-        caption=[f"#{r['index']}: {r['label']}→{r['predicted']} {r['confidence'] * 100:.0f}%" for r in shown],
-        width=84,
+    captions = [f"#{r['index']}: {r['label']}→{r['predicted']} {r['confidence'] * 100:.0f}%" for r in shown]
+    st.image([upscale(state.data.test_images[r["index"]], 3) for r in shown], caption=captions, width=84)
+    open_mistake_row([r["index"] for r in shown], captions)
+
+
+def open_mistake_row(indices: list[int], captions: list[str]) -> None:
+    """Any mistake of the page can be opened in Sketch, to see its probabilities and saliency."""
+    caption_of = dict(zip(indices, captions, strict=True))
+    c1, c2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
+    c1.selectbox("Mistake to open in Sketch", indices, format_func=caption_of.get, key="open_mistake_index")
+    c2.button(
+        "Open in Sketch",
+        icon=":material/draw:",
+        key="open_mistake",
+        width="stretch",
+        on_click=open_in_sketch,
+        args=("open_mistake_index",),
     )
 
 
 common.page_setup()
+switch_to_sketch()
 st.title("Explore")
 data_state = common.get_data()
 if data_state.data is None:

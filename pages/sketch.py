@@ -9,10 +9,17 @@ import streamlit as st
 
 from mnist.device import available_devices
 from mnist.errors import MnistError
-from mnist.predict import predict_canvas, saliency_map
+from mnist.predict import predict_canvas, predict_tensor, saliency_map
 from studio import common, uploads
 from studio.charts import probabilities_figure
-from studio.views import CANVAS_SIZE, prediction_text, saliency_overlay, upscale
+from studio.views import (
+    CANVAS_SIZE,
+    mnist_input,
+    prediction_text,
+    saliency_overlay,
+    sketch_image_caption,
+    upscale,
+)
 
 CONFIDENCE_THRESHOLD = 0.60  # below this the page says the model is unsure
 DEFAULT_STROKE = 20  # canvas pixels; the digit is rescaled anyway, this looks like MNIST's pen
@@ -169,6 +176,58 @@ def show_prediction(key: str, label: str, array) -> None:
             )
 
 
+def show_test_image(key: str | None, label: str | None, index: int) -> None:
+    """MNIST test image `index` as the input instead of the drawing (set by Explore: common.SKETCH_IMAGE_KEY).
+
+    The model gets the image's own 28x28 pixels (views.mnist_input), so this is the prediction Explore
+    lists for it; the heading, probabilities and saliency are the drawing's, through the page's helpers.
+    """
+    left, right = st.columns(COLUMNS, gap="large")
+    data = common.get_data().data
+    known = data is not None and 0 <= index < len(data.test_labels)
+    with left:
+        if known:
+            st.image(upscale(data.test_images[index], CANVAS_SIZE // 28), width=CANVAS_SIZE)
+            st.caption(sketch_image_caption(index, int(data.test_labels[index])))
+        else:
+            st.warning(f"MNIST test image #{index} is not available here (is MNIST installed?).")
+        st.button(
+            "Back to drawing",
+            icon=":material/draw:",
+            on_click=st.session_state.pop,
+            args=(common.SKETCH_IMAGE_KEY, None),
+        )
+    with right:
+        if key is None:
+            with st.container(key="prediction"):
+                st.info("No model yet: train one on the Train page (about 20 s) or upload a checkpoint below.")
+        if key is None or not known:
+            return
+        image = mnist_input(data.test_images[index])
+        try:
+            model = common.model_on_device(key, st.session_state.get("sketch_device", "cpu"))
+            probs = predict_tensor(model, image.to_tensor())[0]
+            saliency = saliency_map(model, image, target=int(probs.argmax()), steps=SALIENCY_STEPS)
+        except MnistError as exc:
+            with st.container(key="prediction"):
+                st.error(str(exc))
+            return
+        digit, probabilities = int(probs.argmax()), tuple(float(p) for p in probs)
+        with st.container(key="prediction"):
+            st.markdown(f"### {prediction_text(digit, probabilities[digit], probabilities, CONFIDENCE_THRESHOLD)}")
+        st.caption(label)
+        st.plotly_chart(
+            probabilities_figure(probabilities, CONFIDENCE_THRESHOLD),
+            key="probabilities",
+            config={"displayModeBar": False},
+        )
+        why, _ = st.columns(2)
+        why.image(
+            saliency_overlay(image.pixels, saliency, PREVIEW_SCALE),
+            caption=f"Why {digit}: pixels that pushed towards it glow (integrated gradients)",
+        )
+
+
 @st.fragment
 def sketch(key: str | None, label: str | None) -> None:
     """Canvas, its controls and the prediction that follows the drawing.
@@ -177,6 +236,9 @@ def sketch(key: str | None, label: str | None) -> None:
     or the rest of the page (a whole-page rerun cost about 3x the CPU per stroke: bench/stroke_cpu.py).
     A change of model or device is a full rerun, which calls it again with the new key and label.
     """
+    if common.SKETCH_IMAGE_KEY in st.session_state:  # a test image opened from Explore
+        show_test_image(key, label, st.session_state[common.SKETCH_IMAGE_KEY])
+        return
     left, right = st.columns(COLUMNS, gap="large")
     with left:
         st.space("small")  # room for the canvas toolbar, which appears above the canvas on hover

@@ -59,6 +59,7 @@ from studio.ownership import (
 )
 
 CANVAS_OVERRIDE_KEY = "sketch_canvas_override"  # tests: an image array used instead of the drawing
+SKETCH_IMAGE_KEY = "sketch_test_image"  # an MNIST test index: Sketch shows that image instead of the canvas
 TOKEN_KEY = "visitor_token"  # this browser's secret token (see studio.ownership)
 COOKIE_OK_KEY = "visitor_cookie_ok"  # the session arrived with the token's cookie: the address needs no copy
 COOKIE_WRITTEN_KEY = "visitor_cookie_written"
