@@ -10,7 +10,7 @@ import streamlit as st
 from mnist.device import available_devices
 from mnist.errors import MnistError
 from mnist.predict import predict_canvas, predict_tensor, saliency_map
-from studio import common, uploads
+from studio import common, inside_views, uploads
 from studio.charts import probabilities_figure
 from studio.views import (
     CANVAS_SIZE,
@@ -261,6 +261,8 @@ def sketch(key: str | None, label: str | None) -> None:
                 st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
         else:
             show_prediction(key, label, drawing)
+    if key is not None:  # after the prediction, full width: a view never delays the heading
+        inside_views.show_inside(key, drawing)
 
 
 common.page_setup()

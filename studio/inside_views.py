@@ -1,0 +1,433 @@
+"""Sketch's "Inside the model" views: feature maps, filters, the digit map with neighbours, fool the model.
+
+`show_inside(key, drawing)` is called by the Sketch fragment after the prediction, on every stroke. The
+views are off until the visitor switches them on (a first-time visitor's stroke must stay cheap), and
+each view chosen in the pills is computed only while chosen; one st.container(key=...) per view. The digit
+map and the neighbour index come from studio.background: the page shows their progress and never waits.
+Open the page with ?inside=on to have every view on from the start (bench/stroke_cpu.py --inside).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.colors import hex_to_rgb, sequential
+from torch import nn
+
+from mnist.attack import AttackResult, fool
+from mnist.constants import NUM_CLASSES
+from mnist.digit_map import DigitMap
+from mnist.errors import MnistError
+from mnist.inside import Filters, LayerActivation, extract_filters, inspect_drawing
+from mnist.preprocess import CanvasImage, preprocess_canvas
+from studio import background, common
+from studio.charts import ACCENT, PALETTE, _layout, probabilities_figure
+from studio.views import upscale
+
+TOGGLE_KEY = "inside_on"
+VIEWS_KEY = "inside_views"
+QUERY_PARAM = "inside"  # ?inside=on: every view on from the first run
+QUERY_ON = ("1", "on", "all", "true")
+VIEWS = {  # container key -> label
+    "feature-maps": "Feature maps",
+    "filters": "Filters",
+    "digit-map": "Digit map & neighbours",
+    "fool-the-model": "Fool the model",
+}
+TILE_PIXELS = 28  # a feature map's channel is enlarged to at least this many pixels a side
+GAP = 1  # pixels between tiles, in the grid's own scale
+FILTER_PIXELS = 36  # a 3x3 or 5x5 kernel shown this large
+LAYER_COLUMNS = 3  # feature-map grids per row
+POLL_SECONDS = 1.0  # how often a pending background computation's progress is redrawn
+MAP_HEIGHT = 460  # px
+MARKER_SIZE = 4  # px, a test image's dot on the map
+NEIGHBOUR_SCALE = 3  # 28x28 training images shown at 84x84
+SELECTED_SCALE = 4
+FOOL_RESULT_KEY = "fool_result"  # (drawing digest, AttackResult) of the last attack
+FOOL_REQUEST_KEY = "fool_requested"  # set by the button's callback: attack on this run
+BUDGETS = {  # norm -> (label, minimum, maximum, default, step), on the [0, 1] pixel scale
+    "linf": ("L∞: no pixel changes by more than", 0.02, 0.5, 0.2, 0.01),
+    "l2": ("L2: total change (Euclidean norm over the 784 pixels) at most", 0.2, 8.0, 2.0, 0.1),
+}
+NORM_LABELS = {"linf": "L∞ (every pixel a little)", "l2": "L2 (a few pixels more)"}
+CHANGE_GAIN = 0.5  # the change shown as 0.5 + 0.5 * delta / max|delta|: grey is no change
+SEQUENTIAL = sequential.Viridis  # activations: >= 0 after ReLU
+DIVERGING = sequential.RdBu_r  # weights and signed maps: blue negative, red positive
+
+
+# --- colour ----------------------------------------------------------------------------------
+
+
+def colour_table(scale: list[str], size: int = 256) -> np.ndarray:
+    """(size, 3) uint8 lookup table interpolating a plotly colour list (hex or rgb() strings)."""
+    stops = np.array([parse_colour(c) for c in scale], np.float32)
+    at = np.linspace(0, 1, len(stops))
+    x = np.linspace(0, 1, size)
+    return np.stack([np.interp(x, at, stops[:, c]) for c in range(3)], 1).round().astype(np.uint8)
+
+
+def parse_colour(colour: str) -> tuple[int, int, int]:
+    if colour.startswith("#"):
+        return hex_to_rgb(colour)
+    return tuple(int(float(v)) for v in colour[colour.index("(") + 1 : -1].split(",")[:3])
+
+
+SEQUENTIAL_LUT = colour_table(SEQUENTIAL)
+DIVERGING_LUT = colour_table(DIVERGING)
+
+
+def colourise(values: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """(..., ) floats in [0, 1] -> (..., 3) uint8 through a lookup table."""
+    return lut[(np.clip(values, 0, 1) * (len(lut) - 1)).astype(np.int64)]
+
+
+def scale_each(values: np.ndarray, signed: bool) -> np.ndarray:
+    """(C, H, W) -> [0, 1] per channel: 0..max for >= 0 maps, symmetric around 0.5 for signed ones."""
+    flat = values.reshape(len(values), -1)
+    if signed:
+        peak = np.abs(flat).max(1).clip(min=1e-8)[:, None, None]
+        return 0.5 + 0.5 * values / peak
+    peak = flat.max(1).clip(min=1e-8)[:, None, None]
+    return values / peak
+
+
+def tile(images: np.ndarray, columns: int | None = None, background: float = 0.0) -> np.ndarray:
+    """(C, H, W) -> one (rows*(H+GAP)-GAP, cols*(W+GAP)-GAP) grid, row by row."""
+    count, h, w = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    grid = np.full((rows * (h + GAP) - GAP, columns * (w + GAP) - GAP), background, np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        grid[r * (h + GAP) : r * (h + GAP) + h, c * (w + GAP) : c * (w + GAP) + w] = image
+    return grid
+
+
+def enlarge(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement of an (H, W, 3) image."""
+    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+
+
+# --- images of a model -------------------------------------------------------------------------
+
+
+def activation_image(layer: LayerActivation) -> np.ndarray:
+    """One layer's activations as an RGB grid: every channel of a conv layer (C, H, W), or a hidden linear
+    layer's units (U,) as a square-ish grid of cells."""
+    if layer.kind == "conv":
+        signed = bool((layer.values < 0).any())  # lenet-dropout's maps are raw conv outputs, before ReLU
+        grid = tile(scale_each(layer.values, signed), background=0.5 if signed else 0.0)
+        factor = max(1, TILE_PIXELS // layer.shape[1])
+    else:
+        units = layer.values
+        side = math.ceil(math.sqrt(len(units)))
+        cells = np.zeros(side * side, np.float32)
+        cells[: len(units)] = units
+        signed = bool((units < 0).any())
+        grid = scale_each(cells.reshape(1, side, side), signed)[0]
+        factor = max(1, TILE_PIXELS * 8 // side)
+    return enlarge(colourise(grid, DIVERGING_LUT if signed else SEQUENTIAL_LUT), factor)
+
+
+def layer_caption(layer: LayerActivation) -> str:
+    shape = " × ".join(map(str, layer.shape))
+    what = "channels" if layer.kind == "conv" else "units"
+    return f"layer {layer.name} · {' → '.join(layer.stages)} · {shape} ({layer.shape[0]} {what})"
+
+
+def filters_image(filters: Filters) -> np.ndarray:
+    """The first layer's kernels (out, in, k, k; the inputs averaged) or a linear layer's (units, 28, 28)
+    weights as one RGB grid on a diverging scale, each kernel scaled to its own largest |weight|."""
+    weights = filters.weights.mean(1) if filters.kind == "conv" else filters.weights
+    grid = tile(scale_each(weights, signed=True), background=0.5)
+    factor = max(1, FILTER_PIXELS // weights.shape[-1])
+    return enlarge(colourise(grid, DIVERGING_LUT), factor)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def cached_filters_image(identity: str, _model: nn.Module) -> tuple[np.ndarray, str]:
+    """The filters' image (built once per model: the weights never change) and its caption."""
+    filters = extract_filters(_model)
+    shape = " × ".join(map(str, filters.weights.shape))
+    if filters.kind == "conv":
+        caption = f"layer {filters.name}: {filters.total_units} kernels ({shape}), red positive, blue negative"
+    else:
+        caption = f"layer {filters.name}: each of {filters.total_units} units' weights on the 28×28 pixels ({shape})"
+    return filters_image(filters), caption
+
+
+# --- the digit map --------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def base_map_figure(identity: str, _digit_map: DigitMap) -> tuple[go.Figure, list[np.ndarray]]:
+    """The map's test points, one WebGL trace per true digit, mistakes ringed; and each trace's test indices.
+
+    Built once per model: a stroke only copies it and adds the drawing's marker (typed arrays keep the
+    copy and its JSON to about a millisecond each).
+    """
+    m = _digit_map
+    fig = go.Figure()
+    indices = []
+    for digit in range(NUM_CLASSES):
+        where = np.flatnonzero(m.labels == digit).astype(np.int32)
+        indices.append(where)
+        fig.add_trace(
+            go.Scattergl(
+                x=m.coords[where, 0],
+                y=m.coords[where, 1],
+                mode="markers",
+                name=str(digit),
+                marker=dict(size=MARKER_SIZE, color=PALETTE[digit], opacity=0.75),
+                customdata=np.stack([where, m.predictions[where].astype(np.int32)], 1),
+                hovertemplate="test #%{customdata[0]}: a " + str(digit) + ", read as %{customdata[1]}<extra></extra>",
+            )
+        )
+    wrong = np.flatnonzero(m.mistakes).astype(np.int32)
+    indices.append(wrong)
+    fig.add_trace(
+        go.Scattergl(
+            x=m.coords[wrong, 0],
+            y=m.coords[wrong, 1],
+            mode="markers",
+            name=f"mistakes ({len(wrong)})",
+            marker=dict(size=9, symbol="circle-open", color="#ff4b4b", line=dict(width=2)),
+            customdata=np.stack([wrong, m.labels[wrong].astype(np.int32), m.predictions[wrong].astype(np.int32)], 1),
+            hovertemplate="test #%{customdata[0]}: a %{customdata[1]}, read as %{customdata[2]}<extra></extra>",
+        )
+    )
+    _layout(fig, MAP_HEIGHT, None)
+    fig.update_layout(hovermode="closest", dragmode="pan", legend=dict(y=1.0, yanchor="bottom", x=0, xanchor="left"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    return fig, indices
+
+
+def map_figure(base: go.Figure, where: np.ndarray) -> go.Figure:
+    """The base map with the drawing at `where` (2,)."""
+    fig = go.Figure(base)
+    fig.add_trace(
+        go.Scatter(
+            x=[float(where[0])],
+            y=[float(where[1])],
+            mode="markers",
+            name="your drawing",
+            marker=dict(size=20, symbol="star", color=ACCENT, line=dict(color="white", width=2)),
+            hovertemplate="your drawing<extra></extra>",
+        )
+    )
+    return fig
+
+
+def selected_test_index(event, indices: list[np.ndarray]) -> int | None:
+    """The test image of the point clicked on the map (None: none, or the drawing's marker)."""
+    points = (event or {}).get("selection", {}).get("points", []) if isinstance(event, dict) else []
+    points = points or getattr(getattr(event, "selection", None), "points", None) or []
+    for point in points:
+        curve, at = point.get("curve_number"), point.get("point_index")
+        if curve is not None and at is not None and curve < len(indices) and at < len(indices[curve]):
+            return int(indices[curve][at])
+    return None
+
+
+# --- the views ------------------------------------------------------------------------------
+
+
+def show_inside(key: str, drawing) -> None:
+    """The toggle, then the chosen views of the model `key` for the canvas's RGBA `drawing` (or None)."""
+    if TOGGLE_KEY not in st.session_state:
+        st.session_state[TOGGLE_KEY] = st.query_params.get(QUERY_PARAM, "").lower() in QUERY_ON
+    on = st.toggle(
+        "Inside the model",
+        key=TOGGLE_KEY,
+        help="What each layer computes for your drawing, the first layer's filters, where the drawing lands "
+        "among the 10,000 test images, its nearest training images, and a change that fools the model.",
+    )
+    if not on:
+        return
+    chosen = st.pills(
+        "Views", list(VIEWS), format_func=VIEWS.get, selection_mode="multi", default=list(VIEWS), key=VIEWS_KEY
+    )
+    image = None if drawing is None else preprocess_canvas(drawing)
+    if image is None or image.pixels is None:
+        st.caption("Draw a digit to see inside the model.")
+        return
+    model = common.get_checkpoint(key).model  # the CPU copy: these views are batch-1 work
+    try:
+        inspection = inspect_drawing(model, image)
+    except MnistError as exc:
+        st.error(str(exc))
+        return
+    renderers = {
+        "feature-maps": lambda: show_feature_maps(inspection.activations),
+        "filters": lambda: show_filters(key, model),
+        "digit-map": lambda: show_digit_map(key, inspection.features),
+        "fool-the-model": lambda: show_fool(model, image, inspection.prediction),
+    }
+    for view in chosen or []:
+        with st.container(key=view, border=True):
+            renderers[view]()
+
+
+def show_feature_maps(activations: list[LayerActivation]) -> None:
+    conv = [a for a in activations if a.kind == "conv"]
+    layers = conv or activations  # a linear-only model (mlp): its hidden units
+    st.markdown("**Feature maps**: what each layer computes for your drawing")
+    if conv:
+        st.caption("Every channel of every conv layer, each scaled to its own peak (bright: strongly active).")
+    else:
+        st.caption("This model has no conv layers: each hidden unit's activation, one cell per unit.")
+    for start in range(0, len(layers), LAYER_COLUMNS):
+        for column, layer in zip(st.columns(LAYER_COLUMNS), layers[start : start + LAYER_COLUMNS], strict=False):
+            column.image(activation_image(layer), caption=layer_caption(layer))
+
+
+def show_filters(key: str, model: nn.Module) -> None:
+    st.markdown("**Filters**: the first layer's learned weights")
+    image, caption = cached_filters_image(common.model_identity(key), model)
+    st.image(image, caption=caption)
+
+
+def show_digit_map(key: str, features: np.ndarray) -> None:
+    state = common.get_data()
+    if state.data is None:
+        st.info("The digit map and the nearest training images need MNIST (see Train or Explore).")
+        return
+    map_task = background.digit_map_task(key, state.data)
+    index_task = background.neighbours_task(key, state.data)
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        st.markdown("**Digit map**: the 10,000 test images as the model sees them")
+        if map_task.ready:
+            show_map(key, map_task.result, features, state.data)
+        else:
+            show_pending(map_task, "computing the map…")
+    with right, st.container(key="neighbours"):
+        st.markdown("**Nearest training images** in the model's feature space")
+        if index_task.ready:
+            show_neighbours(index_task.result, features, state.data)
+        else:
+            show_pending(index_task, "computing the training images' features…")
+    pending = [t for t in (map_task, index_task) if not t.finished.is_set()]
+    if pending:
+        poll(pending)
+
+
+def show_pending(task: background.Task, what: str) -> None:
+    if task.error is not None:
+        st.error(f"Could not compute this: {task.error}")
+        return
+    st.info(f"{what} ({task.progress:.0%})", icon=":material/hourglass_top:")
+    st.caption("In the background, once per model; it appears here when ready, you can keep drawing.")
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def poll(tasks: list[background.Task]) -> None:
+    """Reruns alone while the tasks compute; reruns the page once one of them has finished."""
+    if any(t.finished.is_set() for t in tasks):
+        st.rerun()
+
+
+def show_map(key: str, digit_map: DigitMap, features: np.ndarray, data) -> None:
+    base, indices = base_map_figure(common.model_identity(key), digit_map)
+    where = digit_map.place(features)
+    event = st.plotly_chart(
+        map_figure(base, where),
+        key="digit_map_chart",
+        on_select="rerun",
+        selection_mode="points",
+        config={"displayModeBar": False, "scrollZoom": True},
+    )
+    st.caption(
+        f"Coloured by true digit, the model's mistakes ringed in red, your drawing the star. A neighbour-graph "
+        f"layout of the penultimate features ({digit_map.method}); hover for a point, click to see its image."
+    )
+    chosen = selected_test_index(event, indices)
+    if chosen is not None:
+        label, predicted = int(digit_map.labels[chosen]), int(digit_map.predictions[chosen])
+        st.image(
+            upscale(data.test_images[chosen], SELECTED_SCALE),
+            caption=f"test #{chosen}: a {label}, read as {predicted} ({digit_map.confidences[chosen]:.0%})",
+        )
+
+
+def show_neighbours(index, features: np.ndarray, data) -> None:
+    nearest = index.nearest(features)
+    st.image(
+        [upscale(data.train_images[n.index], NEIGHBOUR_SCALE) for n in nearest],
+        caption=[f"a {n.label} · distance {n.distance:.2f}" for n in nearest],
+    )
+    labels = [n.label for n in nearest]
+    top = max(set(labels), key=labels.count)
+    st.caption(f"{labels.count(top)} of {len(nearest)} are {top}s (training image #{nearest[0].index} is nearest).")
+
+
+# --- fool the model ---------------------------------------------------------------------------
+
+
+def drawing_digest(image: CanvasImage) -> str:
+    return hashlib.sha1(image.pixels.tobytes()).hexdigest()
+
+
+def show_fool(model: nn.Module, image: CanvasImage, prediction: int) -> None:
+    st.markdown("**Fool the model**: the smallest change that makes it read another digit")
+    target_col, norm_col, budget_col = st.columns([2, 1.3, 2], vertical_alignment="bottom")
+    with target_col:
+        target = st.segmented_control("Target digit", list(range(NUM_CLASSES)), default=3, key="fool_target")
+    with norm_col:
+        norm = st.radio("Budget", list(NORM_LABELS), format_func=NORM_LABELS.get, key="fool_norm")
+    label, low, high, default, step = BUDGETS[norm]
+    with budget_col:
+        budget = st.slider(label, low, high, default, step, key=f"fool_budget_{norm}")
+    st.button(
+        "Fool the model",
+        icon=":material/auto_fix_high:",
+        disabled=target is None,
+        on_click=st.session_state.__setitem__,
+        args=(FOOL_REQUEST_KEY, True),
+        key="fool_go",
+    )
+    if st.session_state.pop(FOOL_REQUEST_KEY, False) and target is not None:
+        try:
+            result = fool(model, image, int(target), float(budget), norm)
+        except MnistError as exc:
+            st.error(str(exc))
+            return
+        st.session_state[FOOL_RESULT_KEY] = (drawing_digest(image), result)
+    found = st.session_state.get(FOOL_RESULT_KEY)
+    if found is None or found[0] != drawing_digest(image):
+        st.caption(f"The model reads a {prediction}. Choose a target and press the button (about a second).")
+        return
+    show_attack(found[1])
+
+
+def change_image(result: AttackResult) -> np.ndarray:
+    """The perturbation amplified to the full scale: grey no change, red added ink, blue removed."""
+    peak = max(result.linf, 1e-8)
+    return colourise(0.5 + CHANGE_GAIN * result.perturbation / peak, DIVERGING_LUT)
+
+
+def show_attack(result: AttackResult) -> None:
+    size = f"largest pixel change {result.linf:.3f}, L2 size {result.l2:.2f}"
+    if result.steps == 0:
+        st.info(f"The model already reads a {result.target}: choose another target digit.")
+        return
+    if result.success:
+        st.success(f"After {result.steps} steps the model reads a {result.target} ({size}).")
+    else:
+        best = result.probabilities[result.target]
+        st.warning(
+            f"The budget is not enough: the best change found gives {result.target} only {best:.0%} and the "
+            f"model still reads a {result.prediction}. Allow a larger change."
+        )
+    original, change, adversarial, probs = st.columns([1, 1, 1, 1.6])
+    scale = SELECTED_SCALE * 2
+    original.image(upscale(result.original, scale), caption=f"original: {int(result.original_probabilities.argmax())}")
+    change.image(enlarge(change_image(result), scale), caption=f"the change, amplified ({size})")
+    adversarial.image(upscale(result.adversarial, scale), caption=f"result: the model reads {result.prediction}")
+    with probs:
+        st.plotly_chart(probabilities_figure(result.probabilities), key="fool_probabilities")
