@@ -141,7 +141,7 @@ def test_a_json_is_still_accepted_for_weights_without_a_description(app):
     upload(app, "meta.json", record.to_json().encode(), key=JSON_0)
     assert not errors(app)
     assert successes(app) == [
-        f"Loaded bare.safetensors with meta.json: {record.arch} 97.00% · uploaded bare.safetensors. "
+        f"Loaded bare.safetensors with meta.json: {record.arch}, 97.00% test accuracy. "
         "It is now the active model (see the sidebar)."
     ]
     assert app.session_state["uploaded_models"][app.session_state["active_model"]][1].record == record
@@ -165,8 +165,7 @@ def test_a_second_upload_replaces_the_first_and_becomes_active(app):
     assert app.session_state["active_model"] not in ("bundled", first_key)
     assert active_label(app) == "mlp 92.00% · uploaded second.safetensors"
     assert successes(app) == [
-        "Loaded second.safetensors: mlp 92.00% · uploaded second.safetensors. It is now the active model "
-        "(see the sidebar)."
+        "Loaded second.safetensors: mlp, 92.00% test accuracy. It is now the active model (see the sidebar)."
     ]
     # The first stays in the sidebar's list, to switch back to.
     assert "cnn-bn-fast 91.00% · uploaded first.safetensors" in app.sidebar.selectbox(key="active_model").options
@@ -182,7 +181,7 @@ def test_new_weights_drop_the_json_of_the_previous_ones(app):
     other, _ = model_file("mlp", "other", 0.9)
     upload(app, "other.safetensors", other)
     assert not errors(app), errors(app)
-    assert successes(app)[0].startswith("Loaded other.safetensors: mlp")
+    assert successes(app)[0].startswith("Loaded other.safetensors: mlp,")
     assert JSON_0 not in [u.key for u in app.file_uploader]
 
 

@@ -44,19 +44,20 @@ def test_a_second_upload_replaces_the_first(page, app_server, tmp_path):
     uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text=WEIGHTS_LABEL)
     chips = uploader.locator('[data-testid="stFileChip"]')
     success = page.locator('[data-testid="stAlertContentSuccess"]')
-    model_select = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]')
+    model_select = page.locator('[data-testid="stSidebar"]').get_by_role("combobox", name="Active model")
 
     uploader.locator('input[type="file"]').set_input_files(str(first))
-    expect(success).to_contain_text("Loaded first.safetensors: cnn-bn-fast 91.00%")
-    expect(model_select).to_contain_text("uploaded first.safetensors")
+    expect(success).to_contain_text("Loaded first.safetensors: cnn-bn-fast, 91.00% test accuracy")
+    expect(model_select).to_have_value("cnn-bn-fast 91.00% · uploaded first.safetensors")
 
     uploader.locator('input[type="file"]').set_input_files(str(second))
-    expect(success).to_contain_text("Loaded second.safetensors: mlp 92.00%")
+    expect(success).to_contain_text("Loaded second.safetensors: mlp, 92.00% test accuracy")
     expect(chips).to_have_count(1)
     expect(chips).to_contain_text("second.safetensors")
-    expect(model_select).to_contain_text("mlp 92.00% · uploaded second.safetensors")
+    expect(model_select).to_have_value("mlp 92.00% · uploaded second.safetensors")
     expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
     expect(page.get_by_text(re.compile("now the active model"))).to_have_count(1)
+    success.scroll_into_view_if_needed()  # the app scrolls inside its own container: a full page is the viewport
     path = tmp_path / "second-upload.png"
     page.screenshot(path=str(path), full_page=True, animations="disabled")
     print(f"screenshot: {path}")
