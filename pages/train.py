@@ -12,7 +12,7 @@ from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
 from mnist.models import ARCHS, build_model, count_parameters, summarize_model
 from mnist.records import ModelRef
 from mnist.train import History
-from studio import common
+from studio import common, insight_views
 from studio.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
 from studio.form import FORM_FIELDS, fields_left_out, fields_shown, form_state, form_values, parse_field, render_field
 from studio.views import format_duration, queue_text, run_row, training_progress
@@ -251,6 +251,7 @@ def render_job(job_id: str) -> None:
         st.slider(
             "Loss smoothing (EMA)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01, key="loss_smoothing", persist_state="session"
         )
+        insight_views.show_job_insight(events)
 
 
 def render_summary(job) -> None:
@@ -499,6 +500,8 @@ def saved_runs() -> None:
         manage_controls(run)
         if DELETE_ERROR_KEY in st.session_state:
             st.error(st.session_state.pop(DELETE_ERROR_KEY))
+    with st.expander(f"Training insight of {name}", icon=":material/visibility:"):
+        insight_views.show_run_insight(run)
 
 
 # --- the page ---------------------------------------------------------------------------------
