@@ -101,9 +101,10 @@ def on_upload() -> None:
     except MnistError as exc:
         st.session_state[UPLOAD_ERROR_KEY] = f"{weights.name} cannot be used. {uploads.refusal_text(exc)}"
         return
-    label = common.model_choices()[key].label
+    record = common.model_choices()[key].record
     used = f"{weights.name} with {meta.name}" if meta is not None else weights.name
-    st.session_state[UPLOAD_OK_KEY] = f"Loaded {used}: {label}. It is now the active model (see the sidebar)."
+    model = f"{record.arch}, {record.metrics.accuracy_text(' test accuracy')}"
+    st.session_state[UPLOAD_OK_KEY] = f"Loaded {used}: {model}. It is now the active model (see the sidebar)."
 
 
 def model_settings(expanded: bool) -> None:
