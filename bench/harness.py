@@ -342,3 +342,41 @@ def draw_digit(page, digit: int, timeout_ms: float = 60_000) -> None:
 def prediction_heading(page) -> str:
     """The heading inside the prediction container ('Prediction: 7 (99.1%)' or 'Draw a digit')."""
     return page.locator(f"{PREDICTION_SELECTOR} h3").first.inner_text().strip()
+
+
+# --- the canvas on a touch screen -------------------------------------------------------------
+
+
+def touch_stroke(page, points: list[tuple[float, float]]) -> None:
+    """One finger stroke on the canvas through the DevTools protocol (Playwright's touchscreen only taps).
+
+    Needs a context with has_touch=True. The points are canvas pixels, as in DIGIT_STROKES.
+    """
+    box = page.locator(CANVAS_SELECTOR).bounding_box()
+    session = page.context.new_cdp_session(page)
+    try:
+        for kind, (x, y) in [("touchStart", points[0])] + [("touchMove", point) for point in points[1:]]:
+            touch_point = {"x": box["x"] + x, "y": box["y"] + y}
+            session.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [touch_point]})
+        session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    finally:
+        session.detach()
+
+
+def tap_canvas(page, x: float, y: float) -> None:
+    """A tap at canvas pixel (x, y)."""
+    box = page.locator(CANVAS_SELECTOR).bounding_box()
+    page.touchscreen.tap(box["x"] + x, box["y"] + y)
+
+
+def toolbar_button(page, name: str):
+    """A button of the canvas's own toolbar ('Undo', 'Redo'), inside the component's shadow root."""
+    return page.locator(f'.dc-toolbar button[aria-label="{name}"]')
+
+
+# The toolbar's opacity as rendered: Playwright counts an element with opacity 0 as visible.
+TOOLBAR_OPACITY_JS = "button => Number(getComputedStyle(button.closest('.dc-toolbar')).opacity)"
+
+
+def toolbar_opacity(page) -> float:
+    return toolbar_button(page, "Undo").evaluate(TOOLBAR_OPACITY_JS)

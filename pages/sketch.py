@@ -10,7 +10,7 @@ import streamlit as st
 from mnist.device import available_devices
 from mnist.errors import MnistError
 from mnist.predict import predict_canvas, predict_tensor, saliency_map
-from studio import common, inside_views, uploads
+from studio import canvas_style, common, inside_views, uploads
 from studio.charts import probabilities_figure
 from studio.views import (
     CANVAS_SIZE,
@@ -31,6 +31,12 @@ COLUMNS = [1, 1.35]  # canvas | prediction, relative widths
 # to the eye in the app's overlay, and a stroke stays under 40 ms of server CPU (bench/stroke_cpu.py).
 SALIENCY_STEPS = 4
 CANVAS_VERSION_KEY = "canvas_version"  # bumped by Clear: a new canvas key remounts an empty canvas
+TOOLBAR_CAPTION = "Above the canvas: ↶ Undo the last stroke · ↷ Redo it. Clear starts over."
+CANVAS_DRAWING_KEY = "canvas_drawing"  # the drawing (fabric.js JSON) the canvas last reported
+# The drawing passed back to the canvas as its initial_drawing, taken at each stroke-width change. A new width
+# changes the component's data, and two changes in quick succession race in Streamlit's component loader: the
+# canvas is disposed and mounted anew, empty, without telling the server. Given the drawing, it comes back.
+CANVAS_RESTORE_KEY = "canvas_restore"
 UPLOAD_WIDGET_KEY = "checkpoint_upload"  # the weights: one .safetensors file, a new one replaces it
 # The optional meta.json has an uploader of its own, whose key carries a version: bumping it empties it.
 UPLOAD_JSON_KEY = "checkpoint_upload_json"
@@ -43,6 +49,21 @@ UPLOAD_OK_KEY = "checkpoint_upload_ok"
 def clear_canvas() -> None:
     st.session_state[CANVAS_VERSION_KEY] = st.session_state.get(CANVAS_VERSION_KEY, 0) + 1
     st.session_state.pop(common.CANVAS_OVERRIDE_KEY, None)
+    forget_drawing()
+
+
+def forget_drawing() -> None:
+    st.session_state.pop(CANVAS_DRAWING_KEY, None)
+    st.session_state.pop(CANVAS_RESTORE_KEY, None)
+
+
+def keep_drawing() -> None:
+    """Before the canvas gets a new stroke width: hand it the drawing, in case it remounts (CANVAS_RESTORE_KEY)."""
+    st.session_state[CANVAS_RESTORE_KEY] = st.session_state.get(CANVAS_DRAWING_KEY)
+
+
+def canvas_key() -> str:
+    return f"canvas_{st.session_state.get(CANVAS_VERSION_KEY, 0)}"
 
 
 def read_drawing(stroke_width: int):
@@ -54,6 +75,10 @@ def read_drawing(stroke_width: int):
     # Imported here: the component registers itself at import, which needs a running Streamlit app.
     from streamlit_drawable_canvas import st_canvas
 
+    if canvas_key() not in st.session_state:
+        # A canvas new to the server (first visit, back from another page): it reports nothing until the first
+        # stroke, so a drawing handed to it would be ink the prediction knows nothing of.
+        forget_drawing()
     result = st_canvas(
         stroke_width=stroke_width,
         stroke_color="#FFFFFF",
@@ -63,8 +88,10 @@ def read_drawing(stroke_width: int):
         drawing_mode="freedraw",
         update_streamlit=True,  # send the drawing after every stroke: no button to press
         return_image_data=True,
-        key=f"canvas_{st.session_state.get(CANVAS_VERSION_KEY, 0)}",
+        initial_drawing=st.session_state.get(CANVAS_RESTORE_KEY),
+        key=canvas_key(),
     )
+    st.session_state[CANVAS_DRAWING_KEY] = result.json_data
     override = st.session_state.get(common.CANVAS_OVERRIDE_KEY)
     if override is not None:
         return np.asarray(override)
@@ -242,16 +269,24 @@ def sketch(key: str | None, label: str | None) -> None:
         return
     left, right = st.columns(COLUMNS, gap="large")
     with left:
-        st.space("small")  # room for the canvas toolbar, which appears above the canvas on hover
+        canvas_style.style_canvas_toolbar()  # its toolbar always shown, above the canvas: the room is the canvas's
         canvas_slot = st.container()
         controls = st.columns([3, 1], vertical_alignment="bottom")
         with controls[0]:
-            stroke = st.slider("Stroke width", 6, 40, DEFAULT_STROKE, key="stroke_width", persist_state="session")
+            stroke = st.slider(
+                "Stroke width",
+                6,
+                40,
+                DEFAULT_STROKE,
+                key="stroke_width",
+                persist_state="session",
+                on_change=keep_drawing,
+            )
         with controls[1]:
             st.button("Clear", icon=":material/delete:", on_click=clear_canvas, width="stretch")
         with canvas_slot:
             drawing = read_drawing(stroke)
-        st.caption("Hover over the canvas for its toolbar: undo, redo and reset.")
+        st.caption(TOOLBAR_CAPTION)
     with right:
         if key is None:
             with st.container(key="prediction"):
