@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", type=Path)
     ev.add_argument("--device", choices=DEVICES, default="auto")
     ev.add_argument("--json", action="store_true")
-    pr = sub.add_parser("predict", help="predict the digit in image files (PNG, JPEG, ...)")
+    pr = sub.add_parser("predict", help="read the digit(s) in image files (PNG, JPEG, ...): one verdict per image")
     pr.add_argument("images", nargs="+", type=Path)
     pr.add_argument("--checkpoint", type=Path, help="run folder or .safetensors (default: the bundled model)")
     pr.add_argument("--json", action="store_true")
@@ -164,31 +164,42 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    """One verdict per image (mnist.verdict): a line each, or with --json one JSON list of objects, one per
+    image in order, each with path, verdict, digit, digits, confidence, probabilities, reason (and
+    message, top_two, groups: Reading.to_dict)."""
     from .checkpoint import load_checkpoint
-    from .predict import predict_canvas, read_image_file
+    from .predict import read_image_file
+    from .verdict import FALLBACK, calibration_for, read_drawing
 
-    model = load_checkpoint(args.checkpoint).model
+    checkpoint = load_checkpoint(args.checkpoint)
+    calibration = calibration_for(checkpoint)
+    if calibration is FALLBACK:
+        print("note: no verdict calibration stored and no MNIST to compute one: fallback rules", file=sys.stderr)
+    elif not calibration.source.startswith("stored"):
+        note = "store it with: python -m mnist.verdict calibrate RUN_DIR"
+        print(f"note: verdict calibration {calibration.source}; {note}", file=sys.stderr)
     results = []
     for path in args.images:
-        _, pred = predict_canvas(model, read_image_file(path))
-        if pred is None:
-            results.append({"image": str(path), "digit": None, "probability": None, "empty": True})
-            if not args.json:
-                print(f"{path}: blank image, no digit found")
-            continue
-        results.append(
-            {
-                "image": str(path),
-                "digit": pred.digit,
-                "probability": pred.confidence,
-                "probabilities": list(pred.probabilities),
-            }
-        )
+        reading = read_drawing(checkpoint.model, read_image_file(path), calibration)
+        results.append({"path": str(path), **reading.to_dict()})
         if not args.json:
-            print(f"{path}: {pred.digit} ({pred.confidence:.1%})")
+            print(f"{path}: {predict_line(reading)}")
     if args.json:
         print(json.dumps(results))
     return 0
+
+
+def predict_line(reading) -> str:
+    """The verdict, then what backs it: 'digit 7 (98.1%)', 'not_a_digit (a line)'."""
+    from .verdict import REASONS
+
+    if reading.empty:
+        return "not_a_digit (blank image, no digit found)"
+    if reading.verdict == "not_a_digit":
+        return f"not_a_digit ({REASONS[reading.reason]})"
+    if reading.verdict == "unsure":
+        return reading.message.replace("unsure:", "unsure", 1)
+    return f"{reading.verdict} {reading.message}"
 
 
 def cmd_archs(args) -> int:

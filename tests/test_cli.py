@@ -76,9 +76,39 @@ def test_train_evaluate_and_predict_end_to_end(mnist_dir, mnist_data, tmp_path):
     predicted = run_cli("predict", *paths, str(blank), "--json")
     assert predicted.returncode == 0, predicted.stderr
     results = json.loads(predicted.stdout)
+    assert [r["path"] for r in results] == [*paths, str(blank)]
     assert [r["digit"] for r in results[:3]] == labels
-    assert all(0.5 < r["probability"] <= 1 for r in results[:3])
-    assert results[3]["empty"] and results[3]["digit"] is None
+    for r in results[:3]:
+        assert r["verdict"] == "digit" and r["digits"] == [r["digit"]] and r["reason"] is None
+        assert 0.6 <= r["confidence"] <= 1 and r["probabilities"][r["digit"]] == r["confidence"]
+    assert results[3]["verdict"] == "not_a_digit" and results[3]["reason"] == "empty"
+    assert results[3]["digit"] is None and results[3]["digits"] == [] and results[3]["confidence"] is None
+
+
+def test_predict_gives_every_image_one_verdict(mnist_data, tmp_path, capsys):
+    """A number (black on white), a horizontal line and a single digit, as files: one verdict each."""
+    images, labels = mnist_data.test_images.numpy(), mnist_data.test_labels.numpy()
+    number = np.zeros((120, 272), np.uint8)
+    for slot, i in enumerate((0, 1, 2)):  # three test digits, 3x, 20 px apart
+        number[18:102, 10 + slot * 84 : 94 + slot * 84] = np.kron(images[i], np.ones((3, 3), np.uint8))
+    line = np.zeros((200, 200), np.uint8)
+    line[95:110, 20:180] = 255
+    files = {"number.png": 255 - number, "line.png": line, "digit.png": np.kron(images[3], np.ones((5, 5), np.uint8))}
+    for name, pixels in files.items():
+        Image.fromarray(pixels).save(tmp_path / name)
+    paths = [str(tmp_path / name) for name in files]
+    assert main(["predict", *paths, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    digits = [int(d) for d in labels[:3]]
+    assert [r["verdict"] for r in results] == ["several_digits", "not_a_digit", "digit"]
+    assert results[0]["digits"] == digits and results[0]["digit"] is None and results[0]["probabilities"] is None
+    assert results[1]["reason"] == "line" and results[1]["digits"] == []
+    assert results[2]["digits"] == [results[2]["digit"]] == [int(labels[3])]
+    assert main(["predict", *paths]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"{paths[0]}: several_digits {''.join(map(str, digits))} (")
+    assert lines[1] == f"{paths[1]}: not_a_digit (a line)"
+    assert lines[2].startswith(f"{paths[2]}: digit {labels[3]} (")
 
 
 def test_predict_rejects_a_file_that_is_not_an_image(tmp_path):

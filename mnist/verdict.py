@@ -1,0 +1,847 @@
+"""Verdicts: what a drawing is. One digit, an unsure digit, several digits, or not a digit (and why).
+
+Every drawing gets exactly one verdict, in the app and in `python -m mnist predict` alike:
+
+- ``"digit"``: one digit, read with confidence (top probability >= CONFIDENT, 60%, the Sketch page's bar);
+- ``"unsure"``: one digit, under CONFIDENT; `Reading.top_two` holds the model's first and second choice;
+- ``"several_digits"``: two or more digits, read left to right in `Reading.digits`; each group has its
+  own verdict, so a digit the model is unsure of is marked (`GroupReading.verdict == "unsure"`);
+- ``"not_a_digit"``: `Reading.reason` says why, one of `REASONS`: ``"empty"`` (nothing drawn),
+  ``"too_little_ink"``, ``"dot"``, ``"line"``, ``"blob"``, ``"scribble"``, ``"unlike_any_digit"``.
+
+API. All pure (no state, no I/O but `calibration_for`, `load_calibration`, `save_calibration`)::
+
+    calibration = calibration_for(checkpoint)     # once per model: stored, computed from MNIST, or FALLBACK
+    reading = read_drawing(model, array, calibration)   # per stroke: a few ms on a CPU
+    reading.verdict       # "digit" | "unsure" | "several_digits" | "not_a_digit"
+    reading.digit         # int when one group was read (its best guess when unsure), else None
+    reading.digits        # tuple of ints left to right: (7,), (1, 2, 3), () when not a digit
+    reading.confidence    # probability of that reading (product over groups); None for not_a_digit
+    reading.probabilities # the ten probabilities when the drawing is one group, else None
+    reading.reason        # not_a_digit only: a key of REASONS (REASONS[reason] is its text)
+    reading.top_two       # unsure only: (Choice(digit, probability), Choice(...)): first and second choice
+    reading.message       # one line for people: "7 (98.1%)", "unsure: 4 (55.0%) or 9 (40.2%)", ...
+    reading.groups        # GroupReading per group of ink, left to right:
+        group.box         #   Box(left, top, right, bottom) in canvas pixels (right, bottom exclusive)
+        group.pixels      #   (28, 28) float32 in [0, 1]: what the model saw (CanvasImage(group.pixels)
+                          #   gives predict.saliency_map its input)
+        group.verdict, group.digit, group.confidence, group.probabilities, group.reason
+        group.distance    #   the model's evidence (below); group.ink: InkStats, the shape statistics
+    reading.to_dict()     # JSON-ready; `python -m mnist predict --json` prints it with "path"
+
+How a drawing is read:
+
+1. **Groups.** The ink (`preprocess.ink_map`, normalised and thresholded like `preprocess_canvas`) is
+   reduced to a mask of at most SEGMENT_SIDE cells a side and split into 8-connected components (a
+   union-find over row runs; no scipy). Components with under SPECK_SHARE of the largest one's ink are
+   specks and are dropped. Pieces that `belong_together` (x-extents overlapping by MERGE_OVERLAP of the
+   narrower, as in a crossed 7 or a two-stroke 4; stacked pieces, like a 5's flag above its body; or
+   a small piece right beside a big one) are merged, repeatedly. Digits that touch each other are one
+   component and read as one (wrong) digit: leave a gap.
+2. **Each group** is cropped (other groups' ink masked out), padded and read through
+   `preprocess_canvas`, like a single drawing: a one-group drawing gives exactly `predict_canvas`'s
+   pixels and probabilities. All groups go through the model in one batch.
+3. **Ink rules** (`InkStats`, measured on the group's 28x28 image and its box on the canvas;
+   thresholds chosen on MNIST's training set): too little ink (the group spans under MIN_EXTENT of
+   the canvas' longest side); a line (elongated, LINE_ELONGATION, and tilted LINE_MIN_TILT or more from
+   vertical: a steeper stroke is a 1).
+4. **The model's own evidence**: the squared Mahalanobis distance of the model's penultimate features
+   (the input of its last Linear layer) to the nearest class mean, with one covariance shared by the
+   classes (Lee et al., 2018). Beyond `Calibration.max_distance` a group is unlike any digit ("a
+   scribble" when its ink closes BUSY_HOLES or more loops). Logits alone miss these: a star reads "4"
+   at 85%, but its features are far from every digit's.
+5. **Suspect ink**, where ink and model decide together: a filled patch (`InkStats.filled`: a thick
+   core, no loop, nearly convex; a dot when small on the canvas, else a blob) or SCRIBBLE_HOLES or more
+   loops (a scribble) is rejected unless the model is confident and within SUSPECT_DISTANCE_SHARE of
+   max_distance. Very bold digits look filled, and the model still knows them.
+6. **Confidence**: a group not rejected is a digit at top probability >= CONFIDENT, else unsure.
+
+The drawing's verdict: no ink -> not_a_digit ("empty"); one group -> its verdict; several -> not_a_digit
+if any group is not a digit (with the first such group's reason), else several_digits.
+
+Calibration, per model: class means and a whitening matrix of the penultimate features fitted on
+CALIBRATION_FIT_SAMPLES MNIST training digits, and `max_distance`, the (1 - REJECT_QUANTILE) quantile
+of the distances of CALIBRATION_THRESHOLD_SAMPLES other training digits (each digit through
+`preprocess_canvas` like a drawing). The test set is never used, so the share of test digits
+rejected (bench/verdicts.py) is a measurement, not a fit. The bundled model's calibration is stored
+beside it (CALIBRATION_FILE, safetensors, tied to the weights by their SHA-256): rebuild it with
+``python -m mnist.verdict calibrate [RUN_DIR]`` after retraining. `calibration_for(checkpoint)` uses a
+stored calibration that matches the weights; else computes one when MNIST is on disk (20,000 forward
+passes: about 20 s for cnn-bn on 2 cores, so compute it once per model and keep it, or store it with
+`save_calibration`); else returns FALLBACK, without feature statistics: suspect ink is then rejected
+on the ink alone and a group whose top probability is under FALLBACK_MIN_CONFIDENCE is unlike any digit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+
+from .checkpoint import WEIGHTS_FILE, Checkpoint, atomic_write_bytes
+from .constants import NUM_CLASSES
+from .data import MnistData, load_mnist, normalize
+from .errors import DataError, MnistError
+from .predict import SMALL_BATCH, model_device, single_thread
+from .preprocess import INK_THRESHOLD, MIN_INK_CONTRAST, CanvasImage, ink_map, preprocess_canvas
+
+Verdict = Literal["digit", "unsure", "not_a_digit", "several_digits"]
+GroupVerdict = Literal["digit", "unsure", "not_a_digit"]
+Reason = Literal["empty", "too_little_ink", "dot", "line", "blob", "scribble", "unlike_any_digit"]
+VERDICTS: tuple[Verdict, ...] = ("digit", "unsure", "not_a_digit", "several_digits")
+REASONS: dict[Reason, str] = {
+    "empty": "nothing drawn",
+    "too_little_ink": "too little ink",
+    "dot": "a dot",
+    "line": "a line",
+    "blob": "a blob",
+    "scribble": "a scribble",
+    "unlike_any_digit": "a shape unlike any digit",
+}
+
+CONFIDENT = 0.60  # top probability from which a digit is read as sure (the Sketch page's 60%)
+# Groups
+SEGMENT_SIDE = 96  # cells: the ink mask is reduced (any-pooling) to at most this many cells a side
+SPECK_SHARE = 0.02  # a component with less ink than this share of the largest component's is a speck
+MERGE_OVERLAP = 0.5  # x-extents overlapping by this share of the narrower component: the same digit
+STACKED_OVERLAP = 0.5  # pieces overlapping in x and in y by less than this share of the shorter: stacked
+MINOR_HEIGHT = 0.5  # a piece under this share of its neighbour's height, and close to it, is part of it
+MINOR_GAP = 0.15  # how close: the gaps between their boxes, as a share of the neighbour's height
+CROP_PAD = 2  # pixels of blank border around a group's crop, so preprocess_canvas sees a background
+# Ink rules, on the canvas and on the group's 28x28 image (thresholds: see InkStats)
+MIN_EXTENT = 0.03  # group's longest side / canvas' longest side below this: too little ink
+DOT_MAX_EXTENT = 0.15  # a filled group up to this share of the canvas is a dot, above it a blob
+FILLED_DEPTH = 4  # erosions (3x3) of the 28x28 ink that still leave ink: a solid core, not a stroke
+FILLED_SOLIDITY = 0.85  # and ink covering this share of its convex hull: a patch, not a bold digit's strokes
+LINE_ELONGATION = 4.0  # ratio of the ink's major to minor standard deviation from which it is a stroke
+LINE_MIN_TILT = 55.0  # degrees from vertical from which an elongated stroke is a line, not a 1
+SCRIBBLE_HOLES = 4  # enclosed loops from which a group looks like a scribble (8 has 2)
+BUSY_HOLES = 3  # a group too far from every digit is called a scribble from this many loops
+SUSPECT_DISTANCE_SHARE = 0.5  # a dot, blob or scribble look-alike is kept only this close to a digit
+STATS_INK_LEVEL = 0.5  # 28x28 pixels at least this bright count as ink for the shape statistics
+# Calibration
+CALIBRATION_FILE = "verdict.safetensors"
+CALIBRATION_FIT_SAMPLES = 10_000  # MNIST training digits for the class means and the covariance
+CALIBRATION_THRESHOLD_SAMPLES = 10_000  # other training digits for the distance threshold
+REJECT_QUANTILE = 0.0025  # share of the threshold sample's digits beyond max_distance
+CALIBRATION_SEED = 0  # which training digits are sampled
+COVARIANCE_RIDGE = 1e-4  # added to the covariance's eigenvalues, relative to their mean: keeps it invertible
+FALLBACK_MIN_CONFIDENCE = 0.35  # uncalibrated: a top probability below this is unlike any digit
+CALIBRATION_BATCH = 1000  # images per forward pass while calibrating
+
+
+class CalibrationError(MnistError):
+    """A calibration file is damaged or does not fit the model."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle in canvas pixels: columns left..right-1, rows top..bottom-1."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+    def to_list(self) -> list[int]:
+        return [self.left, self.top, self.right, self.bottom]
+
+
+@dataclass(frozen=True)
+class InkStats:
+    """Shape statistics of one group: its box on the canvas and its 28x28 image (ink = pixels >= 0.5).
+
+    On MNIST's 60,000 training digits, each through preprocess_canvas: depth <= 4 (39 digits at 4);
+    3 pass the line rule; 4 are `filled` and 123 (0.2%) close SCRIBBLE_HOLES or more loops, so filled
+    and many-looped ink is only suspect: the model's evidence decides.
+    """
+
+    extent: float  # the group's longest side / the canvas' longest side
+    elongation: float  # major / minor standard deviation of the 28x28 ink (1 = round)
+    tilt: float  # degrees between the major axis and the vertical, 0..90
+    depth: int  # 3x3 erosions of the 28x28 ink (>= STATS_INK_LEVEL) that still leave ink: 0 for 1-px strokes
+    holes: int  # background regions enclosed by the 28x28 ink: 0 has 1, 8 has 2
+    solidity: float  # the 28x28 ink's area / the area of its convex hull (1 = convex and filled)
+
+    @property
+    def filled(self) -> bool:
+        """A solid patch of ink (a tap, a blob), not strokes: a thick core, no loops, nearly convex."""
+        return self.depth >= FILLED_DEPTH and self.holes == 0 and self.solidity >= FILLED_SOLIDITY
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
+class GroupReading:
+    """One digit-sized group of ink and what it reads as."""
+
+    box: Box  # the group's ink in canvas pixels
+    pixels: np.ndarray  # (28, 28) float32 in [0, 1]: what the model saw (before normalisation)
+    verdict: GroupVerdict
+    digit: int | None  # the model's top digit; None when not_a_digit
+    confidence: float  # probability of the model's top digit
+    probabilities: tuple[float, ...]  # the model's ten probabilities, whatever the verdict
+    distance: float | None  # the model's evidence: squared Mahalanobis distance; None uncalibrated
+    reason: Reason | None  # why not_a_digit; None otherwise
+    ink: InkStats
+
+    @property
+    def runner_up(self) -> tuple[int, float]:
+        """The model's second choice: (digit, probability)."""
+        order = np.argsort(self.probabilities)
+        return int(order[-2]), float(self.probabilities[order[-2]])
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of the model's choices for a digit."""
+
+    digit: int
+    probability: float
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
+class Reading:
+    """The drawing's one verdict and what backs it.
+
+    digit: the digit read when the drawing is one digit (its best guess when unsure), else None.
+    digits: the digits read left to right; (digit,) for one digit; () for not_a_digit. In several_digits,
+        a group may be unsure (its verdict says so): its digit is its best guess.
+    confidence: the probability of that reading (a product over groups); None for not_a_digit.
+    probabilities: the ten probabilities when the drawing is one group, else None.
+    top_two: for unsure, the model's first and second choice.
+    """
+
+    verdict: Verdict
+    digit: int | None
+    digits: tuple[int, ...]
+    confidence: float | None
+    probabilities: tuple[float, ...] | None
+    reason: Reason | None
+    groups: tuple[GroupReading, ...]
+    top_two: tuple[Choice, Choice] | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.reason == "empty"
+
+    @property
+    def message(self) -> str:
+        """One line for people: "7 (98.1%)", "unsure: 4 (55.0%) or 9 (40.2%)", "not a digit: a dot",
+        "123 (91.0%)"."""
+        if self.verdict == "not_a_digit":
+            return f"not a digit: {REASONS[self.reason]}"
+        if self.verdict == "unsure":
+            best, second = self.top_two
+            return f"unsure: {best.digit} ({best.probability:.1%}) or {second.digit} ({second.probability:.1%})"
+        return f"{digit_text(self.digits)} ({self.confidence:.1%})"
+
+    def to_dict(self) -> dict:
+        """JSON-ready: verdict, digit, digits, confidence, probabilities, reason, top_two, groups."""
+        return {
+            "verdict": self.verdict,
+            "digit": self.digit,
+            "digits": list(self.digits),
+            "confidence": self.confidence,
+            "probabilities": None if self.probabilities is None else list(self.probabilities),
+            "reason": self.reason,
+            "message": self.message,
+            "top_two": None
+            if self.top_two is None
+            else [{"digit": c.digit, "probability": c.probability} for c in self.top_two],
+            "groups": [
+                {
+                    "box": g.box.to_list(),
+                    "verdict": g.verdict,
+                    "digit": g.digit,
+                    "confidence": g.confidence,
+                    "reason": g.reason,
+                }
+                for g in self.groups
+            ],
+        }
+
+
+def digit_text(digits: tuple[int, ...]) -> str:
+    return "".join(str(d) for d in digits)
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: compared by identity
+class Calibration:
+    """What digit-like means for one model; FALLBACK has no feature statistics."""
+
+    means: torch.Tensor | None  # (10, D) float32: class means of the whitened penultimate features
+    whiten: torch.Tensor | None  # (D, D) float32: whitened = features @ whiten.T
+    max_distance: float | None  # squared Mahalanobis distance beyond which a group is unlike any digit
+    source: str  # how it was obtained, for people: "stored with the model", "computed from MNIST", ...
+    details: dict = field(default_factory=dict)  # quantile, sample sizes, seed, weights' SHA-256
+
+    @property
+    def calibrated(self) -> bool:
+        return self.means is not None
+
+
+FALLBACK = Calibration(None, None, None, "uncalibrated: no stored calibration and no MNIST to compute one")
+
+
+def split_model(model: nn.Module) -> tuple[list[nn.Module], nn.Module]:
+    """(body layers, head): head is the final Linear layer of a Sequential, the body its other layers.
+
+    Any other model is treated as body = [model], head = identity: its logits are its features.
+    """
+    if isinstance(model, nn.Sequential) and len(model) > 1 and isinstance(model[-1], nn.Linear):
+        layers = list(model)
+        return layers[:-1], layers[-1]
+    return [model], nn.Identity()
+
+
+@torch.inference_mode()
+def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, 1, 28, 28) normalised -> (B, D) penultimate features and (B, 10) logits, float32 on the CPU."""
+    body, head = split_model(model)
+    device = model_device(model)
+    with single_thread(device.type == "cpu" and len(x) <= SMALL_BATCH):
+        h = x.to(device)
+        for layer in body:
+            h = layer(h)
+        feats = h.flatten(1)
+        logits = head(feats)
+    return feats.float().cpu(), logits.float().cpu()
+
+
+def distances(calibration: Calibration, feats: torch.Tensor) -> torch.Tensor | None:
+    """(B, D) features -> (B,) squared Mahalanobis distance to the nearest class mean (None: FALLBACK)."""
+    if not calibration.calibrated:
+        return None
+    if feats.shape[1] != calibration.whiten.shape[1]:
+        raise CalibrationError(
+            f"the calibration is for {calibration.whiten.shape[1]} features, the model has {feats.shape[1]}"
+        )
+    whitened = feats @ calibration.whiten.T  # (B, D)
+    return torch.cdist(whitened, calibration.means).square().min(1).values
+
+
+def preprocessed_digits(images: torch.Tensor) -> torch.Tensor:
+    """MNIST uint8 (N, 28, 28) -> (N, 1, 28, 28) normalised, each through preprocess_canvas like a drawing."""
+    pixels = [preprocess_canvas(image).pixels for image in images.numpy()]
+    return normalize(torch.from_numpy(np.stack(pixels)))
+
+
+def all_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Penultimate features of many images, CALIBRATION_BATCH at a time: (N, D)."""
+    batches = range(0, len(x), CALIBRATION_BATCH)
+    return torch.cat([features_and_logits(model, x[i : i + CALIBRATION_BATCH])[0] for i in batches])
+
+
+def fit_gaussians(feats: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class means and a shared covariance -> (whitened means (10, D), whitening matrix (D, D))."""
+    f = feats.double()
+    means = torch.stack([f[labels == c].mean(0) for c in range(NUM_CLASSES)])  # (10, D)
+    centred = f - means[labels]
+    cov = centred.T @ centred / len(f)
+    eigvals, eigvecs = torch.linalg.eigh(cov)
+    eigvals = eigvals.clamp(min=0) + COVARIANCE_RIDGE * float(eigvals.clamp(min=0).mean())
+    whiten = (eigvecs / eigvals.sqrt()).T  # rows: eigenvectors scaled by 1/sqrt(eigenvalue)
+    return (means @ whiten.T).float(), whiten.float()
+
+
+def calibrate(
+    model: nn.Module,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    *,
+    quantile: float = REJECT_QUANTILE,
+    fit_samples: int = CALIBRATION_FIT_SAMPLES,
+    threshold_samples: int = CALIBRATION_THRESHOLD_SAMPLES,
+    seed: int = CALIBRATION_SEED,
+) -> Calibration:
+    """Fit the model's feature statistics on training digits and set max_distance on other ones."""
+    if len(train_images) < fit_samples + threshold_samples:
+        raise CalibrationError(f"calibration needs {fit_samples + threshold_samples} digits, got {len(train_images)}")
+    order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))
+    fit, held = order[:fit_samples], order[fit_samples : fit_samples + threshold_samples]
+    means, whiten = fit_gaussians(all_features(model, preprocessed_digits(train_images[fit])), train_labels[fit])
+    partial = Calibration(means, whiten, None, "")
+    held_distances = distances(partial, all_features(model, preprocessed_digits(train_images[held])))
+    max_distance = float(torch.quantile(held_distances.double(), 1 - quantile))
+    details = {"quantile": quantile, "fit_samples": fit_samples, "threshold_samples": threshold_samples, "seed": seed}
+    return Calibration(means, whiten, max_distance, "computed from MNIST training digits", details)
+
+
+def weights_digest(run_dir: Path) -> str | None:
+    """SHA-256 of the run folder's weights file: what a stored calibration belongs to."""
+    path = Path(run_dir) / WEIGHTS_FILE
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def save_calibration(run_dir: Path | str, calibration: Calibration) -> Path:
+    """Write run_dir/CALIBRATION_FILE: tensors means and whiten; max_distance, details and the weights'
+    SHA-256 as metadata."""
+    if not calibration.calibrated:
+        raise CalibrationError("the fallback calibration has nothing to store")
+    meta = {
+        "max_distance": repr(calibration.max_distance),
+        "details": json.dumps(calibration.details, sort_keys=True),
+        "weights_sha256": weights_digest(run_dir) or "",
+    }
+    tensors = {"means": calibration.means.contiguous(), "whiten": calibration.whiten.contiguous()}
+    path = Path(run_dir) / CALIBRATION_FILE
+    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=meta))
+    return path
+
+
+def load_calibration(run_dir: Path | str) -> Calibration | None:
+    """The calibration stored in a run folder; None when there is none or it was made for other weights."""
+    path = Path(run_dir) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            means, whiten = f.get_tensor("means").float(), f.get_tensor("whiten").float()
+        max_distance = float(meta["max_distance"])
+        details = json.loads(meta["details"])
+    except Exception as exc:  # noqa: BLE001 - a damaged file of any kind is one error
+        raise CalibrationError(f"{path}: not a valid calibration file ({exc})") from None
+    if meta.get("weights_sha256") != weights_digest(run_dir):
+        return None  # stale: made for other weights
+    d = whiten.shape[-1]
+    if means.shape != (NUM_CLASSES, d) or whiten.shape != (d, d) or not math.isfinite(max_distance):
+        raise CalibrationError(f"{path}: tensors of the wrong shape or a bad threshold")
+    if not (torch.isfinite(means).all() and torch.isfinite(whiten).all()):
+        raise CalibrationError(f"{path}: holds NaN or infinite values")
+    return Calibration(means, whiten, max_distance, "stored with the model", details)
+
+
+def calibration_for(checkpoint: Checkpoint, data: MnistData | None = None) -> Calibration:
+    """A loaded checkpoint's calibration: stored in its run folder and matching its weights; else computed
+    from MNIST (`data`, or found on disk, never downloaded; about 20 s); else FALLBACK."""
+    if Path(checkpoint.path).is_dir():
+        stored = load_calibration(checkpoint.path)
+        if stored is not None:
+            return stored
+    if data is None:
+        try:
+            data = load_mnist(download=False)
+        except DataError:
+            return FALLBACK
+    return calibrate(checkpoint.model, data.train_images, data.train_labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# Connected components: a union-find over the runs of True in each row
+
+
+def find_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, starts, ends) of every horizontal run of True, ends exclusive, sorted by row then start."""
+    h, w = mask.shape
+    padded = np.zeros((h, w + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    steps = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(steps == 1)
+    _, ends = np.nonzero(steps == -1)
+    return rows, starts, ends
+
+
+def touching_runs(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (i, k) of runs where k is in the row below i and overlaps it, or touches it diagonally
+    when reach = 1. The runs below that overlap run i are contiguous: found by two binary searches."""
+    span = int(ends.max()) + 2  # row * span + column orders runs by row, then column
+    below = (rows + 1) * span
+    first = np.searchsorted(rows * span + ends, below + starts - reach, side="right")
+    stop = np.searchsorted(rows * span + starts, below + ends + reach, side="left")
+    counts = np.maximum(stop - first, 0)
+    upper = np.repeat(np.arange(len(rows)), counts)
+    lower = np.repeat(first, counts) + np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    return upper, lower
+
+
+def label_runs(rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, *, diagonal: bool) -> np.ndarray:
+    """Component index (0..K-1) of every run: runs in adjacent rows that overlap (or touch diagonally,
+    with `diagonal`) are one component. A union-find over the touching pairs."""
+    n = len(rows)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, k in zip(*(a.tolist() for a in touching_runs(rows, starts, ends, 1 if diagonal else 0)), strict=True):
+        root_i, root_k = find(i), find(k)
+        if root_i != root_k:
+            parent[root_k] = root_i
+    roots = np.array([find(i) for i in range(n)])
+    return np.unique(roots, return_inverse=True)[1]
+
+
+def count_holes(mask: np.ndarray) -> int:
+    """Background regions (4-connected) not reaching the border: the loops the ink closes."""
+    rows, starts, ends = find_runs(~mask)
+    if len(rows) == 0:
+        return 0
+    labels = label_runs(rows, starts, ends, diagonal=False)
+    h, w = mask.shape
+    on_border = (rows == 0) | (rows == h - 1) | (starts == 0) | (ends == w)
+    return len(set(labels.tolist()) - set(labels[on_border].tolist()))
+
+
+# ---------------------------------------------------------------------------------------------
+# Groups of ink
+
+
+@dataclass(frozen=True)
+class Segments:
+    """The drawing's ink split into groups; cells are SEGMENT_SIDE-grid squares of `factor` pixels."""
+
+    ink: np.ndarray  # (H, W) float32 in [0, 1], normalised and thresholded like preprocess_canvas
+    factor: int  # pixels per cell side
+    cell_group: np.ndarray  # (h, w) int: group index of each cell, -1 for background and specks
+    boxes: tuple[Box, ...]  # each group's cells' box, in pixels (clipped to the canvas), left to right
+
+
+def normalized_ink(array) -> np.ndarray | None:
+    """preprocess_canvas's ink: strongest stroke 1, faint noise 0; None when the drawing is blank."""
+    ink = ink_map(array)
+    low, high = float(ink.min()), float(ink.max())
+    if high - low < MIN_INK_CONTRAST:
+        return None
+    ink = (ink - low) / (high - low)
+    ink[ink < INK_THRESHOLD] = 0.0
+    return ink
+
+
+def cell_mass(ink: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W) -> (ceil(H/f), ceil(W/f)) sums of ink per f x f cell (f*f strided adds: faster than a
+    reshape-and-sum over two axes, which numpy runs as a slow non-contiguous reduction)."""
+    h, w = ink.shape
+    padded = np.zeros((-(-h // factor) * factor, -(-w // factor) * factor), dtype=np.float32)
+    padded[:h, :w] = ink
+    mass = np.zeros((padded.shape[0] // factor, padded.shape[1] // factor), dtype=np.float32)
+    for dy in range(factor):
+        for dx in range(factor):
+            mass += padded[dy::factor, dx::factor]
+    return mass
+
+
+def belong_together(a: Box, b: Box) -> bool:
+    """Two pieces of ink are one digit when their x-extents overlap by MERGE_OVERLAP of the narrower one
+    (a crossed 7, a two-stroke 4); when they overlap in x at all and are stacked, overlapping in y by
+    under STACKED_OVERLAP of the shorter one (a 5's flag above its body); or when one is under
+    MINOR_HEIGHT of the other's height and both gaps between their boxes are within MINOR_GAP of the
+    taller one's height (a 5's flag beside its top, a 9's broken-off tail). Digits side by side in a
+    number overlap a lot in y and not in x, so none of these holds for them."""
+    x_overlap = min(a.right, b.right) - max(a.left, b.left)  # negative: the gap between them
+    y_overlap = min(a.bottom, b.bottom) - max(a.top, b.top)
+    if x_overlap >= MERGE_OVERLAP * min(a.width, b.width):
+        return True
+    if x_overlap > 0 and y_overlap < STACKED_OVERLAP * min(a.height, b.height):
+        return True
+    major, minor = (a, b) if a.height >= b.height else (b, a)
+    near = max(-x_overlap, -y_overlap) <= MINOR_GAP * major.height
+    return minor.height < MINOR_HEIGHT * major.height and near
+
+
+def union_box(a: Box, b: Box) -> Box:
+    return Box(min(a.left, b.left), min(a.top, b.top), max(a.right, b.right), max(a.bottom, b.bottom))
+
+
+def merge_pieces(boxes: list[Box]) -> list[list[int]]:
+    """Indices of the pieces in each group, merging pairs that belong together until none do; left to right."""
+    groups = [(box, [i]) for i, box in enumerate(boxes)]
+    merged = True
+    while merged:
+        merged = False
+        for a in range(len(groups)):
+            b = next((b for b in range(a + 1, len(groups)) if belong_together(groups[a][0], groups[b][0])), None)
+            if b is not None:
+                (box_b, members_b) = groups.pop(b)
+                groups[a] = (union_box(groups[a][0], box_b), groups[a][1] + members_b)
+                merged = True
+                break
+    return [members for _, members in sorted(groups, key=lambda g: g[0].left)]
+
+
+def split_groups(ink: np.ndarray) -> Segments:
+    """Connected components of the ink, specks dropped, pieces that belong together merged, left to right."""
+    h, w = ink.shape
+    factor = max(1, math.ceil(max(h, w) / SEGMENT_SIDE))
+    mass = cell_mass(ink, factor)
+    rows, starts, ends = find_runs(mass > 0)
+    labels = label_runs(rows, starts, ends, diagonal=True)
+    count = int(labels.max()) + 1 if len(labels) else 0
+    # Per component: ink mass and x-span (cells), from its runs.
+    cumulative = np.concatenate([np.zeros((mass.shape[0], 1), np.float32), np.cumsum(mass, axis=1)], axis=1)
+    run_mass = cumulative[rows, ends] - cumulative[rows, starts]
+    comp_mass = np.bincount(labels, weights=run_mass, minlength=count)
+    left, top = np.full(count, np.iinfo(np.int64).max), np.full(count, np.iinfo(np.int64).max)
+    right, bottom = np.zeros(count, dtype=np.int64), np.zeros(count, dtype=np.int64)
+    np.minimum.at(left, labels, starts)
+    np.maximum.at(right, labels, ends)
+    np.minimum.at(top, labels, rows)
+    np.maximum.at(bottom, labels, rows + 1)
+    kept = [c for c in range(count) if comp_mass[c] >= SPECK_SHARE * comp_mass.max()]
+    pieces = [Box(int(left[c]), int(top[c]), int(right[c]), int(bottom[c])) for c in kept]  # in cells
+    groups = [[kept[i] for i in members] for members in merge_pieces(pieces)]
+    comp_group = np.full(count, -1)
+    for g, comps in enumerate(groups):
+        comp_group[comps] = g
+    run_group = comp_group[labels]  # group of every run, -1 for specks
+    lengths = ends - starts
+    within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # 0, 1, .. per run
+    cell_group = np.full(mass.shape, -1)
+    cell_group[np.repeat(rows, lengths), np.repeat(starts, lengths) + within] = np.repeat(run_group, lengths)
+    boxes = []
+    for g in range(len(groups)):
+        own = run_group == g
+        top, bottom = int(rows[own].min()), int(rows[own].max()) + 1
+        lo, hi = int(starts[own].min()), int(ends[own].max())
+        boxes.append(Box(lo * factor, top * factor, min(hi * factor, w), min(bottom * factor, h)))
+    return Segments(ink, factor, cell_group, tuple(boxes))
+
+
+def group_crop(segments: Segments, g: int) -> tuple[Box, np.ndarray]:
+    """Group g's ink alone (other groups masked out), cropped to its exact box, with a blank border."""
+    box = segments.boxes[g]  # its left and top are on cell boundaries
+    f = segments.factor
+    cells = segments.cell_group[box.top // f : -(-box.bottom // f), box.left // f : -(-box.right // f)]
+    owner = np.repeat(np.repeat(cells, f, axis=0), f, axis=1)[: box.height, : box.width]  # group of each pixel
+    crop = segments.ink[box.top : box.bottom, box.left : box.right] * ((owner == g) | (owner < 0))
+    mine = crop * (owner == g)  # the exact box: the group's own ink, not specks at its edge
+    ys, xs = np.nonzero(mine.any(axis=1))[0], np.nonzero(mine.any(axis=0))[0]
+    tight = Box(box.left + int(xs[0]), box.top + int(ys[0]), box.left + int(xs[-1]) + 1, box.top + int(ys[-1]) + 1)
+    crop = crop[ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1]
+    return tight, np.pad(crop, CROP_PAD)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ink rules
+
+
+def erosion_depth(mask: np.ndarray) -> int:
+    """How many 3x3 erosions leave some ink: about half the width of the thickest part, in pixels."""
+    depth = 0
+    current = mask
+    while True:
+        p = np.pad(current, 1)
+        vertical = p[:-2] & p[1:-1] & p[2:]
+        current = vertical[:, :-2] & vertical[:, 1:-1] & vertical[:, 2:]
+        if not current.any():
+            return depth
+        depth += 1
+
+
+def solidity(mask: np.ndarray) -> float:
+    """Ink pixels / the area of the convex hull of their squares (monotone chain over each row's ends)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return 0.0
+    first = mask[rows].argmax(axis=1)
+    last = mask.shape[1] - 1 - mask[rows, ::-1].argmax(axis=1)
+    corners = sorted(
+        {(x, y) for r, a, b in zip(rows.tolist(), first.tolist(), last.tolist(), strict=True)
+         for x in (a - 0.5, b + 0.5) for y in (r - 0.5, r + 0.5)}
+    )  # fmt: skip
+    hull = half_hull(corners)[:-1] + half_hull(corners[::-1])[:-1]
+    xs, ys = np.array([p[0] for p in hull]), np.array([p[1] for p in hull])
+    area = 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))  # shoelace
+    return float(mask.sum()) / area
+
+
+def half_hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """One side of Andrew's monotone chain: the points, sorted, that turn left."""
+    chain: list[tuple[float, float]] = []
+    for p in points:
+        while len(chain) >= 2:
+            (ox, oy), (ax, ay) = chain[-2], chain[-1]
+            if (ax - ox) * (p[1] - oy) - (ay - oy) * (p[0] - ox) > 0:
+                break
+            chain.pop()
+        chain.append(p)
+    return chain
+
+
+def axis_shape(pixels: np.ndarray) -> tuple[float, float]:
+    """(elongation, tilt in degrees from vertical) from the ink's second moments."""
+    total = float(pixels.sum())
+    ys, xs = np.mgrid[0 : pixels.shape[0], 0 : pixels.shape[1]]
+    cy, cx = float((pixels * ys).sum()) / total, float((pixels * xs).sum()) / total
+    dy, dx = ys - cy, xs - cx
+    syy, sxx, sxy = (float((pixels * a * b).sum()) / total for a, b in ((dy, dy), (dx, dx), (dx, dy)))
+    half_trace, det = (syy + sxx) / 2, syy * sxx - sxy * sxy
+    spread = math.sqrt(max(half_trace * half_trace - det, 0.0))
+    major, minor = half_trace + spread, max(half_trace - spread, 1e-6)
+    tilt = abs(math.degrees(0.5 * math.atan2(2 * sxy, syy - sxx)))  # major axis vs the y axis
+    return math.sqrt(major / minor), tilt
+
+
+def measure_ink(pixels: np.ndarray, box: Box, canvas_shape: tuple[int, int]) -> InkStats:
+    mask = pixels >= STATS_INK_LEVEL
+    elongation, tilt = axis_shape(pixels)
+    extent = max(box.width, box.height) / max(canvas_shape)
+    return InkStats(extent, elongation, tilt, erosion_depth(mask), count_holes(mask), solidity(mask))
+
+
+def ink_reason(ink: InkStats) -> Reason | None:
+    """The ink rules that need no model: why a group cannot be a digit, or None."""
+    if ink.extent < MIN_EXTENT:
+        return "too_little_ink"
+    if ink.elongation >= LINE_ELONGATION and ink.tilt >= LINE_MIN_TILT:
+        return "line"
+    return None
+
+
+def suspect_reason(ink: InkStats) -> Reason | None:
+    """Ink that looks like a dot, a blob or a scribble, but a very bold digit or a looped one can too."""
+    if ink.filled:
+        return "dot" if ink.extent <= DOT_MAX_EXTENT else "blob"
+    if ink.holes >= SCRIBBLE_HOLES:
+        return "scribble"
+    return None
+
+
+def model_reason(calibration: Calibration, distance: float | None, confidence: float, ink: InkStats) -> Reason | None:
+    """The model's evidence, with the ink: suspect ink that the model does not find typical (under
+    SUSPECT_DISTANCE_SHARE of max_distance and confident), or anything too far from every digit.
+    Uncalibrated (FALLBACK), suspect ink is rejected and "too far" becomes "too unsure"."""
+    suspect = suspect_reason(ink)
+    if distance is None:
+        if suspect:
+            return suspect
+        unlike = confidence < FALLBACK_MIN_CONFIDENCE
+    else:
+        typical = distance <= SUSPECT_DISTANCE_SHARE * calibration.max_distance and confidence >= CONFIDENT
+        if suspect and not typical:
+            return suspect
+        unlike = distance > calibration.max_distance
+    if not unlike:
+        return None
+    return "scribble" if ink.holes >= BUSY_HOLES else "unlike_any_digit"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_group(
+    box: Box, image: CanvasImage, probs: tuple[float, ...], distance: float | None, calibration: Calibration, shape
+) -> GroupReading:
+    ink = measure_ink(image.pixels, box, shape)
+    top = max(range(NUM_CLASSES), key=probs.__getitem__)
+    confidence = probs[top]
+    reason = ink_reason(ink) or model_reason(calibration, distance, confidence, ink)
+    verdict: GroupVerdict = "not_a_digit" if reason else ("digit" if confidence >= CONFIDENT else "unsure")
+    return GroupReading(
+        box,
+        image.pixels,
+        verdict,
+        None if reason else top,
+        confidence,
+        probs,
+        distance,
+        reason,
+        ink,
+    )
+
+
+def read_drawing(model: nn.Module, array, calibration: Calibration = FALLBACK) -> Reading:
+    """A drawing (any array preprocess_canvas takes) -> its Reading. The model must be in eval mode.
+
+    Raises CanvasError (a ValueError) for arrays that are not images, MnistError for a broken model.
+    """
+    ink = normalized_ink(array)
+    if ink is None:
+        return Reading("not_a_digit", None, (), None, None, "empty", ())
+    segments = split_groups(ink)
+    crops = [group_crop(segments, g) for g in range(len(segments.boxes))]
+    images = [preprocess_canvas(crop) for _, crop in crops]
+    x = normalize(torch.from_numpy(np.stack([image.pixels for image in images])))
+    feats, logits = features_and_logits(model, x)
+    probs = logits.softmax(1)
+    if not torch.isfinite(probs).all():
+        raise MnistError("the model produced NaN probabilities; its weights are broken")
+    dist = distances(calibration, feats)
+    rows = [tuple(row) for row in probs.tolist()]
+    groups = tuple(
+        read_group(box, image, rows[i], None if dist is None else float(dist[i]), calibration, ink.shape)
+        for i, ((box, _), image) in enumerate(zip(crops, images, strict=True))
+    )
+    return combine(groups)
+
+
+def combine(groups: tuple[GroupReading, ...]) -> Reading:
+    """The drawing's verdict from its groups' (see the module docstring)."""
+    single = groups[0].probabilities if len(groups) == 1 else None
+    rejected = [g for g in groups if g.verdict == "not_a_digit"]
+    if rejected:
+        return Reading("not_a_digit", None, (), None, single, rejected[0].reason, groups)
+    digits = tuple(g.digit for g in groups)
+    confidence = math.prod(g.confidence for g in groups)
+    if len(groups) > 1:
+        return Reading("several_digits", None, digits, confidence, None, None, groups)
+    if groups[0].verdict == "unsure":
+        return Reading("unsure", digits[0], digits, confidence, single, None, groups, top_two(groups[0]))
+    return Reading("digit", digits[0], digits, confidence, single, None, groups)
+
+
+def top_two(group: GroupReading) -> tuple[Choice, Choice]:
+    """The model's first and second choice for one group."""
+    return Choice(group.digit, group.confidence), Choice(*group.runner_up)
+
+
+# ---------------------------------------------------------------------------------------------
+# python -m mnist.verdict calibrate [RUN_DIR]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Compute a run folder's calibration from MNIST and store it there (default: the bundled model)."""
+    import argparse
+
+    from .checkpoint import BUNDLED_DIR, load_checkpoint
+
+    parser = argparse.ArgumentParser(prog="python -m mnist.verdict", description=main.__doc__)
+    parser.add_argument("command", choices=["calibrate"])
+    parser.add_argument("run_dir", nargs="?", type=Path, default=BUNDLED_DIR)
+    parser.add_argument("--data-dir", type=Path, help="MNIST folder (default: $MNIST_DATA_DIR or ./data)")
+    args = parser.parse_args(argv)
+    try:
+        checkpoint = load_checkpoint(args.run_dir)
+        data = load_mnist(args.data_dir, download=False)
+        calibration = calibrate(checkpoint.model, data.train_images, data.train_labels)
+        path = save_calibration(args.run_dir, calibration)
+    except MnistError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"max distance {calibration.max_distance:.2f} ({calibration.details}); saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
