@@ -328,10 +328,20 @@ def wait_for_ink(page, before: int, digit: int, timeout_s: float = 5.0) -> int:
         time.sleep(0.05)
 
 
-def draw_digit(page, digit: int, timeout_ms: float = 60_000) -> None:
-    """Draw a digit stroke by stroke, letting the app finish its rerun after each stroke."""
+def placed(points: list[tuple[float, float]], centre_x: float, scale: float) -> list[tuple[float, float]]:
+    """A digit's stroke moved so that its centre (140, 140) lands at (centre_x, 140), scaled about it."""
+    return [(centre_x + (x - 140) * scale, 140 + (y - 140) * scale) for x, y in points]
+
+
+def draw_digit(page, digit: int, timeout_ms: float = 60_000, centre_x: float | None = None, scale: float = 1.0) -> None:
+    """Draw a digit stroke by stroke, letting the app finish its rerun after each stroke.
+
+    centre_x and scale (canvas pixels, a factor) place a smaller digit elsewhere, e.g. two side by side.
+    """
     install_watchers(page)
     for points in DIGIT_STROKES[digit]:
+        if centre_x is not None:
+            points = placed(points, centre_x, scale)
         wait_for_canvas(page, timeout_ms)  # idle, so that the run that ends next is this stroke's
         before = canvas_ink(page)
         draw_stroke(page, points)

@@ -7,10 +7,13 @@ import time
 import numpy as np
 import streamlit as st
 
+from mnist import verdict
 from mnist.device import available_devices
 from mnist.errors import MnistError
-from mnist.predict import predict_canvas, predict_tensor, saliency_map
-from studio import canvas_style, common, inside_views, uploads
+from mnist.predict import predict_tensor, saliency_map
+from mnist.preprocess import CanvasImage
+from mnist.verdict import FALLBACK, REASONS, Calibration, Reading, digit_text
+from studio import background, canvas_style, common, inside_views, uploads
 from studio.charts import probabilities_figure
 from studio.views import (
     CANVAS_SIZE,
@@ -21,7 +24,11 @@ from studio.views import (
     upscale,
 )
 
-CONFIDENCE_THRESHOLD = 0.60  # below this the page says the model is unsure
+CONFIDENCE_THRESHOLD = 0.60  # below this the page says the model is unsure (mnist.verdict.CONFIDENT)
+CALIBRATION_WAIT_SECONDS = 1.0  # a stroke waits this long at most for a model's verdict calibration
+DIGIT_PREVIEW_SCALE = 4  # each digit of a number shown at 112x112
+DIGIT_CHART_HEIGHT = 160  # pixels: one small probabilities chart per digit of a number
+NOT_A_DIGIT_HINT = "Draw one digit, 0 to 9, as one shape, or several digits side by side with a gap between them."
 DEFAULT_STROKE = 20  # canvas pixels; the digit is rescaled anyway, this looks like MNIST's pen
 PREVIEW_SCALE = 8  # the 28x28 input shown at 224x224
 COLUMNS = [1, 1.35]  # canvas | prediction, relative widths
@@ -161,46 +168,90 @@ def model_settings(expanded: bool) -> None:
         st.selectbox("Device for predictions", devices, key="sketch_device")
 
 
+def read_calibration(key: str) -> tuple[Calibration, bool]:
+    """The not-a-digit check's calibration for the model, and whether it is ready (else FALLBACK meanwhile).
+
+    Computed once per model in the background (a stored one loads at once; a new run's takes ~20 s).
+    """
+    task = background.calibration_task(key)
+    task.wait(CALIBRATION_WAIT_SECONDS)  # a stored calibration is ready by then: no fallback flash
+    return (task.result, True) if task.ready else (FALLBACK, False)
+
+
+def heading(reading: Reading) -> str:
+    """The one line in the `prediction` container: Prediction: D (P%), Number: 17, Not a digit: a dot."""
+    if reading.verdict == "not_a_digit":
+        return f"Not a digit: {REASONS[reading.reason]}"
+    if len(reading.groups) > 1:
+        text = f"Number: {digit_text(reading.digits)}"
+        if reading.verdict == "unsure":
+            first, second = reading.top_two
+            text += f" — not sure of one digit: {first.digit} or {second.digit}"
+        return text
+    group = reading.groups[0]
+    return prediction_text(group.digit, group.confidence, group.probabilities, CONFIDENCE_THRESHOLD)
+
+
 def show_prediction(key: str, label: str, array) -> None:
     device = st.session_state.get("sketch_device", "cpu")
     try:
         model = common.model_on_device(key, device)
+        calibration, calibrated = read_calibration(key)
         started = time.perf_counter()
-        image, prediction = predict_canvas(model, array)
+        reading = verdict.read_drawing(model, array, calibration)
         elapsed_ms = (time.perf_counter() - started) * 1000
     except MnistError as exc:
         with st.container(key="prediction"):
             st.error(str(exc))
         return
     with st.container(key="prediction"):
-        if prediction is None:
+        if reading.empty:
             st.markdown("### Draw a digit")
             st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
-        else:
-            text = prediction_text(
-                prediction.digit, prediction.confidence, prediction.probabilities, CONFIDENCE_THRESHOLD
-            )
-            st.markdown(f"### {text}")
-    if prediction is None:
+            return
+        st.markdown(f"### {heading(reading)}")
+        if reading.verdict == "not_a_digit":
+            st.caption(NOT_A_DIGIT_HINT)
+    note = "" if calibrated else " · not-a-digit check still calibrating for this model"
+    st.caption(f"{label} · {device} · {elapsed_ms:.0f} ms{note}")
+    if len(reading.groups) > 1:
+        show_digits(reading)
         return
-    st.caption(f"{label} · {device} · {elapsed_ms:.0f} ms")
+    group = reading.groups[0]
     st.plotly_chart(
-        probabilities_figure(prediction.probabilities, CONFIDENCE_THRESHOLD),
+        probabilities_figure(group.probabilities, CONFIDENCE_THRESHOLD),
         key="probabilities",
         config={"displayModeBar": False},
     )
     seen, why = st.columns(2)
     with seen:
-        st.image(upscale(image.pixels, PREVIEW_SCALE), caption="What the model sees: 28×28, centred like MNIST")
+        st.image(upscale(group.pixels, PREVIEW_SCALE), caption="What the model sees: 28×28, centred like MNIST")
+    if reading.verdict == "not_a_digit":
+        return  # no digit to explain
     with why:
         try:
-            saliency = saliency_map(model, image, target=prediction.digit, steps=SALIENCY_STEPS)
+            saliency = saliency_map(model, CanvasImage(group.pixels), target=group.digit, steps=SALIENCY_STEPS)
         except MnistError as exc:
             st.error(str(exc))
         else:
             st.image(
-                saliency_overlay(image.pixels, saliency, PREVIEW_SCALE),
-                caption=f"Why {prediction.digit}: pixels that pushed towards it glow (integrated gradients)",
+                saliency_overlay(group.pixels, saliency, PREVIEW_SCALE),
+                caption=f"Why {group.digit}: pixels that pushed towards it glow (integrated gradients)",
+            )
+
+
+def show_digits(reading: Reading) -> None:
+    """Several digits: each one's crop as the model sees it, its reading and its ten probabilities."""
+    for column, group in zip(st.columns(len(reading.groups)), reading.groups, strict=True):
+        with column:
+            what = "not sure" if group.verdict == "unsure" else ""
+            st.image(
+                upscale(group.pixels, DIGIT_PREVIEW_SCALE), caption=f"{group.digit} ({group.confidence:.0%}) {what}"
+            )
+            st.plotly_chart(
+                probabilities_figure(group.probabilities, CONFIDENCE_THRESHOLD, height=DIGIT_CHART_HEIGHT),
+                config={"displayModeBar": False},
+                key=f"probabilities_{group.box.left}",
             )
 
 

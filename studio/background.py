@@ -27,13 +27,14 @@ from pathlib import Path
 import streamlit as st
 from torch import nn
 
-from mnist.checkpoint import BUNDLED_DIR
+from mnist.checkpoint import BUNDLED_DIR, Checkpoint
 from mnist.data import MnistData
 from mnist.digit_map import DIGIT_MAP_FILE, DigitMap, digit_map_key, load_digit_map, load_or_compute_digit_map
 from mnist.inside import Progress
 from mnist.jobs import lower_thread_priority
 from mnist.neighbours import NeighbourIndex, load_or_build_neighbour_index
 from mnist.records import ModelRef
+from mnist.verdict import FALLBACK, Calibration, calibration_for, save_calibration
 from studio import common
 
 WORKERS = 1  # one background computation at a time: the machine's other core stays for Sketch
@@ -151,3 +152,19 @@ def neighbours_task(key: str, data: MnistData) -> Task:
     model = common.get_checkpoint(key).model
     compute = functools.partial(compute_neighbours, model, data, writable_folder(key))
     return worker().task(f"neighbours|{common.model_identity(key)}", compute)
+
+
+def compute_calibration(checkpoint: Checkpoint, save_to: Path | None) -> Calibration:
+    """The verdict calibration (stored, else computed from MNIST, ~20 s, else FALLBACK), kept with a saved run."""
+    calibration = calibration_for(checkpoint)
+    if save_to is not None and calibration is not FALLBACK and not calibration.source.startswith("stored"):
+        save_calibration(save_to, calibration)
+    return calibration
+
+
+def calibration_task(key: str) -> Task:
+    """The (shared) task calibrating the not-a-digit check for the model behind `key`."""
+    checkpoint = common.get_checkpoint(key)
+    save_to = writable_folder(key) if ModelRef.parse(key).kind == "run" else None
+    compute = functools.partial(compute_calibration, checkpoint, save_to)
+    return worker().task(f"verdict|{common.model_identity(key)}", lambda _progress: compute())
