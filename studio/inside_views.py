@@ -9,12 +9,16 @@ Open the page with ?inside=on to have every view on from the start (bench/stroke
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import html
+import io
 import math
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 from plotly.colors import hex_to_rgb, sequential
 from torch import nn
 
@@ -38,15 +42,28 @@ VIEWS = {  # container key -> label
     "digit-map": "Digit map & neighbours",
     "fool-the-model": "Fool the model",
 }
-TILE_PIXELS = 28  # a feature map's channel is enlarged to at least this many pixels a side
 GAP = 1  # pixels between tiles, in the grid's own scale
 FILTER_PIXELS = 36  # a 3x3 or 5x5 kernel shown this large
-LAYER_COLUMNS = 3  # feature-map grids per row
+FILTERS_WIDTH = 480  # px in the page
+MAP_IMAGE_PX = 300  # a layer's grid of feature maps is shown about this wide
 POLL_SECONDS = 1.0  # how often a pending background computation's progress is redrawn
 MAP_HEIGHT = 460  # px
+MAP_STEPS = 10_000  # map coordinates are sent as int16 steps of the map's span (map_units)
 MARKER_SIZE = 4  # px, a test image's dot on the map
 NEIGHBOUR_SCALE = 3  # 28x28 training images shown at 84x84
 SELECTED_SCALE = 4
+STAR_NAME = "your drawing"  # the map's trace of the drawing
+MAP_FIGURE_KEY = "inside_map_figure"  # (model identity, this session's map figure, each trace's test indices)
+PNG_LEVEL = 1  # zlib level: these images are a few KB, encoding speed matters more (on every stroke)
+# Images are sent at their own size and enlarged by the browser without smoothing: enlarging them here
+# made their PNG encoding most of a stroke's cost (15 ms for the last layer's grid at 4x, 1 ms at 1x).
+# Images of a stroke are inlined in one st.html each (data: URIs), not st.image's media files: the browser
+# fetched each of those with an HTTP request the server answered, 14 requests per stroke with every view on.
+GALLERY_CSS = (
+    "<style>.inside-gallery {display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start;}"
+    ".inside-gallery figure {margin: 0;} .inside-gallery img {image-rendering: pixelated; display: block;}"
+    ".inside-gallery figcaption {font-size: 0.8rem; opacity: 0.7; max-width: 22rem;}</style>"
+)
 FOOL_RESULT_KEY = "fool_result"  # (drawing digest, AttackResult) of the last attack
 FOOL_REQUEST_KEY = "fool_requested"  # set by the button's callback: attack on this run
 BUDGETS = {  # norm -> (label, minimum, maximum, default, step), on the [0, 1] pixel scale
@@ -116,12 +133,11 @@ def enlarge(rgb: np.ndarray, factor: int) -> np.ndarray:
 
 
 def activation_image(layer: LayerActivation) -> np.ndarray:
-    """One layer's activations as an RGB grid: every channel of a conv layer (C, H, W), or a hidden linear
-    layer's units (U,) as a square-ish grid of cells."""
+    """One layer's activations as an RGB grid at one pixel per value: every channel of a conv layer (C, H, W),
+    or a hidden linear layer's units (U,) as a square-ish grid of one-pixel cells."""
     if layer.kind == "conv":
         signed = bool((layer.values < 0).any())  # lenet-dropout's maps are raw conv outputs, before ReLU
         grid = tile(scale_each(layer.values, signed), background=0.5 if signed else 0.0)
-        factor = max(1, TILE_PIXELS // layer.shape[1])
     else:
         units = layer.values
         side = math.ceil(math.sqrt(len(units)))
@@ -129,8 +145,25 @@ def activation_image(layer: LayerActivation) -> np.ndarray:
         cells[: len(units)] = units
         signed = bool((units < 0).any())
         grid = scale_each(cells.reshape(1, side, side), signed)[0]
-        factor = max(1, TILE_PIXELS * 8 // side)
-    return enlarge(colourise(grid, DIVERGING_LUT if signed else SEQUENTIAL_LUT), factor)
+    return colourise(grid, DIVERGING_LUT if signed else SEQUENTIAL_LUT)
+
+
+def gallery(images: list[tuple[bytes, int, str]]) -> str:
+    """HTML of (png, width in px, caption) figures in a wrapping row (GALLERY_CSS), images inlined."""
+    figures = "".join(
+        f'<figure><img width="{width}" alt="{html.escape(caption)}" '
+        f'src="data:image/png;base64,{base64.b64encode(png).decode()}"><figcaption>{html.escape(caption)}'
+        "</figcaption></figure>"
+        for png, width, caption in images
+    )
+    return f'<div class="inside-gallery">{figures}</div>'
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 image as PNG, encoded fast (st.image would encode an array at level 6)."""
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG", compress_level=PNG_LEVEL)
+    return out.getvalue()
 
 
 def layer_caption(layer: LayerActivation) -> str:
@@ -149,15 +182,16 @@ def filters_image(filters: Filters) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def cached_filters_image(identity: str, _model: nn.Module) -> tuple[np.ndarray, str]:
-    """The filters' image (built once per model: the weights never change) and its caption."""
+def cached_filters_image(identity: str, _model: nn.Module) -> tuple[bytes, int, str]:
+    """The filters' PNG (built once per model: the weights never change), its width and its caption."""
     filters = extract_filters(_model)
     shape = " × ".join(map(str, filters.weights.shape))
     if filters.kind == "conv":
         caption = f"layer {filters.name}: {filters.total_units} kernels ({shape}), red positive, blue negative"
     else:
         caption = f"layer {filters.name}: each of {filters.total_units} units' weights on the 28×28 pixels ({shape})"
-    return filters_image(filters), caption
+    rgb = filters_image(filters)
+    return png_bytes(rgb), min(FILTERS_WIDTH, rgb.shape[1] * 2), caption
 
 
 # --- the digit map --------------------------------------------------------------------------
@@ -171,6 +205,7 @@ def base_map_figure(identity: str, _digit_map: DigitMap) -> tuple[go.Figure, lis
     copy and its JSON to about a millisecond each).
     """
     m = _digit_map
+    xy = map_units(m.coords, m.coords)
     fig = go.Figure()
     indices = []
     for digit in range(NUM_CLASSES):
@@ -178,26 +213,36 @@ def base_map_figure(identity: str, _digit_map: DigitMap) -> tuple[go.Figure, lis
         indices.append(where)
         fig.add_trace(
             go.Scattergl(
-                x=m.coords[where, 0],
-                y=m.coords[where, 1],
+                x=xy[where, 0],
+                y=xy[where, 1],
                 mode="markers",
                 name=str(digit),
                 marker=dict(size=MARKER_SIZE, color=PALETTE[digit], opacity=0.75),
-                customdata=np.stack([where, m.predictions[where].astype(np.int32)], 1),
-                hovertemplate="test #%{customdata[0]}: a " + str(digit) + ", read as %{customdata[1]}<extra></extra>",
+                customdata=where.astype(np.int16),  # the prediction too would add 20 KB to every stroke
+                hovertemplate="test #%{customdata}: a " + str(digit) + " (ringed if the model is wrong)<extra></extra>",
             )
         )
     wrong = np.flatnonzero(m.mistakes).astype(np.int32)
     indices.append(wrong)
     fig.add_trace(
         go.Scattergl(
-            x=m.coords[wrong, 0],
-            y=m.coords[wrong, 1],
+            x=xy[wrong, 0],
+            y=xy[wrong, 1],
             mode="markers",
             name=f"mistakes ({len(wrong)})",
             marker=dict(size=9, symbol="circle-open", color="#ff4b4b", line=dict(width=2)),
-            customdata=np.stack([wrong, m.labels[wrong].astype(np.int32), m.predictions[wrong].astype(np.int32)], 1),
+            customdata=np.stack([wrong, m.labels[wrong], m.predictions[wrong]], 1).astype(np.int16),
             hovertemplate="test #%{customdata[0]}: a %{customdata[1]}, read as %{customdata[2]}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[0.0],
+            y=[0.0],  # moved to the drawing's place on every stroke (place_drawing)
+            mode="markers",
+            name=STAR_NAME,
+            marker=dict(size=20, symbol="star", color=ACCENT, line=dict(color="white", width=2)),
+            hovertemplate="your drawing<extra></extra>",
         )
     )
     _layout(fig, MAP_HEIGHT, None)
@@ -207,19 +252,34 @@ def base_map_figure(identity: str, _digit_map: DigitMap) -> tuple[go.Figure, lis
     return fig, indices
 
 
-def map_figure(base: go.Figure, where: np.ndarray) -> go.Figure:
-    """The base map with the drawing at `where` (2,)."""
-    fig = go.Figure(base)
-    fig.add_trace(
-        go.Scatter(
-            x=[float(where[0])],
-            y=[float(where[1])],
-            mode="markers",
-            name="your drawing",
-            marker=dict(size=20, symbol="star", color=ACCENT, line=dict(color="white", width=2)),
-            hovertemplate="your drawing<extra></extra>",
-        )
-    )
+def map_units(coords: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Map coordinates (N, 2) as int16 steps of the reference coordinates' span, 0..MAP_STEPS.
+
+    The figure is sent on every stroke: int16 instead of float32 halves its 10,000 points' bytes, and the
+    axes are hidden (only distances on the map mean something), so the units do not show.
+    """
+    low = reference.min(0)
+    span = max(float((reference.max(0) - low).max()), 1e-8)
+    return np.round((coords - low) / span * MAP_STEPS).clip(-MAP_STEPS, 2 * MAP_STEPS).astype(np.int16)
+
+
+def session_map_figure(identity: str, digit_map: DigitMap) -> tuple[go.Figure, list[np.ndarray]]:
+    """This session's copy of the model's map figure, made once: a stroke only moves its star.
+
+    Copying the 10,000-point figure costs ~10 ms (plotly validates every trace); moving one marker, 0.1 ms.
+    Only this session's script thread touches it, one run at a time.
+    """
+    held = st.session_state.get(MAP_FIGURE_KEY)
+    if held is None or held[0] != identity:
+        base, indices = base_map_figure(identity, digit_map)
+        held = (identity, go.Figure(base), indices)
+        st.session_state[MAP_FIGURE_KEY] = held
+    return held[1], held[2]
+
+
+def place_drawing(fig: go.Figure, where: np.ndarray) -> go.Figure:
+    """The map with its star (the last trace) at the drawing's place `where` (2,)."""
+    fig.data[-1].update(x=[float(where[0])], y=[float(where[1])])
     return fig
 
 
@@ -249,6 +309,7 @@ def show_inside(key: str, drawing) -> None:
     )
     if not on:
         return
+    st.html(GALLERY_CSS)
     chosen = st.pills(
         "Views", list(VIEWS), format_func=VIEWS.get, selection_mode="multi", default=list(VIEWS), key=VIEWS_KEY
     )
@@ -281,15 +342,22 @@ def show_feature_maps(activations: list[LayerActivation]) -> None:
         st.caption("Every channel of every conv layer, each scaled to its own peak (bright: strongly active).")
     else:
         st.caption("This model has no conv layers: each hidden unit's activation, one cell per unit.")
-    for start in range(0, len(layers), LAYER_COLUMNS):
-        for column, layer in zip(st.columns(LAYER_COLUMNS), layers[start : start + LAYER_COLUMNS], strict=False):
-            column.image(activation_image(layer), caption=layer_caption(layer))
+    figures = []
+    for layer in layers:
+        rgb = activation_image(layer)
+        figures.append((png_bytes(rgb), shown_width(rgb.shape[1]), layer_caption(layer)))
+    st.html(gallery(figures))
+
+
+def shown_width(pixels: int) -> int:
+    """Page width (px) of an image `pixels` wide: enlarged a whole number of times to about MAP_IMAGE_PX."""
+    return pixels * max(1, round(MAP_IMAGE_PX / pixels))
 
 
 def show_filters(key: str, model: nn.Module) -> None:
     st.markdown("**Filters**: the first layer's learned weights")
-    image, caption = cached_filters_image(common.model_identity(key), model)
-    st.image(image, caption=caption)
+    png, width, caption = cached_filters_image(common.model_identity(key), model)
+    st.html(gallery([(png, width, caption)]))
 
 
 def show_digit_map(key: str, features: np.ndarray) -> None:
@@ -333,10 +401,9 @@ def poll(tasks: list[background.Task]) -> None:
 
 
 def show_map(key: str, digit_map: DigitMap, features: np.ndarray, data) -> None:
-    base, indices = base_map_figure(common.model_identity(key), digit_map)
-    where = digit_map.place(features)
+    fig, indices = session_map_figure(common.model_identity(key), digit_map)
     event = st.plotly_chart(
-        map_figure(base, where),
+        place_drawing(fig, map_units(digit_map.place(features)[None], digit_map.coords)[0]),
         key="digit_map_chart",
         on_select="rerun",
         selection_mode="points",
@@ -357,10 +424,11 @@ def show_map(key: str, digit_map: DigitMap, features: np.ndarray, data) -> None:
 
 def show_neighbours(index, features: np.ndarray, data) -> None:
     nearest = index.nearest(features)
-    st.image(
-        [upscale(data.train_images[n.index], NEIGHBOUR_SCALE) for n in nearest],
-        caption=[f"a {n.label} · distance {n.distance:.2f}" for n in nearest],
-    )
+    figures = []
+    for n in nearest:
+        gray = np.repeat(data.train_images[n.index].numpy()[..., None], 3, axis=2)  # (28, 28, 3) uint8
+        figures.append((png_bytes(gray), 28 * NEIGHBOUR_SCALE, f"a {n.label} · distance {n.distance:.2f}"))
+    st.html(gallery(figures))
     labels = [n.label for n in nearest]
     top = max(set(labels), key=labels.count)
     st.caption(f"{labels.count(top)} of {len(nearest)} are {top}s (training image #{nearest[0].index} is nearest).")
@@ -375,9 +443,8 @@ def drawing_digest(image: CanvasImage) -> str:
 
 def show_fool(model: nn.Module, image: CanvasImage, prediction: int) -> None:
     st.markdown("**Fool the model**: the smallest change that makes it read another digit")
-    target_col, norm_col, budget_col = st.columns([2, 1.3, 2], vertical_alignment="bottom")
-    with target_col:
-        target = st.segmented_control("Target digit", list(range(NUM_CLASSES)), default=3, key="fool_target")
+    target = st.segmented_control("Target digit", list(range(NUM_CLASSES)), default=3, key="fool_target")
+    norm_col, budget_col = st.columns([1, 2], vertical_alignment="bottom")
     with norm_col:
         norm = st.radio("Budget", list(NORM_LABELS), format_func=NORM_LABELS.get, key="fool_norm")
     label, low, high, default, step = BUDGETS[norm]

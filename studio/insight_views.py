@@ -24,6 +24,7 @@ from studio.views import upscale
 CONFUSION_HEIGHT = 380  # px
 PANEL_SCALE = 2  # the panel's 28x28 test digits shown at 56x56
 PANEL_COLUMNS = 8
+FILTERS_WIDTH = 320  # px
 
 
 def insights_of(events: list) -> list[EpochInsight]:
@@ -73,16 +74,14 @@ def show_insight(insights: list[EpochInsight], prefix: str) -> None:
         st.caption(f"Epoch {insight.epoch}")
     correct = int(np.trace(insight.confusion))
     total = int(insight.confusion.sum())
-    matrix, filters = st.columns([3, 2], gap="medium")
-    with matrix:
-        st.plotly_chart(
-            confusion_figure(insight.confusion, height=CONFUSION_HEIGHT),
-            key=f"{prefix}_insight_confusion",
-            config={"displayModeBar": False},
-        )
-        st.caption(f"Epoch {insight.epoch}: {correct:,} of {total:,} test images right; mistakes in red.")
-    with filters:
-        st.image(filters_image(insight.filters), caption=filters_caption(insight))
+    # One above the other: the Train page's run panel is about 500 px wide, too narrow for two columns.
+    st.plotly_chart(
+        confusion_figure(insight.confusion, height=CONFUSION_HEIGHT),
+        key=f"{prefix}_insight_confusion",
+        config={"displayModeBar": False},
+    )
+    st.caption(f"Epoch {insight.epoch}: {correct:,} of {total:,} test images right; mistakes in red.")
+    st.image(filters_image(insight.filters), caption=filters_caption(insight), width=FILTERS_WIDTH)
     show_panel(insight)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import functools
+import html
 import json
+import re
 import time
 from pathlib import Path
 
@@ -98,6 +100,12 @@ def captions_of(element) -> list[str]:
     return element.captions
 
 
+def gallery_captions(at: AppTest, key: str) -> list[str]:
+    """The captions of a view's inlined images (inside_views.gallery), in order."""
+    text = "".join(h.value for h in at.container(key).html)
+    return [html.unescape(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", text)]
+
+
 # --- Sketch ----------------------------------------------------------------------------------
 
 
@@ -122,13 +130,12 @@ def test_query_parameter_switches_every_view_on(app_env, mnist_data):
 
 def test_feature_maps_and_filters_of_the_bundled_cnn(app_env, mnist_data):
     at = sketch(mnist_data, inside="on")
-    maps = at.container("feature-maps").image
-    captions = [c for element in maps for c in captions_of(element)]
+    captions = gallery_captions(at, "feature-maps")
     assert len(captions) == 5, captions  # cnn-bn's five conv layers, one grid each
     assert "32 × 28 × 28 (32 channels)" in captions[0] and "128 × 7 × 7 (128 channels)" in captions[-1]
     assert "layer 0 · Conv2d → BatchNorm2d → ReLU" in captions[0]
-    (filters,) = at.container("filters").image
-    assert "32 kernels (32 × 1 × 3 × 3)" in captions_of(filters)[0]
+    (filters,) = gallery_captions(at, "filters")
+    assert "32 kernels (32 × 1 × 3 × 3)" in filters
 
 
 def test_digit_map_places_the_drawing_among_its_digit_and_neighbours_share_its_label(app_env, small_index, mnist_data):
@@ -145,8 +152,7 @@ def test_digit_map_places_the_drawing_among_its_digit_and_neighbours_share_its_l
     drawn = int(mnist_data.test_labels[DRAWN])
     assert (around == drawn).mean() >= 0.8, around  # the drawing of a 7 lands among the 7s
 
-    images = wait_for(at, lambda a: a.container("neighbours").image, "the neighbour index")
-    captions = captions_of(images[0])
+    captions = wait_for(at, lambda a: gallery_captions(a, "neighbours"), "the neighbour index")
     assert len(captions) == 8
     distances = [float(c.split("distance ")[1]) for c in captions]
     assert distances == sorted(distances)
@@ -174,7 +180,7 @@ def test_linear_only_model_shows_its_hidden_units_and_first_layer_weights_as_ima
     model = build_model("mlp").eval()
     activations = inspect_drawing(model, np.zeros((28, 28), np.uint8)).activations
     assert [a.shape for a in activations] == [(256,), (128,)]
-    assert activation_image(activations[0]).shape == (16 * 14, 16 * 14, 3)  # 256 units: a 16x16 grid of 14 px cells
+    assert activation_image(activations[0]).shape == (16, 16, 3)  # 256 units: a 16x16 grid, a pixel each
     weights = filters_image(extract_filters(model))
     assert weights.shape == (16 * 29 - 1, 16 * 29 - 1, 3)  # 256 images of 28x28, 1 px apart
 
