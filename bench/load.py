@@ -111,6 +111,9 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024  # a ForwardMsg can hold a whole data frame (
 PREDICTION_BLOCK_SUFFIX = "-prediction"  # st.container(key="prediction") -> block id "$$ID-<hash>-prediction"
 HEADING_PREFIX = "### "
 PREDICTION_RE = re.compile(r"^Prediction: (\d) \(")
+# The Sketch page's one verdict per drawing: "Prediction: 7 (95.0%)", "Number: 17", "Not a digit: a line".
+# A partial digit (the first stroke of a 4) is often "Not a digit": a verdict like any other.
+VERDICT_RES = (PREDICTION_RE, re.compile(r"^Number: (\d+)"), re.compile(r"^(Not a digit: [^.]+)"))
 JOB_TITLE_RE = re.compile(r"^\*\*(job-\d+) · .*\*\* · (\w+)$")  # pages/train.py render_job
 TRAINING_STATES = ("queued", "training")
 EARLY_FOR_RERUN = ForwardMsg.ScriptFinishedStatus.Value("FINISHED_EARLY_FOR_RERUN")
@@ -378,6 +381,15 @@ class PageView:
 def predicted_digit(heading: str | None) -> int | None:
     match = PREDICTION_RE.match(heading or "")
     return int(match.group(1)) if match else None
+
+
+def verdict_of(heading: str | None) -> str | None:
+    """What a heading says, without its percentages: "7", "17", "Not a digit: a line"; None if no verdict."""
+    for pattern in VERDICT_RES:
+        match = pattern.match(heading or "")
+        if match:
+            return match.group(1)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -706,12 +718,12 @@ class Session:
         if waiter.heading is None:
             raise AssertionError(f"the stroke's run finished without a prediction heading (page: {self.view.headings})")
         at, heading = waiter.heading
-        digit = predicted_digit(heading)
-        if digit is None:
-            raise AssertionError(f"the prediction heading is not a prediction: {heading!r}")
+        verdict = verdict_of(heading)
+        if verdict is None:
+            raise AssertionError(f"the prediction heading is not a verdict: {heading!r}")
         self.stats.strokes.append(at - waiter.sent)
-        self.stats.predictions[digit] += 1
-        if digit != predicted_digit(stroke.heading):
+        self.stats.predictions[verdict] += 1
+        if verdict != verdict_of(stroke.heading):
             raise AssertionError(f"predicted {heading!r} for a stroke recorded as {stroke.heading!r}")
         await self.fetch_media(list(self.view.media))
 
