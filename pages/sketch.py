@@ -24,7 +24,7 @@ from studio.views import (
     upscale,
 )
 
-CONFIDENCE_THRESHOLD = 0.60  # below this the page says the model is unsure (mnist.verdict.CONFIDENT)
+CONFIDENCE_THRESHOLD = verdict.CONFIDENT  # below this the page says the model is unsure: one fact, the verdict's
 CALIBRATION_WAIT_SECONDS = 1.0  # a stroke waits this long at most for a model's verdict calibration
 DIGIT_PREVIEW_SCALE = 4  # each digit of a number shown at 112x112
 DIGIT_CHART_HEIGHT = 160  # pixels: one small probabilities chart per digit of a number
