@@ -68,14 +68,25 @@ def wait_for_health(url: str, process: subprocess.Popen, timeout: float) -> None
 
 
 @contextlib.contextmanager
-def run_app(env: dict[str, str] | None = None, timeout: float = 60.0, log_path: Path | None = None) -> Iterator[Server]:
-    """`streamlit run streamlit_app.py` on a free port; stopped (and waited for) on exit."""
+def run_app(
+    env: dict[str, str] | None = None, timeout: float = 60.0, log_path: Path | None = None, processes: int = 1
+) -> Iterator[Server]:
+    """`streamlit run streamlit_app.py` on a free port; stopped (and waited for) on exit.
+
+    processes > 1: `python -m studio.serve` instead, that many Streamlit processes behind nginx (the
+    process is the launcher; its children are the backends and nginx).
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
         sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
     ]  # fmt: skip
+    if processes > 1:
+        command = [
+            sys.executable, "-m", "studio.serve", "--processes", str(processes), "--port", str(port),
+            "--address", "127.0.0.1", "--backend-port", str(free_port()),
+        ]  # fmt: skip
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=log)

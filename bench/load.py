@@ -66,6 +66,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import random
 import re
@@ -84,7 +85,8 @@ from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from bench import benchlib
-from bench.procfs import clock_ticks, read_process_cpu_seconds, read_status_mb, read_system_cpu
+from bench.procfs import clock_ticks, read_system_cpu, read_tree_cpu_seconds, read_tree_status_mb
+from studio import serve
 
 RECORDING = benchlib.BENCH_DIR / "recorded" / "sketch_session.json"
 RECORDING_FORMAT = 1
@@ -471,7 +473,7 @@ class Usage:
         return cls(
             wall=time.perf_counter(),
             generator_cpu=time.process_time(),
-            server_cpu=read_process_cpu_seconds(server_pid) if server_pid else None,
+            server_cpu=read_tree_cpu_seconds(server_pid) if server_pid else None,
             system_busy=None if system is None else system[0] / clock_ticks(),
         )
 
@@ -531,6 +533,9 @@ class Session:
         self.broken: str | None = None  # why the websocket closed under us
         self.broken_reported = False
         self.query_string = ""  # the page address's query, as the app sets it (PageInfo), sent back in reruns
+        # Each session is another visitor: its own client address, which `python -m studio.serve`'s nginx
+        # routes by (all sessions come from 127.0.0.1 here; a real proxy in front sends this header).
+        self.headers = {"X-Forwarded-For": client_address(name)}
 
     @property
     def stats(self) -> StepStats:
@@ -551,6 +556,7 @@ class Session:
             connect(
                 self.target.ws_url,
                 subprotocols=SUBPROTOCOLS,
+                additional_headers=self.headers,
                 max_size=MAX_FRAME_BYTES,
                 ping_interval=None,  # a browser sends no websocket pings
                 open_timeout=self.timeout,
@@ -736,7 +742,7 @@ class Session:
     async def fetch_media(self, urls: list[str]) -> None:
         """GET the run's images like the browser's <img> tags do; anything but 200 is an error."""
         for url in urls:
-            status = await http_get_status(self.target.base_url, url)
+            status = await http_get_status(self.target.base_url, url, self.headers)
             self.stats.actions["media"] += 1
             if status != 200:
                 raise ConnectionError(f"GET {url} answered {status}")
@@ -776,12 +782,19 @@ class Session:
                 await asyncio.wait_for(self.run_finished.wait(), min(remaining, self.timeout))
 
 
-async def http_get_status(base_url: str, path: str) -> int | None:
+def client_address(session_name: str) -> str:
+    """A made-up address, one per session name (10.x.y.z): stable, so a session's requests stay together."""
+    digest = hashlib.sha256(session_name.encode()).digest()
+    return f"10.{digest[0]}.{digest[1]}.{digest[2]}"
+
+
+async def http_get_status(base_url: str, path: str, headers: dict[str, str]) -> int | None:
     """The status code of GET path (HTTP/1.1, body read and dropped); None on a broken answer."""
     parts = urlsplit(base_url)
     reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port), HTTP_TIMEOUT)
     try:
-        request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n"
+        extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{extra}Connection: close\r\n\r\n"
         writer.write(request.encode())
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), HTTP_TIMEOUT)
@@ -931,7 +944,7 @@ class RssSampler:
             await asyncio.sleep(RSS_SAMPLE_INTERVAL)
 
     def sample(self) -> None:
-        rss = read_status_mb(self.pid, "VmRSS")
+        rss = read_tree_status_mb(self.pid, "VmRSS")
         if rss is not None:
             self.peak_mb = max(rss, self.peak_mb or 0.0)
 
@@ -1325,6 +1338,7 @@ def headline(
     return {
         "sessions": main["sessions"] if main else 0,
         "trainers": args.trainers,
+        "server_processes": None if args.url else args.processes,  # with --url: unknown
         "errors": errors,
         "ramp_errors": sum(s["errors"] for s in steps),
         "strokes": main["strokes"] if main else 0,
@@ -1403,6 +1417,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="CI smoke run: 4 sessions, 1 trainer, one 20 s step")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the figures")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=serve.default_processes() if serve.nginx_available() else 1,
+        help="Streamlit processes behind nginx, as `python -m studio.serve` runs them (default: one per core "
+        "when nginx is installed, else 1 = plain `streamlit run`)",
+    )
     args = p.parse_args(argv)
     args.ramp = [int(n) for n in args.ramp.split(",") if n.strip()]
     if args.quick:
@@ -1436,13 +1457,16 @@ def main(argv: list[str] | None = None) -> int:
 
             runs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mnist-load-runs-")))
             SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
-            server = stack.enter_context(harness.run_app(server_env(runs), timeout=120, log_path=SERVER_LOG))
+            server = stack.enter_context(
+                harness.run_app(server_env(runs), timeout=120, log_path=SERVER_LOG, processes=args.processes)
+            )
             base_url, server_pid = server.url, server.process.pid
-            print(f"server {base_url} (pid {server_pid}) ready in {server.ready - server.started:.1f} s", flush=True)
+            how = "streamlit run" if args.processes == 1 else f"studio.serve, {args.processes} processes behind nginx"
+            print(f"server {base_url} (pid {server_pid}, {how}) ready in {server.ready - server.started:.1f} s")
         if args.browser:
             return report_browser(browser_check(base_url, sessions=5, rounds=2), args)
         result = run_load(args, base_url, server_pid)
-        peak = read_status_mb(server_pid, "VmHWM") if server_pid else None
+        peak = read_tree_status_mb(server_pid, "VmHWM") if server_pid else None
     if not args.url:
         log_errors = server_log_errors(SERVER_LOG.read_text(errors="replace"))
         for line in log_errors:

@@ -69,6 +69,44 @@ def read_process_cpu_seconds(pid: int | str, *, children: bool = False) -> float
     return None if text is None else parse_process_cpu_ticks(text, children=children) / clock_ticks()
 
 
+# --- a process and its descendants (a server of several processes: python -m studio.serve) -------
+
+
+def parse_parent_pid(text: str) -> int:
+    """The ppid field (4) of /proc/PID/stat."""
+    return int(text.rsplit(")", 1)[1].split()[1])
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its living descendants (children, their children, ...), pid first."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            text = _read(f"/proc/{entry.name}/stat")
+            if text is not None:
+                parents[int(entry.name)] = parse_parent_pid(text)
+    tree, frontier = [pid], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        tree += children
+        frontier = children
+    return tree
+
+
+def read_tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds of pid and its living descendants (what they used so far); None when pid is gone."""
+    own = read_process_cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(read_process_cpu_seconds(p) or 0.0 for p in process_tree(pid)[1:])
+
+
+def read_tree_status_mb(pid: int, field: str) -> float | None:
+    """A /proc/PID/status memory field summed over pid and its descendants (VmHWM: the peaks' sum)."""
+    values = [read_status_mb(p, field) for p in process_tree(pid)]
+    return None if values[0] is None else sum(v or 0.0 for v in values)
+
+
 # --- /proc/stat: the whole machine ------------------------------------------------------------
 
 

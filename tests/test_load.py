@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from streamlit.proto.Delta_pb2 import Delta
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from bench import harness, load
+from studio import serve
 
 JSON_KEYS = {
     "sessions",
@@ -335,10 +337,23 @@ def test_a_session_keeps_the_address_query_the_app_sets():
 # --- a quick run against a real server ----------------------------------------------------------------
 
 
+def require_nginx() -> None:
+    """studio.serve needs nginx: in CI (.ci/run installs it) its absence is a failure, elsewhere a skip."""
+    if not serve.nginx_available():
+        if os.environ.get("CI"):
+            pytest.fail("nginx is not installed: .ci/run installs it (apt-get install nginx-light)")
+        pytest.skip("nginx is not installed")
+
+
 @pytest.mark.slow
-def test_quick_load_run_against_a_real_server(mnist_dir, tmp_path):
+@pytest.mark.parametrize("processes", [1, 2], ids=["streamlit-run", "studio-serve-2"])
+def test_quick_load_run_against_a_real_server(mnist_dir, tmp_path, processes):
+    """Also the test of studio.serve's routing: with 2 backends, a session whose media requests or
+    reruns reached the other process would get 404s or a page that never finishes (errors)."""
+    if processes > 1:
+        require_nginx()
     env = {"MNIST_DATA_DIR": str(mnist_dir), "MNIST_RUNS_DIR": str(tmp_path / "runs")}
-    with harness.run_app(env, timeout=120) as server:
+    with harness.run_app(env, timeout=120, processes=processes) as server:
         command = [sys.executable, "bench/load.py", "--quick", "--json", "--url", server.url]
         command += ["--server-pid", str(server.process.pid)]
         done = subprocess.run(command, cwd=harness.REPO, capture_output=True, text=True, timeout=QUICK_RUN_TIMEOUT)

@@ -1,0 +1,215 @@
+"""Serve MNIST Studio from several Streamlit processes behind nginx: `python -m studio.serve`.
+
+Why several processes: Streamlit runs every session's script in threads of ONE Python process, so all
+visitors' strokes queue for one GIL. Measured with bench/load.py on 2 cores (50 sketching sessions, one
+training job): one process stays at ~1.3 cores and strokes wait (p50 0.3-0.8 s); see the README.
+
+How: N backends (default: one per core) each run `streamlit run streamlit_app.py` on a local port, and
+nginx listens on --port. nginx sends every request of one browser to the same backend, because a
+session's websocket, its images (/media/...) and its uploads (/_stcore/upload_file/...) live in the
+memory of the process that holds the session. The key is a cookie nginx sets on the first response,
+whose value is the client's address (the first X-Forwarded-For entry behind a proxy such as Spaces',
+else the peer address). A browser that refuses the cookie (a third-party iframe) sends the same address
+every time and lands on the same backend anyway.
+
+Per process: the training pool (MNIST_MAX_TRAINING_RUNS, a visitor's run reattaches in the process its
+browser is routed to), uploads, caches (~0.7 GB each). Saved runs are on disk and shared by all.
+
+Without nginx on PATH, or with --processes 1, this runs plain `streamlit run` on --port.
+Stops (and stops its children) on SIGTERM or SIGINT; if any child exits, it stops the rest and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+APP = "streamlit_app.py"
+DEFAULT_PORT = 8501
+FIRST_BACKEND_PORT = 8600  # backends listen on 127.0.0.1:8600, 8601, ...
+MAX_PROCESSES = 16
+HEALTH_PATH = "/_stcore/health"
+HEALTH_TIMEOUT_S = 120.0  # a cold backend imports torch and streamlit: seconds on a slow disk
+ROUTE_COOKIE = "mnist_backend"
+UPLOAD_SLACK_MB = 10  # nginx's body limit above Streamlit's server.maxUploadSize (multipart overhead)
+STREAMLIT_UPLOAD_MB = 50  # .streamlit/config.toml server.maxUploadSize
+NGINX_TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # each nginx writes to <kind>_temp_path
+LONG_TIMEOUT = "1d"  # a websocket stays open as long as the tab
+
+
+def default_processes() -> int:
+    """One backend per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def nginx_available() -> bool:
+    return shutil.which("nginx") is not None
+
+
+def nginx_config(address: str, port: int, backend_ports: list[int], temp: Path) -> str:
+    """nginx.conf for one front port and the backends, everything it writes kept under `temp`."""
+    servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=0;" for p in backend_ports)
+    temps = "\n".join(
+        f"  {kind}_temp_path {temp / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""\
+worker_processes 1;
+daemon off;
+pid {temp / "nginx.pid"};
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+{temps}
+  client_max_body_size {STREAMLIT_UPLOAD_MB + UPLOAD_SLACK_MB}m;
+  map $http_upgrade $connection_upgrade {{ default upgrade; "" ""; }}
+  # The client: the first X-Forwarded-For entry (a proxy in front), else the peer's address.
+  map $http_x_forwarded_for $client_key {{ "" $remote_addr; "~^(?<first>[^,\\s]+)" $first; }}
+  map $cookie_{ROUTE_COOKIE} $route_key {{ "" $client_key; default $cookie_{ROUTE_COOKIE}; }}
+  map $cookie_{ROUTE_COOKIE} $route_cookie {{
+    "" "{ROUTE_COOKIE}=$client_key; Path=/; HttpOnly; SameSite=None; Secure";
+    default "";
+  }}
+  upstream studio {{
+    hash $route_key consistent;
+{servers}
+    keepalive 16;
+  }}
+  server {{
+    listen {address}:{port};
+    location / {{
+      proxy_pass http://studio;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_read_timeout {LONG_TIMEOUT};
+      proxy_send_timeout {LONG_TIMEOUT};
+      proxy_buffering off;
+      add_header Set-Cookie $route_cookie always;
+    }}
+  }}
+}}
+"""
+
+
+def streamlit_command(address: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", APP, "--server.address", address, "--server.port", str(port)]
+
+
+def backend_env() -> dict[str, str]:
+    """The backends' environment: unless the operator set it, a training pool of one run per process."""
+    env = dict(os.environ)
+    env.setdefault("MNIST_MAX_TRAINING_RUNS", "1")
+    return env
+
+
+def wait_healthy(port: int, process: subprocess.Popen, timeout: float = HEALTH_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the backend on port {port} exited with code {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the backend on port {port} did not answer {HEALTH_PATH} within {timeout:.0f} s")
+
+
+def stop_all(children: list[subprocess.Popen]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def supervise(children: list[subprocess.Popen]) -> int:
+    """Block until a child exits (or a signal arrives); stop the others; the exit code."""
+    stopping: list[int] = []
+
+    def on_signal(signum, _frame) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping:
+        for child in children:
+            if child.poll() is not None:
+                print(f"studio.serve: {' '.join(map(str, child.args[:4]))} exited ({child.returncode}); stopping")
+                stop_all(children)
+                return child.returncode or 1
+        time.sleep(0.5)
+    stop_all(children)
+    return 0
+
+
+def serve(address: str, port: int, processes: int, first_backend_port: int) -> int:
+    nginx = shutil.which("nginx")
+    if processes == 1 or nginx is None:
+        if nginx is None and processes > 1:
+            print("studio.serve: nginx is not installed: serving from one process (apt-get install nginx-light)")
+        os.chdir(REPO)
+        os.execv(sys.executable, streamlit_command(address, port))
+    backend_ports = [first_backend_port + i for i in range(processes)]
+    children: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="mnist-serve-") as temp_name:
+        temp = Path(temp_name)
+        config = temp / "nginx.conf"
+        config.write_text(nginx_config(address, port, backend_ports, temp))
+        try:
+            env = backend_env()
+            for p in backend_ports:
+                children.append(subprocess.Popen(streamlit_command("127.0.0.1", p), cwd=REPO, env=env))
+            for p, child in zip(backend_ports, children, strict=True):
+                wait_healthy(p, child)
+            # -e: nginx opens its default error log before reading the config; point it at stderr.
+            children.append(subprocess.Popen([nginx, "-c", str(config), "-p", str(temp), "-e", "stderr"]))
+        except BaseException:
+            stop_all(children)
+            raise
+        print(f"studio.serve: http://{address}:{port} -> {processes} Streamlit processes on ports {backend_ports}")
+        return supervise(children)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m studio.serve", description=__doc__.splitlines()[0])
+    p.add_argument("--address", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument(
+        "--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)), help="port ($PORT, else 8501)"
+    )
+    p.add_argument("--processes", type=int, default=default_processes(), help="Streamlit processes (default: cores)")
+    p.add_argument("--backend-port", type=int, default=FIRST_BACKEND_PORT, help="the first backend's local port")
+    args = p.parse_args(argv)
+    if not 1 <= args.processes <= MAX_PROCESSES:
+        p.error(f"--processes must be between 1 and {MAX_PROCESSES}, got {args.processes}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return serve(args.address, args.port, args.processes, args.backend_port)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
