@@ -1,4 +1,4 @@
-"""Command line: python -m mnist {train,evaluate,predict,archs,digit-map}."""
+"""Command line: python -m mnist {train,ensemble,evaluate,predict,archs,digit-map}."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .config import DEVICES, FIELD_SPECS, PRESETS, FieldSpec, TrainConfig, preset_config, range_text
+from .ensemble import MAX_MEMBERS, MIN_MEMBERS
 from .errors import MnistError
 
 
@@ -25,6 +26,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=Path, help="MNIST folder (default: $MNIST_DATA_DIR or ./data)")
     p.add_argument("--out", type=Path, help="runs folder (default: $MNIST_RUNS_DIR or ./runs)")
     p.add_argument("--name", help="run folder name (default: date-arch-random)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"train N runs, seeds --seed, --seed+1, ..., and save their ensemble too (1 or {MIN_MEMBERS} to "
+        f"{MAX_MEMBERS}; with --name the runs are NAME-seedS and the ensemble NAME)",
+    )
     p.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
 
@@ -65,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a model and save it as a run. Every config flag overrides the value from --preset.",
     )
     add_train_args(train)
+    add_ensemble_parser(sub)
     ev = sub.add_parser("evaluate", help="test-set accuracy of a checkpoint (default: the bundled model)")
     ev.add_argument("checkpoint", nargs="?", type=Path)
     ev.add_argument("--data-dir", type=Path)
@@ -78,6 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
     ar.add_argument("--json", action="store_true")
     add_digit_map_parser(sub)
     return parser
+
+
+def add_ensemble_parser(sub) -> None:
+    en = sub.add_parser(
+        "ensemble",
+        help="make an ensemble of saved runs, measure it on the test set and save it as a run",
+        description="Average the probabilities of saved runs (any architectures): the ensemble is saved as a run "
+        "of its own, holding every member's weights, usable wherever a checkpoint is (evaluate, predict, the app).",
+    )
+    en.add_argument("runs", nargs="+", help="run folders, .safetensors files or names of runs in the runs folder")
+    en.add_argument("--data-dir", type=Path, help="MNIST folder (default: $MNIST_DATA_DIR or ./data)")
+    en.add_argument("--out", type=Path, help="runs folder (default: $MNIST_RUNS_DIR or ./runs)")
+    en.add_argument("--name", help="run folder name (default: date-ensembleN-random)")
+    en.add_argument("--json", action="store_true", help="end with one JSON line of results")
 
 
 def add_digit_map_parser(sub) -> None:
@@ -97,14 +121,49 @@ def add_digit_map_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    from .checkpoint import default_runs_dir, free_run_path, load_checkpoint, save_ensemble
+    from .data import load_mnist
+
+    if args.seeds != 1 and not MIN_MEMBERS <= args.seeds <= MAX_MEMBERS:
+        raise MnistError(f"--seeds must be 1 or {MIN_MEMBERS} to {MAX_MEMBERS}, got {args.seeds}")
+    config = train_config(args)
+    configs = [config.replace(seed=config.seed + k) for k in range(args.seeds)]
+    names = [args.name] if args.seeds == 1 else [args.name and f"{args.name}-seed{c.seed}" for c in configs]
+    runs_dir = args.out or default_runs_dir()
+    for name in [*names, args.name if args.seeds > 1 else None]:
+        if name:
+            free_run_path(runs_dir, name)  # a taken name is refused before any training, not after it
+    data = load_mnist(args.data_dir)
+    summaries = [train_one(c, data, args.out, name) for c, name in zip(configs, names, strict=True)]
+    if args.seeds == 1:
+        summary = summaries[0]
+    else:
+        members = [load_checkpoint(s["checkpoint"]) for s in summaries]
+        ensemble = load_checkpoint(save_ensemble(members, data, args.out, args.name))
+        summary = {**ensemble_summary(ensemble), "members": summaries}
+        print(
+            f"{ensemble.record.model_text}: {ensemble.record.metrics.accuracy_text(' test accuracy')}; saved "
+            f"{ensemble.path}"
+        )
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+def ensemble_summary(ensemble) -> dict:
+    """An ensemble run's results for --json: its metrics, arch 'ensemble', folder and members' names."""
+    record = ensemble.record
+    names = [m.name for m in record.members]
+    return {**record.metrics.to_dict(), "arch": record.arch, "checkpoint": str(ensemble.path), "member_runs": names}
+
+
+def train_one(config: TrainConfig, data, out: Path | None, name: str | None) -> dict:
+    """Train one run with a progress bar and a line per epoch, save it, print a summary; its --json summary."""
     from tqdm import tqdm
 
     from .checkpoint import save_run
-    from .data import load_mnist
     from .train import DoneEvent, EpochEvent, StepEvent, train
 
-    config = train_config(args)
-    data = load_mnist(args.data_dir)
     bar = None
     done = None
     for event in train(config, data):
@@ -126,12 +185,35 @@ def cmd_train(args) -> int:
             done = event
     if bar is not None:
         bar.close()
-    run_dir = save_run(done.model, config, done.metrics(), done.history, args.out, args.name)
-    summary = {**done.metrics().to_dict(), "arch": config.arch, "checkpoint": str(run_dir)}
+    run_dir = save_run(done.model, config, done.metrics(), done.history, out, name)
     print(f"test accuracy {done.test_accuracy:.2%} after {done.train_seconds:.1f}s of training; saved {run_dir}")
+    return {**done.metrics().to_dict(), "arch": config.arch, "checkpoint": str(run_dir)}
+
+
+def cmd_ensemble(args) -> int:
+    from .checkpoint import load_checkpoint, save_ensemble
+    from .data import load_mnist
+
+    members = [load_checkpoint(run_location(run, args.out)) for run in args.runs]
+    data = load_mnist(args.data_dir)
+    ensemble = load_checkpoint(save_ensemble(members, data, args.out, args.name))
+    record = ensemble.record
+    each = ", ".join(m.metrics.accuracy_text() for m in record.members)
+    print(
+        f"{record.model_text}: {record.metrics.accuracy_text(' test accuracy')} (members: {each}); saved "
+        f"{ensemble.path}"
+    )
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(ensemble_summary(ensemble)))
     return 0
+
+
+def run_location(run: str, runs_dir: Path | None) -> Path:
+    """A run given on the command line: a path when one exists, else the name of a run in the runs folder."""
+    from .checkpoint import default_runs_dir, run_path
+
+    path = Path(run)
+    return path if path.exists() else run_path(runs_dir or default_runs_dir(), run)
 
 
 def cmd_evaluate(args) -> int:
@@ -147,6 +229,7 @@ def cmd_evaluate(args) -> int:
     out = {
         "checkpoint": str(ckpt.path),
         "arch": ckpt.arch,
+        "model": ckpt.record.model_text,  # 'ensemble of 3 · cnn-bn' for an ensemble
         "test_accuracy": result.accuracy,
         "test_loss": result.loss,
         "per_class_accuracy": {str(d): acc for d, acc in enumerate(result.per_class_accuracy)},
@@ -155,7 +238,7 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"{ckpt.arch} from {ckpt.path}")
+    print(f"{ckpt.record.model_text} from {ckpt.path}")
     errors = f"{out['errors']} errors of {len(result.labels)}"
     print(f"test accuracy {result.accuracy:.2%} ({errors}), loss {result.loss:.4f}")
     for digit, acc in enumerate(result.per_class_accuracy):
@@ -221,6 +304,7 @@ def cmd_digit_map(args) -> int:
     from .checkpoint import load_checkpoint
     from .data import load_mnist
     from .digit_map import DIGIT_MAP_FILE, compute_digit_map, save_digit_map
+    from .ensemble import first_member
 
     if args.threads is not None and args.threads < 1:
         raise MnistError(f"--threads must be >= 1, got {args.threads}")
@@ -228,7 +312,9 @@ def cmd_digit_map(args) -> int:
     beside = ckpt.path / DIGIT_MAP_FILE if ckpt.path.is_dir() else ckpt.path.with_suffix(".digit_map.safetensors")
     out = args.out or beside
     data = load_mnist(args.data_dir)
-    digit_map = compute_digit_map(ckpt.model, data, method=args.method, seed=args.seed, threads=args.threads)
+    # An ensemble is mapped by its first member's features, as Inside the model shows it (mnist.ensemble).
+    model = first_member(ckpt.model)
+    digit_map = compute_digit_map(model, data, method=args.method, seed=args.seed, threads=args.threads)
     try:
         save_digit_map(digit_map, out)
     except OSError as exc:
@@ -252,6 +338,7 @@ def cmd_digit_map(args) -> int:
 
 COMMANDS = {
     "train": cmd_train,
+    "ensemble": cmd_ensemble,
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "archs": cmd_archs,

@@ -5,6 +5,11 @@ recorded per-epoch insight (mnist.insight). It is built under a hidden temporary
 place, so a crash never leaves a half-written run visible. Files computed later from its model (the digit
 map, the training features: mnist.feature_cache) may be added beside them.
 Loading never unpickles: safetensors holds raw tensors only.
+
+An ensemble (mnist.ensemble) is a run like any other: its model.safetensors holds every member's tensors,
+named `members.<k>.<tensor>`, and its description (arch "ensemble") lists each member's name, arch, config,
+metrics and parameters, so the folder or the lone file is all it needs. Its metrics are its own, measured
+on the test set when it was made (save_ensemble).
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from torch import nn
 from . import __version__
 from .config import TrainConfig
 from .constants import MNIST_MEAN, MNIST_STD
+from .data import MnistData
+from .ensemble import Ensemble, build_ensemble
 from .errors import CheckpointError
 from .insight import INSIGHT_FILE, encode_insight
 from .models import build_model, count_parameters
-from .records import ModelRef, Provenance, RunMetrics, RunRecord
-from .train import History
+from .records import MemberRecord, ModelRef, Provenance, RunMetrics, RunRecord
+from .train import History, evaluate
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "meta.json"
@@ -108,19 +115,31 @@ def run_path(runs_dir: Path, name: str) -> Path:
     return path
 
 
+def free_run_path(runs_dir: Path, name: str) -> Path:
+    """run_path, refusing a name that a run already has."""
+    path = run_path(runs_dir, name)
+    if path.exists():
+        raise CheckpointError(f"a run named {name!r} already exists in {runs_dir}")
+    return path
+
+
 def new_run_name(arch: str) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{arch}-{secrets.token_hex(2)}"
 
 
-def build_record(model: nn.Module, config: TrainConfig, metrics: RunMetrics, name: str, owner: str = "") -> RunRecord:
-    provenance = Provenance(
+def new_provenance(owner: str = "") -> Provenance:
+    """Made now, with this program's versions and normalisation; owner: see Provenance.owner."""
+    return Provenance(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         versions={"mnist_studio": __version__, "torch": torch.__version__, "python": platform.python_version()},
         normalization={"mean": MNIST_MEAN, "std": MNIST_STD},
         owner=owner,
     )
-    return RunRecord(name, config, metrics, count_parameters(model), provenance)
+
+
+def build_record(model: nn.Module, config: TrainConfig, metrics: RunMetrics, name: str, owner: str = "") -> RunRecord:
+    return RunRecord(name, config, metrics, count_parameters(model), new_provenance(owner))
 
 
 def encode_weights(model: nn.Module, record: RunRecord) -> bytes:
@@ -138,13 +157,16 @@ def save_run(
     owner: str = "",
 ) -> Path:
     """Write a complete run folder atomically and return its path. owner: see Provenance.owner."""
+    name = name or new_run_name(config.arch)
+    return write_run(model, build_record(model, config, metrics, name, owner), history, runs_dir)
+
+
+def write_run(model: nn.Module, record: RunRecord, history: History | None, runs_dir: Path | str | None) -> Path:
+    """Write the run folder record.name (a single model or an ensemble) atomically and return its path."""
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     runs_dir.mkdir(parents=True, exist_ok=True)
-    name = name or new_run_name(config.arch)
-    final = run_path(runs_dir, name)
-    if final.exists():
-        raise CheckpointError(f"a run named {name!r} already exists in {runs_dir}")
-    record = build_record(model, config, metrics, name, owner)
+    name = record.name
+    final = free_run_path(runs_dir, name)
     tmp = Path(tempfile.mkdtemp(dir=runs_dir, prefix=f".{name}."))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it owner-only
@@ -159,6 +181,35 @@ def save_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def member_record(checkpoint: Checkpoint) -> MemberRecord:
+    """What an ensemble says about one of its members (a loaded single-model checkpoint)."""
+    record, name = checkpoint.record, checkpoint.record.name or checkpoint.path.name
+    if record.is_ensemble:
+        raise CheckpointError(f"{name} is already an ensemble: choose the runs it was made of instead")
+    return MemberRecord(name, record.config, record.metrics, count_parameters(checkpoint.model))
+
+
+def save_ensemble(
+    members: list[Checkpoint],
+    data: MnistData,
+    runs_dir: Path | str | None = None,
+    name: str | None = None,
+    owner: str = "",
+) -> Path:
+    """Make an ensemble of loaded runs, measure it on the test set and save it as a run; its folder.
+
+    The members' models are only read (an ensemble holds them, it never changes them), so checkpoints that
+    other threads are using may be passed.
+    """
+    records = tuple(member_record(c) for c in members)
+    model = Ensemble(c.model for c in members)
+    name = name or new_run_name(f"ensemble{len(members)}")
+    free_run_path(Path(runs_dir) if runs_dir is not None else default_runs_dir(), name)  # refused before evaluating
+    result = evaluate(model, data.test_images, data.test_labels)
+    metrics = RunMetrics(test_accuracy=result.accuracy, test_loss=result.loss)
+    return write_run(model, RunRecord.ensemble(name, records, metrics, new_provenance(owner)), None, runs_dir)
 
 
 def model_from_bytes(
@@ -197,8 +248,8 @@ def model_from_bytes(
         raise CheckpointError(
             f"{source}: has no MNIST Studio description; upload its {META_FILE} too", CheckpointError.NO_DESCRIPTION
         )
-    arch = record.arch
-    model = build_model(arch)  # RunRecord.parse checked arch and config
+    arch = record.model_text
+    model = build_for(record)  # RunRecord.parse checked arch and config
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
@@ -220,9 +271,27 @@ def model_from_bytes(
             )
         if got.is_floating_point() and not torch.isfinite(got).all():
             raise CheckpointError(f"{source}: {key} holds NaN or infinite values", CheckpointError.BAD_VALUES)
+    check_member_sizes(model, record, source)
     model.load_state_dict(state, strict=True)
     model.eval()
     return model, record
+
+
+def build_for(record: RunRecord) -> nn.Module:
+    """A freshly initialised model of the described architecture: one network, or an ensemble of them."""
+    return build_ensemble(m.arch for m in record.members) if record.is_ensemble else build_model(record.arch)
+
+
+def check_member_sizes(model: nn.Module, record: RunRecord, source: str) -> None:
+    """An ensemble's description must give each member's true parameter count (it is shown to people)."""
+    for k, (member, described) in enumerate(zip(getattr(model, "members", ()), record.members, strict=False)):
+        actual = count_parameters(member)
+        if described.parameters != actual:
+            raise CheckpointError(
+                f"{source}: member {k} ({described.arch}) is described with {described.parameters:,} parameters "
+                f"but has {actual:,}",
+                CheckpointError.BAD_DESCRIPTION,
+            )
 
 
 def _parse_record(text: bytes | str, source: str, kind: str) -> RunRecord:
@@ -239,8 +308,9 @@ def describe_differences(given: RunRecord, truth: RunRecord) -> list[tuple[str, 
     Fields are named as in the JSON (arch, config.epochs, metrics.test_accuracy, name, versions...).
     """
     a, b = given.to_dict(), truth.to_dict()
-    a_nested = {f"{part}.{k}": v for part in ("config", "metrics") for k, v in a.pop(part).items()}
-    b_nested = {f"{part}.{k}": v for part in ("config", "metrics") for k, v in b.pop(part).items()}
+    # An ensemble has no config (its members have): compared as one field, "members".
+    a_nested = {f"{part}.{k}": v for part in ("config", "metrics") for k, v in a.pop(part, {}).items()}
+    b_nested = {f"{part}.{k}": v for part in ("config", "metrics") for k, v in b.pop(part, {}).items()}
     a, b = {**a, **a_nested}, {**b, **b_nested}
     fields = ["arch"] + sorted(k for k in a.keys() | b.keys() if k != "arch" and k != "config.arch")
     return [(f, a.get(f), b.get(f)) for f in fields if a.get(f) != b.get(f)]

@@ -12,11 +12,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from .config import TrainConfig
+from .ensemble import MAX_MEMBERS, MIN_MEMBERS
 from .errors import CheckpointError, ConfigError, MnistError
 
 FORMAT = "mnist-studio-checkpoint"
 FORMAT_VERSION = 1
 MAX_OWNER_CHARS = 64
+ENSEMBLE_ARCH = "ensemble"  # the arch of a run that is an ensemble of other runs (mnist.ensemble)
 
 
 def _finite_or_none(values: dict, key: str, source: str) -> float | None:
@@ -84,32 +86,118 @@ class Provenance:
     owner: str = ""
 
 
+def _parse_model(meta: dict, source: str) -> tuple[TrainConfig, RunMetrics, int]:
+    """The arch, config, metrics and parameters of one trained model's description, checked."""
+    for key in ("arch", "config"):
+        if key not in meta:
+            raise CheckpointError(f"{source}: the description has no {key!r}")
+    for key, kind in (("arch", str), ("config", dict), ("metrics", dict)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise CheckpointError(f"{source}: {key!r} must be a {kind.__name__}, got {type(meta[key]).__name__}")
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
+    if config.arch != meta["arch"]:
+        raise CheckpointError(f"{source}: arch {meta['arch']!r} disagrees with its config ({config.arch!r})")
+    return config, RunMetrics.from_dict(meta.get("metrics", {}), source), _parameters(meta, source)
+
+
+def _parameters(meta: dict, source: str) -> int:
+    parameters = meta.get("parameters", 0)
+    if isinstance(parameters, bool) or not isinstance(parameters, int) or parameters < 0:
+        raise CheckpointError(f"{source}: 'parameters' must be a whole number >= 0, got {parameters!r}")
+    return parameters
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """One model of an ensemble: the run it was taken from (by name) and what that run was."""
+
+    name: str
+    config: TrainConfig
+    metrics: RunMetrics
+    parameters: int
+
+    @property
+    def arch(self) -> str:
+        return self.config.arch
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "arch": self.arch,
+            "config": self.config.to_dict(),
+            "metrics": self.metrics.to_dict(),
+            "parameters": self.parameters,
+        }
+
+    @classmethod
+    def from_dict(cls, values, source: str) -> MemberRecord:
+        if not isinstance(values, dict):
+            raise CheckpointError(f"{source}: must be a dict, got {type(values).__name__}")
+        name = values.get("name", "")
+        if not isinstance(name, str):
+            raise CheckpointError(f"{source}: 'name' must be a str, got {type(name).__name__}")
+        config, metrics, parameters = _parse_model(values, source)
+        return cls(name, config, metrics, parameters)
+
+
 @dataclass(frozen=True)
 class RunRecord:
-    """A run's description: the meta.json of a run folder, also embedded in its model.safetensors."""
+    """A run's description: the meta.json of a run folder, also embedded in its model.safetensors.
+
+    An ensemble (arch ENSEMBLE_ARCH) describes each of its members; its config is its first member's
+    (the model Inside the model shows) and its parameters are the members' total.
+    """
 
     name: str
     config: TrainConfig
     metrics: RunMetrics
     parameters: int
     provenance: Provenance
+    members: tuple[MemberRecord, ...] = ()  # an ensemble's, in order; () for a single model
+
+    @classmethod
+    def ensemble(
+        cls, name: str, members: tuple[MemberRecord, ...], metrics: RunMetrics, provenance: Provenance
+    ) -> RunRecord:
+        if not MIN_MEMBERS <= len(members) <= MAX_MEMBERS:
+            raise CheckpointError(f"an ensemble needs {MIN_MEMBERS} to {MAX_MEMBERS} models, got {len(members)}")
+        parameters = sum(m.parameters for m in members)
+        return cls(name, members[0].config, metrics, parameters, provenance, tuple(members))
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.members)
 
     @property
     def arch(self) -> str:
-        return self.config.arch
+        return ENSEMBLE_ARCH if self.is_ensemble else self.config.arch
+
+    @property
+    def model_text(self) -> str:
+        """What the model is, for people: 'cnn-bn', or 'ensemble of 5 · cnn-bn' ('cnn-bn + mlp' when mixed)."""
+        if not self.is_ensemble:
+            return self.arch
+        archs = " + ".join(dict.fromkeys(m.arch for m in self.members))  # each once, in member order
+        return f"ensemble of {len(self.members)} · {archs}"
 
     @property
     def created(self) -> str:
         return self.provenance.created
 
     def to_dict(self) -> dict:
-        """The JSON layout (format version 1)."""
+        """The JSON layout (format version 1); an ensemble has members instead of a config."""
+        model = (
+            {"members": [m.to_dict() for m in self.members]} if self.is_ensemble else {"config": self.config.to_dict()}
+        )
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "arch": self.arch,
-            "config": self.config.to_dict(),
+            **model,
             "metrics": self.metrics.to_dict(),
             "parameters": self.parameters,
             "normalization": dict(self.provenance.normalization),
@@ -137,23 +225,10 @@ class RunRecord:
         if meta.get("format_version") != FORMAT_VERSION:
             version = meta.get("format_version")
             raise CheckpointError(f"{source}: checkpoint format version {version!r} is not supported")
-        for key in ("arch", "config"):
-            if key not in meta:
-                raise CheckpointError(f"{source}: the description has no {key!r}")
-        kinds = (("arch", str), ("config", dict), ("metrics", dict), ("created", str), ("name", str))
-        kinds += (("versions", dict), ("normalization", dict), ("owner", str))
+        kinds = (("created", str), ("name", str), ("versions", dict), ("normalization", dict), ("owner", str))
         for key, kind in kinds:
             if key in meta and not isinstance(meta[key], kind):
                 raise CheckpointError(f"{source}: {key!r} must be a {kind.__name__}, got {type(meta[key]).__name__}")
-        try:
-            config = TrainConfig.from_dict(meta["config"])
-        except (ConfigError, TypeError) as exc:
-            raise CheckpointError(f"{source}: {exc}") from None
-        if config.arch != meta["arch"]:
-            raise CheckpointError(f"{source}: arch {meta['arch']!r} disagrees with its config ({config.arch!r})")
-        parameters = meta.get("parameters", 0)
-        if isinstance(parameters, bool) or not isinstance(parameters, int) or parameters < 0:
-            raise CheckpointError(f"{source}: 'parameters' must be a whole number >= 0, got {parameters!r}")
         provenance = Provenance(
             created=meta.get("created", ""),
             versions={str(k): str(v) for k, v in meta.get("versions", {}).items()},
@@ -164,13 +239,27 @@ class RunRecord:
             },
             owner=meta.get("owner", "")[:MAX_OWNER_CHARS],
         )
-        return cls(
-            name=meta.get("name", ""),
-            config=config,
-            metrics=RunMetrics.from_dict(meta.get("metrics", {}), source),
-            parameters=parameters,
-            provenance=provenance,
-        )
+        name = meta.get("name", "")
+        if meta.get("arch") == ENSEMBLE_ARCH:
+            metrics = RunMetrics.from_dict(meta.get("metrics", {}), source)
+            record = cls.ensemble(name, _parse_members(meta, source), metrics, provenance)
+            if "parameters" in meta and _parameters(meta, source) != record.parameters:
+                raise CheckpointError(
+                    f"{source}: 'parameters' says {meta['parameters']!r}, its members have {record.parameters:,} in all"
+                )
+            return record
+        if "members" in meta:
+            raise CheckpointError(f"{source}: has 'members' but its arch is {meta.get('arch')!r}, not an ensemble")
+        config, metrics, parameters = _parse_model(meta, source)
+        return cls(name=name, config=config, metrics=metrics, parameters=parameters, provenance=provenance)
+
+
+def _parse_members(meta: dict, source: str) -> tuple[MemberRecord, ...]:
+    members = meta.get("members")
+    if not isinstance(members, list) or not MIN_MEMBERS <= len(members) <= MAX_MEMBERS:
+        count = f"{len(members)} members" if isinstance(members, list) else f"'members' {type(members).__name__}"
+        raise CheckpointError(f"{source}: an ensemble must list {MIN_MEMBERS} to {MAX_MEMBERS} members, got {count}")
+    return tuple(MemberRecord.from_dict(m, f"{source}: member {k}") for k, m in enumerate(members))
 
 
 # --- which model ------------------------------------------------------------------------------

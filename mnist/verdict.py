@@ -70,6 +70,12 @@ stored calibration that matches the weights; else computes one when MNIST is on 
 passes: about 20 s for cnn-bn on 2 cores, so compute it once per model and keep it, or store it with
 `save_calibration`); else returns FALLBACK, without feature statistics: suspect ink is then rejected
 on the ink alone and a group whose top probability is under FALLBACK_MIN_CONFIDENCE is unlike any digit.
+
+An ensemble (mnist.ensemble): its probabilities are the ensemble's, its features its first member's, and
+its calibration is fitted on those features. The members' feature spaces differ (even two seeds of one
+architecture), so their features cannot be averaged; one member's distance still says whether the ink
+looks like any digit, which is what the rule needs. A stored calibration belongs to the ensemble's own
+weights file.
 """
 
 from __future__ import annotations
@@ -91,6 +97,7 @@ from torch import nn
 from .checkpoint import WEIGHTS_FILE, Checkpoint, atomic_write_bytes
 from .constants import NUM_CLASSES
 from .data import MnistData, load_mnist, normalize
+from .ensemble import mean_log_probabilities, members_of
 from .errors import DataError, MnistError
 from .predict import SMALL_BATCH, model_device, single_thread
 from .preprocess import INK_THRESHOLD, MIN_INK_CONTRAST, CanvasImage, ink_map, preprocess_canvas
@@ -322,7 +329,8 @@ def split_model(model: nn.Module) -> tuple[list[nn.Module], nn.Module]:
 @torch.inference_mode()
 def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, 1, 28, 28) normalised -> (B, D) penultimate features and (B, 10) logits, float32 on the CPU."""
-    body, head = split_model(model)
+    first, *others = members_of(model)  # an ensemble: the first member's features (see the module docstring)
+    body, head = split_model(first)
     device = model_device(model)
     with single_thread(device.type == "cpu" and len(x) <= SMALL_BATCH):
         h = x.to(device)
@@ -330,6 +338,8 @@ def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
             h = layer(h)
         feats = h.flatten(1)
         logits = head(feats)
+        if others:
+            logits = mean_log_probabilities([logits, *(member(x.to(device)) for member in others)])
     return feats.float().cpu(), logits.float().cpu()
 
 
