@@ -2,6 +2,9 @@
 
 Jobs beyond the pool's size wait in a FIFO queue; each job records its progress events so any
 page can render them, and any failure ends only that job, with a message.
+
+Seeds: `submit_seeds` trains one config under N seeds as N ordinary jobs (each saves its own run) and,
+when all have finished, saves their ensemble as a run of its own (a `SeedGroup` follows them).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import save_run
+from .checkpoint import load_checkpoint, save_ensemble, save_run
 from .config import TrainConfig
 from .data import MnistData
+from .ensemble import MAX_MEMBERS, MIN_MEMBERS
 from .errors import MnistError
 from .records import RunMetrics
 from .train import DoneEvent, EpochEvent, StepEvent, train
@@ -93,10 +97,32 @@ class Job:
     finished: float | None = None
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     future: Future | None = field(default=None, repr=False)
+    group: SeedGroup | None = field(default=None, repr=False)  # the seeds it is one of, if any
 
     @property
     def is_finished(self) -> bool:
         return self.state in FINISHED
+
+
+@dataclass
+class SeedGroup:
+    """N jobs of one config under seeds seed, seed+1, ...; their ensemble is saved once all are done."""
+
+    id: str
+    owner: str
+    name: str | None  # the ensemble's run name (its members': NAME-seedS); None: automatic names
+    jobs: list[Job] = field(default_factory=list)
+    state: str = RUNNING  # RUNNING until the ensemble is saved (DONE) or cannot be (FAILED)
+    error: str | None = None
+    run_dir: Path | None = None  # the ensemble's run folder
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def finished_jobs(self) -> int:
+        return sum(job.is_finished for job in self.jobs)
 
 
 class JobManager:
@@ -113,15 +139,34 @@ class JobManager:
         self._runs_dir = runs_dir
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
+        self._groups: dict[str, SeedGroup] = {}
         self._ids = itertools.count(1)
 
-    def submit(self, config: TrainConfig, owner: str, name: str | None = None) -> Job:
+    def submit(self, config: TrainConfig, owner: str, name: str | None = None, group: SeedGroup | None = None) -> Job:
         with self._lock:
-            job = Job(id=f"job-{next(self._ids)}", config=config, owner=owner, name=name)
+            job = Job(id=f"job-{next(self._ids)}", config=config, owner=owner, name=name, group=group)
             self._jobs[job.id] = job
+            if group is not None:
+                group.jobs.append(job)
             self._prune()
         job.future = self._pool.submit(self._run, job)
         return job
+
+    def submit_seeds(self, config: TrainConfig, owner: str, seeds: int, name: str | None = None) -> SeedGroup:
+        """Train `config` under seeds config.seed, +1, ... (runs NAME-seedS) and then save their ensemble (NAME)."""
+        configs = [config.replace(seed=config.seed + k) for k in range(seeds)]  # ConfigError before any job
+        if not MIN_MEMBERS <= seeds <= MAX_MEMBERS:
+            raise MnistError(f"an ensemble needs {MIN_MEMBERS} to {MAX_MEMBERS} seeds, got {seeds}")
+        with self._lock:
+            group = SeedGroup(id=f"seeds-{next(self._ids)}", owner=owner, name=name)
+            self._groups[group.id] = group
+        for seeded in configs:
+            self.submit(seeded, owner, name and f"{name}-seed{seeded.seed}", group)
+        return group
+
+    def groups_for(self, owner: str) -> list[SeedGroup]:
+        with self._lock:
+            return [g for g in self._groups.values() if g.owner == owner]
 
     def get(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -152,6 +197,7 @@ class JobManager:
         job.stop_event.set()
         if job.future is not None and job.future.cancel():
             self._finish(job, STOPPED)
+            self._settle(job.group)
 
     def events(self, job: Job) -> list[StepEvent | EpochEvent]:
         with self._lock:
@@ -171,8 +217,44 @@ class JobManager:
         for job in finished[: max(0, len(finished) - MAX_FINISHED_KEPT)]:
             del self._jobs[job.id]
 
+    def _settle(self, group: SeedGroup | None) -> None:
+        """Once every job of `group` has finished: save their ensemble, or say why there is none."""
+        with self._lock:
+            if group is None or group.state != RUNNING or not all(j.is_finished for j in group.jobs):
+                return
+            group.state = QUEUED  # claimed: the last two jobs finishing together settle it once
+        unfinished = [j for j in group.jobs if j.state != DONE or j.run_dir is None]
+        if unfinished:
+            seeds = ", ".join(str(j.config.seed) for j in unfinished)
+            error = f"seed {seeds} did not finish, so no ensemble was saved; make one of the saved runs instead"
+            self._finish_group(group, FAILED, error)
+            return
+        try:
+            members = [load_checkpoint(j.run_dir) for j in group.jobs]
+            run_dir = save_ensemble(members, self._load_data(), self._runs_dir, group.name, group.owner)
+        except MnistError as exc:
+            self._finish_group(group, FAILED, f"the ensemble could not be saved: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - as for a job: one failure must not take the app down
+            log.exception("ensemble of %s failed", group.id)
+            self._finish_group(group, FAILED, f"the ensemble could not be saved: {type(exc).__name__}: {exc}")
+            return
+        with self._lock:
+            group.run_dir = run_dir
+        self._finish_group(group, DONE)
+
+    def _finish_group(self, group: SeedGroup, state: str, error: str | None = None) -> None:
+        with self._lock:
+            group.state, group.error = state, error
+
     def _run(self, job: Job) -> None:
         """Runs on a pool thread; never raises: every failure becomes the job's message."""
+        try:
+            self._train(job)
+        finally:
+            self._settle(job.group)  # on this thread: the ensemble's evaluation is training work
+
+    def _train(self, job: Job) -> None:
         if job.stop_event.is_set():
             self._finish(job, STOPPED)
             return

@@ -283,3 +283,66 @@ def test_cli_train_seeds_refuses_a_taken_name_before_training(mnist_dir, runs_di
     out = run_cli("train", "--arch", "mlp", "--seeds", "2", "--name", "twin", "--data-dir", str(mnist_dir))
     assert out.returncode == 2 and "already exists" in out.stderr and "Traceback" not in out.stderr
     assert sorted(p.name for p in runs_dir.iterdir()) == ["twin"]  # nothing was trained
+
+
+# --- N seeds through the job pool -------------------------------------------------------------
+
+QUICK = TrainConfig(arch="mlp", epochs=1, batch_size=128, train_limit=256, log_every=1, device="cpu")
+
+
+@pytest.fixture
+def synthetic_data():
+    from mnist.data import MnistData
+
+    g = torch.Generator().manual_seed(0)
+    return MnistData(
+        train_images=torch.randint(0, 256, (512, 28, 28), dtype=torch.uint8, generator=g),
+        train_labels=torch.randint(0, 10, (512,), generator=g),
+        test_images=torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8, generator=g),
+        test_labels=torch.randint(0, 10, (50,), generator=g),
+        source=Path("synthetic"),
+    )
+
+
+def wait_until(predicate, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_job_pool_trains_seeds_then_saves_their_ensemble(synthetic_data, runs_dir):
+    from mnist.jobs import DONE, JobManager
+
+    manager = JobManager(lambda: synthetic_data, runs_dir, max_workers=1)
+    try:
+        group = manager.submit_seeds(QUICK.replace(seed=7), owner="visitor", seeds=3, name="trio")
+        assert [j.config.seed for j in group.jobs] == [7, 8, 9]
+        assert [j.name for j in group.jobs] == ["trio-seed7", "trio-seed8", "trio-seed9"]
+        assert manager.groups_for("visitor") == [group] and manager.groups_for("other") == []
+        wait_until(lambda: group.is_finished)
+    finally:
+        manager.shutdown()
+    assert group.state == DONE, group.error
+    assert all(j.state == DONE for j in group.jobs)  # each seed is a normal run
+    record = load_checkpoint(group.run_dir).record
+    assert group.run_dir == runs_dir / "trio"
+    assert record.model_text == "ensemble of 3 · mlp" and record.provenance.owner == "visitor"
+    assert [m.name for m in record.members] == ["trio-seed7", "trio-seed8", "trio-seed9"]
+
+
+def test_a_stopped_seed_means_no_ensemble_and_says_why(synthetic_data, runs_dir):
+    from mnist.jobs import FAILED, JobManager
+
+    manager = JobManager(lambda: synthetic_data, runs_dir, max_workers=1)
+    try:
+        group = manager.submit_seeds(QUICK, owner="visitor", seeds=2)
+        manager.stop(group.jobs[1].id)  # still queued behind the first: withdrawn
+        wait_until(lambda: group.is_finished)
+    finally:
+        manager.shutdown()
+    assert group.state == FAILED and group.run_dir is None
+    assert "seed 1 did not finish, so no ensemble was saved" in group.error
+    assert not any(r.record.is_ensemble for r in list_runs(runs_dir))
