@@ -177,7 +177,8 @@ def mistakes_tab(state: common.DataState, key: str) -> None:
         st.error(f"The active model cannot be evaluated: {exc}")
         return
     label = common.model_choices().get(key)
-    st.caption(f"Active model: {label.label if label else key} (change it in the sidebar) · {checkpoint.arch}")
+    shown = label.label if label else key
+    st.caption(f"Active model: {shown} (change it in the sidebar) · {checkpoint.record.model_text}")
     n = len(result.labels)
     m1, m2, m3 = st.columns(3)
     m1.metric("Test accuracy", f"{result.accuracy * 100:.2f}%")

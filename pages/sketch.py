@@ -137,7 +137,7 @@ def on_upload() -> None:
         return
     record = common.model_choices()[key].record
     used = f"{weights.name} with {meta.name}" if meta is not None else weights.name
-    model = f"{record.arch}, {record.metrics.accuracy_text(' test accuracy')}"
+    model = f"{record.model_text}, {record.metrics.accuracy_text(' test accuracy')}"
     st.session_state[UPLOAD_OK_KEY] = f"Loaded {used}: {model}. It is now the active model (see the sidebar)."
 
 

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist.checkpoint import check_run_name, checkpoint_file_bytes, delete_run, load_history, rename_run
+from mnist.checkpoint import (
+    check_run_name,
+    checkpoint_file_bytes,
+    delete_run,
+    load_history,
+    rename_run,
+    save_ensemble,
+)
 from mnist.config import FIELD_SPECS, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, preset_config
 from mnist.device import available_devices, resolve_device
+from mnist.ensemble import MAX_MEMBERS, MIN_MEMBERS
 from mnist.errors import ConfigError, MnistError
 from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
 from mnist.models import ARCHS, build_model, count_parameters, summarize_model
@@ -37,6 +45,11 @@ MAX_COMPARED = 8
 DELETE_CONFIRM_KEY = "confirm_delete"
 DELETE_ERROR_KEY = "delete_error"  # why the last rename or delete was refused
 RENAME_KEY = "rename_to"
+SEEDS_KEY = "new_run_seeds"  # how many seeds the next Start trains: 1, or an ensemble of that many runs
+START_ERROR_KEY = "start_error"  # why the last Start was refused by the pool
+ENSEMBLE_PICK_KEY = "ensemble_runs"  # the saved runs chosen for a new ensemble
+ENSEMBLE_NAME_KEY = "ensemble_name"
+ENSEMBLE_RESULT_KEY = "ensemble_result"  # (ok, message) of the last Make the ensemble
 
 manager = common.job_manager()
 owner = common.owner_id()
@@ -118,7 +131,17 @@ def config_form(data_ready: bool) -> None:
         help="The saved run's folder name; leave it empty for an automatic one.",  # rules: check_run_name says them
         **keep,
     )
-    name_problem = run_name_problem(run_name())
+    st.number_input(
+        "Seeds",
+        min_value=1,
+        max_value=MAX_MEMBERS,
+        step=1,
+        key=SEEDS_KEY,
+        help=f"1: one run. {MIN_MEMBERS} to {MAX_MEMBERS}: one run per seed (seed, seed + 1, …), then their ensemble, "
+        "saved as a run of its own when all have finished (with a name, the runs are NAME-seedS).",
+        **keep,
+    )
+    name_problem = run_name_problem(run_name(), config)
     if name_problem:
         st.error(name_problem, icon=":material/error:")
     if BETWEEN_FIELDS in problems:
@@ -128,6 +151,8 @@ def config_form(data_ready: bool) -> None:
         st.caption(f":material/block: To start, fix: {', '.join(refused)}.")
     if not data_ready:
         st.caption("Training needs MNIST: see the message at the top of the page.")
+    if START_ERROR_KEY in st.session_state:
+        st.error(st.session_state.pop(START_ERROR_KEY), icon=":material/error:")
     st.button(
         "Start training",
         type="primary",
@@ -167,7 +192,18 @@ def run_name() -> str:
     return (st.session_state.get(RUN_NAME_KEY) or "").strip()  # a phone keyboard may add a trailing space
 
 
-def run_name_problem(name: str) -> str | None:
+def seeds() -> int:
+    return int(st.session_state.get(SEEDS_KEY) or 1)
+
+
+def planned_names(name: str, config: TrainConfig | None) -> list[str]:
+    """The run names the next Start takes: the name, and with several seeds each seed's run NAME-seedS."""
+    if not name or seeds() == 1 or config is None:
+        return [name] if name else []
+    return [name, *(f"{name}-seed{config.seed + k}" for k in range(seeds()))]
+
+
+def run_name_problem(name: str, config: TrainConfig | None) -> str | None:
     """Why the next run cannot have this name (checked before training, not when its model is saved)."""
     if not name:
         return None  # an automatic name
@@ -176,8 +212,10 @@ def run_name_problem(name: str) -> str | None:
     except MnistError as exc:
         return f"Run name: {exc}."
     waiting = {job.name for job in manager.jobs_for(owner) if not job.is_finished}
-    if (runs_dir / name).exists() or name in waiting:
-        return f"Run name: a run named {name} already exists; choose another name or leave it empty."
+    waiting |= {group.name for group in manager.groups_for(owner) if not group.is_finished}
+    for taken in planned_names(name, config):
+        if (runs_dir / taken).exists() or taken in waiting:
+            return f"Run name: a run named {taken} already exists; choose another name or leave it empty."
     return None
 
 
@@ -186,9 +224,16 @@ def start_run() -> None:
     # can interrupt the rerun that edit started, and that render's values are the old ones.
     config, _problems = build_config()
     name = run_name()
-    if config is None or run_name_problem(name):
+    if config is None or run_name_problem(name, config):
         return  # this rerun shows the problems above the button
-    job = manager.submit(config, owner, name=name or None)
+    if seeds() == 1:
+        job = manager.submit(config, owner, name=name or None)
+    else:
+        try:
+            job = manager.submit_seeds(config, owner, seeds(), name=name or None).jobs[0]
+        except MnistError as exc:  # e.g. the last seed past its range
+            st.session_state[START_ERROR_KEY] = f"Cannot start these runs: {exc}."
+            return
     st.session_state[common.JOB_KEY] = job.id
     st.session_state[RUN_NAME_KEY] = ""  # that name is taken now: the next run gets its own or an automatic one
 
@@ -299,7 +344,39 @@ def live_job(job_id: str) -> None:
         st.rerun()  # the whole page: the new run joins the history and the sidebar's model list
 
 
+def show_seed_group(group) -> None:
+    """One line about a seeds group: how far it is, its saved ensemble, or why there is none."""
+    n = len(group.jobs)
+    if group.state == DONE:
+        record = common.get_checkpoint(ModelRef.run(group.run_dir.name).key).record
+        acc = record.metrics.accuracy_text(" test accuracy")
+        st.success(f"{plural(n, 'seed')} done: saved `{group.run_dir.name}`, {record.model_text}, {acc}.")
+    elif group.state == FAILED:
+        st.warning(f"{plural(n, 'seed')}: {group.error}.", icon=":material/info:")
+    else:
+        finished = group.finished_jobs
+        st.info(
+            f"{plural(n, 'seed')}: {finished} of {n} runs finished; their ensemble is saved when all are done"
+            f"{' (saving it now…)' if finished == n else ''}.",
+            icon=":material/stacks:",
+        )
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live_seed_group(group) -> None:
+    """Refreshes while a group trains; reruns the page once its ensemble is saved (or cannot be)."""
+    show_seed_group(group)
+    if group.is_finished:
+        st.rerun()
+
+
+def seed_groups() -> None:
+    for group in sorted(manager.groups_for(owner), key=lambda g: g.id, reverse=True)[:3]:  # the latest few
+        (show_seed_group if group.is_finished else live_seed_group)(group)
+
+
 def run_panel() -> None:
+    seed_groups()
     jobs = my_jobs()
     if not jobs:
         st.info(
@@ -469,7 +546,7 @@ def saved_runs() -> None:
         run = by_name[name]
         record = run.record
         st.caption(
-            f"{record.arch} · {record.metrics.accuracy_text(' test accuracy')} · {record.parameters:,} parameters"
+            f"{record.model_text} · {record.metrics.accuracy_text(' test accuracy')} · {record.parameters:,} parameters"
             f" · made by {common.run_access(run).made_by}"
         )
         key = run.ref.key
@@ -502,6 +579,52 @@ def saved_runs() -> None:
             st.error(st.session_state.pop(DELETE_ERROR_KEY))
     with st.expander(f"Training insight of {name}", icon=":material/visibility:"):
         insight_views.show_run_insight(run)
+    ensemble_maker(runs)
+
+
+def make_ensemble() -> None:
+    """The Make the ensemble button's callback: the chosen runs' ensemble, measured and saved as a run."""
+    chosen = list(st.session_state.get(ENSEMBLE_PICK_KEY) or [])
+    name = (st.session_state.get(ENSEMBLE_NAME_KEY) or "").strip()
+    state = common.get_data()
+    try:
+        if state.data is None:
+            raise MnistError("it is measured on the MNIST test set, which is not available")
+        members = [common.get_checkpoint(ModelRef.run(n).key) for n in chosen]
+        path = save_ensemble(members, state.data, runs_dir, name or None, owner)
+    except MnistError as exc:
+        st.session_state[ENSEMBLE_RESULT_KEY] = (False, f"Could not make the ensemble: {exc}.")
+        return
+    st.session_state[ENSEMBLE_RESULT_KEY] = (True, f"Saved the ensemble as `{path.name}`.")
+    st.session_state[ENSEMBLE_PICK_KEY] = []
+    st.session_state[ENSEMBLE_NAME_KEY] = ""
+    st.session_state["manage_run"] = path.name
+
+
+def ensemble_maker(runs) -> None:
+    """Pick saved runs and save their ensemble (the mean of their probabilities) as a run of its own."""
+    st.markdown("**Make an ensemble** of saved runs: it averages their probabilities and is saved as a run.")
+    singles = [r.name for r in runs if not r.record.is_ensemble]
+    st.session_state[ENSEMBLE_PICK_KEY] = [n for n in st.session_state.get(ENSEMBLE_PICK_KEY, []) if n in singles]
+    pick_col, name_col = st.columns([2, 1])
+    chosen = pick_col.multiselect(
+        "Runs to combine", singles, key=ENSEMBLE_PICK_KEY, max_selections=MAX_MEMBERS, placeholder="Choose runs"
+    )
+    name_col.text_input("Ensemble name", key=ENSEMBLE_NAME_KEY, placeholder="optional: automatic")
+    enough = len(chosen) >= MIN_MEMBERS
+    if not enough:
+        st.caption(f"Choose {MIN_MEMBERS} to {MAX_MEMBERS} runs (any architectures).")
+    st.button(
+        "Make the ensemble",
+        icon=":material/stacks:",
+        disabled=not enough,
+        on_click=make_ensemble,
+        key="make_ensemble",
+        help="Measures it on the 10,000 test images (a second or two per run), then saves it; it is yours.",
+    )
+    if ENSEMBLE_RESULT_KEY in st.session_state:
+        ok, message = st.session_state.pop(ENSEMBLE_RESULT_KEY)
+        (st.success if ok else st.error)(message)
 
 
 # --- the page ---------------------------------------------------------------------------------

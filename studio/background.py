@@ -140,16 +140,16 @@ def compute_neighbours(model: nn.Module, data: MnistData, folder: Path | None, p
 
 
 def digit_map_task(key: str, data: MnistData) -> Task:
-    """The (shared) task computing the digit map of the model behind `key`."""
-    model = common.get_checkpoint(key).model
+    """The (shared) task computing the digit map of the model behind `key` (an ensemble: its first member's)."""
+    model = common.inside_model(key)
     shipped = BUNDLED_DIR if ModelRef.parse(key).kind == "bundled" else None
     compute = functools.partial(compute_digit_map, model, data, writable_folder(key), shipped)
     return worker().task(f"digit-map|{common.model_identity(key)}", compute)
 
 
 def neighbours_task(key: str, data: MnistData) -> Task:
-    """The (shared) task building the neighbour index of the model behind `key`."""
-    model = common.get_checkpoint(key).model
+    """The (shared) task building the neighbour index of the model behind `key` (an ensemble: its first member's)."""
+    model = common.inside_model(key)
     compute = functools.partial(compute_neighbours, model, data, writable_folder(key))
     return worker().task(f"neighbours|{common.model_identity(key)}", compute)
 

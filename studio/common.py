@@ -42,6 +42,7 @@ from mnist.data import (
     mnist_available,
 )
 from mnist.device import describe_device, resolve_device
+from mnist.ensemble import first_member
 from mnist.errors import DataNotFoundError, MnistError
 from mnist.jobs import JobManager
 from mnist.records import ModelRef, RunRecord
@@ -292,7 +293,7 @@ def _bundled_record() -> RunRecord:
 
 
 def _label(record: RunRecord, where: str) -> str:
-    return f"{record.arch} {record.metrics.accuracy_text()} · {where}"
+    return f"{record.model_text} {record.metrics.accuracy_text()} · {where}"
 
 
 def model_choices() -> dict[str, ModelChoice]:
@@ -304,7 +305,7 @@ def model_choices() -> dict[str, ModelChoice]:
         except MnistError:
             record = None  # a damaged bundled model is left out, not shown broken
         if record is not None:
-            label = f"Bundled: {record.arch} {record.metrics.accuracy_text()}"
+            label = f"Bundled: {record.model_text} {record.metrics.accuracy_text()}"
             choices.append(ModelChoice(ModelRef.bundled(), label, record))
     for run in runs_list():
         choices.append(ModelChoice(run.ref, _label(run.record, f"run {run.name}"), run.record))
@@ -342,6 +343,11 @@ def get_checkpoint(key: str) -> Checkpoint:
         return upload[1]
     folder = _folder_of(ref)
     return _load_checkpoint(str(folder), _mtime(folder / WEIGHTS_FILE))
+
+
+def inside_model(key: str) -> nn.Module:
+    """The one network Inside the model shows for `key`: its model, or an ensemble's first member."""
+    return first_member(get_checkpoint(key).model)
 
 
 def model_identity(key: str) -> str:
@@ -420,7 +426,7 @@ def sidebar() -> None:
                 help="Used by Sketch and Explore. Train a model or upload a checkpoint on Sketch to add one.",
             )
             record = choices[active].record
-            st.caption(f":material/neurology: {record.arch} · {record.metrics.accuracy_text(' test accuracy')}")
+            st.caption(f":material/neurology: {record.model_text} · {record.metrics.accuracy_text(' test accuracy')}")
         else:
             st.info("No model yet: train one on the Train page.", icon=":material/neurology:")
         st.caption(f":material/memory: Device: {_device_text()}")

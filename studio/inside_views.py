@@ -317,7 +317,14 @@ def show_inside(key: str, drawing) -> None:
     if image is None or image.pixels is None:
         st.caption("Draw a digit to see inside the model.")
         return
-    model = common.get_checkpoint(key).model  # the CPU copy: these views are batch-1 work
+    model = common.inside_model(key)  # the CPU copy: these views are batch-1 work
+    record = common.get_checkpoint(key).record
+    if record.is_ensemble:
+        first = record.members[0]
+        st.caption(
+            f":material/info: The active model is an {record.model_text}: these views show its first member, "
+            f"{first.arch} (run {first.name}), which reads this drawing on its own."
+        )
     try:
         inspection = inspect_drawing(model, image)
     except MnistError as exc:

@@ -56,6 +56,9 @@ def show_run_insight(run: SavedRun) -> None:
     mtime = insight_file.stat().st_mtime_ns if insight_file.is_file() else 0
     insights = cached_insight(str(path), mtime)
     with st.container(key="run-insight"):
+        if not insights and run.record.is_ensemble:
+            st.caption("An ensemble was not trained: see the training insight of each of its runs.")
+            return
         if not insights:
             st.caption("This run has no saved training insight (it was trained before runs recorded it).")
             return

@@ -214,7 +214,7 @@ def run_row(name: str, record: RunRecord, made_by: str) -> dict:
         "run": name,
         "made by": made_by,
         "created": record.created.replace("T", " ")[:19],
-        "arch": record.arch,
+        "arch": record.model_text,
         "test accuracy %": None if metrics.test_accuracy is None else round(metrics.test_accuracy * 100, 2),
         "epochs": metrics.epochs_done,
         "train time": format_duration(metrics.train_seconds),

@@ -421,3 +421,79 @@ def test_bad_upload_is_refused_with_a_message(model_key):
     assert not at.exception
     assert any("cannot be used" in e.value and "pickle" in e.value for e in at.error)
     assert at.session_state["active_model"] == model_key
+
+
+# --- ensembles --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def two_quick_runs(mnist_data, tmp_path_factory) -> list[Path]:
+    """Two mlp runs of different seeds, each trained in a second or two on 4,000 images."""
+    from mnist.config import TrainConfig
+    from mnist.train import run_training
+
+    folder = tmp_path_factory.mktemp("ensemble-members")
+    runs = []
+    for seed in (0, 1):
+        config = TrainConfig(arch="mlp", epochs=1, train_limit=4_000, batch_size=64, lr=0.002, seed=seed)
+        done = run_training(config, mnist_data)
+        runs.append(save_run(done.model, config, done.metrics(), done.history, folder, f"quick-{seed}"))
+    return runs
+
+
+@pytest.fixture
+def ensemble_key(two_quick_runs, with_data, mnist_data) -> str:
+    """An ensemble of the two quick runs, saved in this test's runs folder (the members beside it)."""
+    from mnist.checkpoint import save_ensemble
+
+    members = [load_checkpoint(shutil.copytree(run, with_data / run.name)) for run in two_quick_runs]
+    return f"run:{save_ensemble(members, mnist_data, with_data, 'duo').name}"
+
+
+def test_the_sidebar_and_sketch_name_an_ensemble_and_it_predicts(ensemble_key, mnist_data):
+    at = open_app("sketch", active_model=ensemble_key)
+    model_select = at.sidebar.selectbox(key="active_model")
+    label = model_select.format_func(model_select.value)
+    assert label.startswith("ensemble of 2 · mlp ") and label.endswith("· run duo"), label
+    assert any(c.value.startswith(":material/neurology: ensemble of 2 · mlp · ") for c in at.sidebar.caption)
+    for index in range(3):  # 7, 2, 1
+        at.session_state[CANVAS_KEY] = digit_canvas(mnist_data.test_images[index])
+        at.run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        match = PREDICTION_RE.match(prediction(at))
+        assert match, prediction(at)
+        assert int(match.group(1)) == int(mnist_data.test_labels[index])
+    captions = [c.value for c in at.main.caption]
+    assert any(c.startswith("ensemble of 2 · mlp ") for c in captions), captions
+    assert len(at.image) >= 2  # the 28x28 input and the saliency overlay
+
+
+def test_inside_the_model_shows_an_ensembles_first_member(ensemble_key, mnist_data):
+    at = open_app("sketch", active_model=ensemble_key, inside_on=True)
+    at.session_state[CANVAS_KEY] = digit_canvas(mnist_data.test_images[0])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "these views show its first member, mlp (run quick-0)" in texts(at)
+
+
+def test_train_page_makes_an_ensemble_of_saved_runs(two_quick_runs, with_data):
+    for run in two_quick_runs:
+        shutil.copytree(run, with_data / run.name)
+    at = open_app("train", visitor_token=VISITOR)
+    assert button(at, "Make the ensemble").disabled  # no runs chosen yet
+    at.multiselect(key="ensemble_runs").set_value(["quick-0", "quick-1"]).run()
+    at.text_input(key="ensemble_name").input("pair").run()
+    button(at, "Make the ensemble").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Saved the ensemble as `pair`" in s.value for s in at.success)
+    record = load_checkpoint(with_data / "pair").record
+    assert record.model_text == "ensemble of 2 · mlp" and record.provenance.owner == owner_of(VISITOR)
+    assert at.selectbox(key="manage_run").value == "pair"
+    assert "ensemble of 2 · mlp" in texts(at)  # the manage caption
+    assert "made by you" in texts(at)
+
+    at.multiselect(key="ensemble_runs").set_value(["quick-0", "quick-1"]).run()
+    at.text_input(key="ensemble_name").input("pair").run()  # taken: refused in plain words
+    button(at, "Make the ensemble").click().run()
+    assert not at.exception
+    assert any("Could not make the ensemble: a run named 'pair' already exists" in e.value for e in at.error)
