@@ -497,3 +497,29 @@ def test_train_page_makes_an_ensemble_of_saved_runs(two_quick_runs, with_data):
     button(at, "Make the ensemble").click().run()
     assert not at.exception
     assert any("Could not make the ensemble: a run named 'pair' already exists" in e.value for e in at.error)
+
+
+def test_explore_evaluates_an_ensemble(ensemble_key, with_data, mnist_data):
+    at = open_app("explore", active_model=ensemble_key)
+    assert not at.error, [e.value for e in at.error]
+    assert any("· ensemble of 2 · mlp" in c.value for c in at.caption)
+    accuracy = load_checkpoint(with_data / "duo").record.metrics.test_accuracy
+    assert {m.label: m.value for m in at.metric}["Test accuracy"] == f"{accuracy * 100:.2f}%"
+
+
+@pytest.mark.slow
+def test_train_page_trains_seeds_then_saves_their_ensemble(with_data):
+    at = open_app("train", visitor_token=VISITOR)
+    at.text_input(key="cfg_train_limit").set_value("512")
+    at.text_input(key="cfg_epochs").set_value("1")
+    at.number_input(key="new_run_seeds").set_value(2)
+    at.text_input(key="new_run_name").input("twins")
+    at.run()
+    button(at, "Start training").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    done = wait_for(at, lambda a: [s.value for s in a.success if "saved `twins`" in s.value], what="the ensemble")
+    assert "2 seeds done: saved `twins`, ensemble of 2 · cnn-bn-fast" in done[0]
+    names = {r.name: r.record for r in list_runs(with_data)}
+    assert set(names) == {"twins", "twins-seed0", "twins-seed1"}
+    assert [m.name for m in names["twins"].members] == ["twins-seed0", "twins-seed1"]
+    assert names["twins"].provenance.owner == owner_of(VISITOR)

@@ -346,3 +346,14 @@ def test_a_stopped_seed_means_no_ensemble_and_says_why(synthetic_data, runs_dir)
     assert group.state == FAILED and group.run_dir is None
     assert "seed 1 did not finish, so no ensemble was saved" in group.error
     assert not any(r.record.is_ensemble for r in list_runs(runs_dir))
+
+
+def test_a_bundled_ensemble_loads_as_the_default_model(ensemble_dir, monkeypatch):
+    import shutil
+
+    bundled = ensemble_dir.parent.parent / "default-model"
+    shutil.copytree(ensemble_dir, bundled)
+    monkeypatch.setattr("mnist.checkpoint.BUNDLED_DIR", bundled)
+    ckpt = load_checkpoint()  # what evaluate, predict and the app use when no model is named
+    assert ckpt.path == bundled and isinstance(ckpt.model, Ensemble)
+    assert ckpt.record.model_text == "ensemble of 2 · mlp + cnn-bn-fast"
