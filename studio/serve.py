@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -41,7 +42,7 @@ HEALTH_PATH = "/_stcore/health"
 HEALTH_TIMEOUT_S = 120.0  # a cold backend imports torch and streamlit: seconds on a slow disk
 ROUTE_COOKIE = "mnist_backend"
 UPLOAD_SLACK_MB = 10  # nginx's body limit above Streamlit's server.maxUploadSize (multipart overhead)
-STREAMLIT_UPLOAD_MB = 50  # .streamlit/config.toml server.maxUploadSize
+STREAMLIT_CONFIG = REPO / ".streamlit" / "config.toml"
 NGINX_TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # each nginx writes to <kind>_temp_path
 LONG_TIMEOUT = "1d"  # a websocket stays open as long as the tab
 
@@ -52,6 +53,12 @@ def default_processes() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def streamlit_upload_mb() -> int:
+    """server.maxUploadSize of the app's .streamlit/config.toml (Streamlit's default, 200, if unset)."""
+    with STREAMLIT_CONFIG.open("rb") as f:
+        return int(tomllib.load(f).get("server", {}).get("maxUploadSize", 200))
 
 
 def nginx_available() -> bool:
@@ -73,7 +80,7 @@ events {{ worker_connections 4096; }}
 http {{
   access_log off;
 {temps}
-  client_max_body_size {STREAMLIT_UPLOAD_MB + UPLOAD_SLACK_MB}m;
+  client_max_body_size {streamlit_upload_mb() + UPLOAD_SLACK_MB}m;
   map $http_upgrade $connection_upgrade {{ default upgrade; "" ""; }}
   # The client: the first X-Forwarded-For entry (a proxy in front), else the peer's address.
   map $http_x_forwarded_for $client_key {{ "" $remote_addr; "~^(?<first>[^,\\s]+)" $first; }}

@@ -36,8 +36,10 @@ def test_dockerfile_follows_the_spaces_rules():
     assert f"EXPOSE {port}" in docker
     assert re.search(rf"HEALTHCHECK .*\n?.*localhost:{port}/_stcore/health", docker)
     cmd = re.search(r"^CMD (\[.*\])$", docker, re.M).group(1)
-    assert '"streamlit", "run", "streamlit_app.py"' in cmd
-    assert "--server.address=0.0.0.0" in cmd and f"--server.port={port}" in cmd
+    # One Streamlit process per core behind nginx (studio.serve), listening on the Space's port.
+    assert cmd.startswith('["python", "-m", "studio.serve"')
+    assert '"--address", "0.0.0.0"' in cmd and f'"--port", "{port}"' in cmd
+    assert re.search(r"apt-get install .*nginx", docker)
     assert "requirements.txt" in docker
     assert "data" in (REPO / ".dockerignore").read_text().split()
 
