@@ -21,6 +21,7 @@ SCHEDULER_LABELS = {
 SCHEDULERS = tuple(SCHEDULER_LABELS)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_EPOCHS = 200
+MAX_EMA_DECAY = 0.9999  # an average over ~10,000 steps: longer than most runs
 MAX_BATCH_SIZE = MNIST_TRAIN_IMAGES  # one batch can be the whole training set
 KINDS = {"int": "int", "float": "float", "bool": "bool", "str": "choice"}  # annotation (a string here) -> kind
 
@@ -129,6 +130,14 @@ class TrainConfig:
         low=0.0,
         high=0.5,
         step=0.01,
+    )
+    ema: float = described(
+        0.0,
+        label="Weight averaging (EMA decay)",
+        help="Keep an exponential moving average of the weights, which the run evaluates and saves "
+        "(0 = off; 0.999 averages about the last 1,000 steps)",
+        low=0.0,
+        high=MAX_EMA_DECAY,
     )
     augment: bool = described(
         False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import threading
 import time
@@ -188,6 +189,33 @@ def build_scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
     raise ConfigError(f"unknown scheduler {config.scheduler!r}")
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights and batch-norm statistics: a copy of the model.
+
+    The decay warms up as min(decay, (1 + n) / (10 + n)) after n updates, so the average of a short run
+    is not dominated by the initial weights. Integer buffers (BN's batch counters) are copied.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.model = copy.deepcopy(model)
+        self.model.requires_grad_(False)
+        self.decay = decay
+        self.updates = 0
+        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values(), strict=True))
+        self.floats = [(a, m) for a, m in pairs if a.is_floating_point()]
+        self.others = [(a, m) for a, m in pairs if not a.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """Move the average towards the model's current weights (call after each optimizer step)."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        averaged, current = zip(*self.floats, strict=True)
+        torch._foreach_lerp_(list(averaged), list(current), 1 - decay)
+        for a, m in self.others:
+            a.copy_(m)
+
+
 def _seeded_generator(seed: int, device: torch.device) -> torch.Generator:
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
@@ -260,6 +288,8 @@ def train(
 
     model = build_model(config.arch).to(device)
     optimizer = build_optimizer(model.parameters(), config)
+    average = WeightAverage(model, config.ema) if config.ema > 0 else None
+    kept = average.model if average is not None else model  # what is evaluated and saved
     steps_per_epoch = n_train // config.batch_size  # drop the ragged last batch: BN dislikes tiny ones
     total_steps = config.epochs * steps_per_epoch
     scheduler, sched_every = build_scheduler(optimizer, config, steps_per_epoch)
@@ -292,6 +322,8 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if average is not None:
+                average.update()
             step_lr = optimizer.param_groups[0]["lr"]  # the rate this step used, before any decay
             step += 1
             if scheduler is not None and step % sched_every == 0:
@@ -322,7 +354,7 @@ def train(
                 t_window = time.perf_counter()
         if seen == 0:
             break
-        final = result = evaluate(model, test_x, test_y)
+        final = result = evaluate(kept, test_x, test_y)
         epochs_done = epoch if not stopped else epochs_done
         event = EpochEvent(
             epoch=epoch,
@@ -333,18 +365,18 @@ def train(
             test_accuracy=result.accuracy,
             elapsed=train_time,
             eta=train_time / step * (total_steps - step),
-            insight=compute_epoch_insight(model, epoch, result.confusion, test_x[panel], panel, test_y[panel]),
+            insight=compute_epoch_insight(kept, epoch, result.confusion, test_x[panel], panel, test_y[panel]),
         )
         history.add(event)
         yield event
         if stopped:
             break
 
-    model.eval()
+    kept.eval()
     if final is None:  # stopped before the first step: nothing evaluated yet
-        final = evaluate(model, test_x, test_y)
+        final = evaluate(kept, test_x, test_y)
     yield DoneEvent(
-        model=model,
+        model=kept,
         config=config,
         stopped=stopped,
         test_accuracy=final.accuracy,

@@ -35,8 +35,9 @@ FORM_ROWS = (
     ("momentum", "nesterov"),
     ("weight_decay", "scheduler"),
     ("step_size", "gamma"),
-    ("label_smoothing", "device"),
+    ("label_smoothing", "ema"),
     ("train_limit", "seed"),
+    ("device", "augment"),
 )
 RUN_NAME_KEY = "new_run_name"  # the optional name of the next run's folder; empty: an automatic one
 BETWEEN_FIELDS = ""  # the key of a problem that no single field has (batch size vs training images, ...)

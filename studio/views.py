@@ -225,6 +225,7 @@ def run_row(name: str, record: RunRecord, made_by: str) -> dict:
         "scheduler": config.scheduler,
         "augment": config.augment,
         "label smoothing": config.label_smoothing,
+        "EMA decay": config.ema,
         "train images": f"{config.train_limit:,}" if config.train_limit else "all",
         "parameters": record.parameters,
     }

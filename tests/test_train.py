@@ -5,7 +5,7 @@ import torch
 
 from mnist.config import OPTIMIZERS, SCHEDULERS, TrainConfig
 from mnist.errors import ConfigError
-from mnist.train import DoneEvent, EpochEvent, StepEvent, evaluate, run_training, train
+from mnist.train import DoneEvent, EpochEvent, StepEvent, WeightAverage, evaluate, run_training, train
 
 
 def test_short_real_training_passes_95_percent(mnist_data):
@@ -91,3 +91,37 @@ def test_evaluate_reports_consistent_metrics(mnist_data):
     assert all(w["label"] == int(mnist_data.test_labels[w["index"]]) for w in wrong[:50])
     confidences = [w["confidence"] for w in wrong]
     assert confidences == sorted(confidences, reverse=True)
+
+
+def test_weight_average_follows_the_model_with_warmup_and_its_decay():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+    average = WeightAverage(model, decay=0.9)
+    start = average.model[0].weight.clone()
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].num_batches_tracked += 5
+    average.update()  # warm-up decay (1 + 1) / (10 + 1): mostly the new weights
+    warm = 2 / 11
+    torch.testing.assert_close(average.model[0].weight, warm * start + (1 - warm) * model[0].weight)
+    assert int(average.model[1].num_batches_tracked) == 5  # integer buffers are copied, not averaged
+    for _ in range(200):
+        average.update()  # past the warm-up the decay is 0.9: the average converges to the weights
+    torch.testing.assert_close(average.model[0].weight, model[0].weight)
+    assert not any(p.requires_grad for p in average.model.parameters())
+
+
+def test_ema_run_evaluates_and_returns_the_averaged_weights(mnist_data):
+    config = TrainConfig(train_limit=2048, batch_size=64, epochs=1, log_every=100)
+    plain = run_training(config, mnist_data)
+    averaged = run_training(config.replace(ema=0.95), mnist_data)
+    # Same seed, same live weights; the returned model is the average, so it differs from the plain run's.
+    a, b = plain.model.state_dict(), averaged.model.state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    again = evaluate(averaged.model, mnist_data.test_images, mnist_data.test_labels)
+    assert again.accuracy == pytest.approx(averaged.test_accuracy)
+    assert averaged.test_accuracy > 0.9
+
+
+def test_ema_decay_out_of_range_is_refused():
+    with pytest.raises(ConfigError, match="ema must be in"):
+        TrainConfig(ema=1.0)
