@@ -17,6 +17,9 @@ class ArchSpec:
     name: str
     description: str
     build: Callable[[], nn.Module]
+    # Train in channels-last memory (mnist.train converts the model back afterwards, so every other user
+    # sees ordinary tensors): measured faster on a 2-core CPU for these nets, slower for others.
+    channels_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,9 @@ class LayerRow:
 ARCHS: dict[str, ArchSpec] = {}
 
 
-def register(name: str, description: str):
+def register(name: str, description: str, channels_last: bool = False):
     def wrap(build: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
-        ARCHS[name] = ArchSpec(name, description, build)
+        ARCHS[name] = ArchSpec(name, description, build, channels_last)
         return build
 
     return wrap
@@ -123,10 +126,42 @@ def build_cnn_bn_fast() -> nn.Module:
     )
 
 
+def conv_pool_bn(c_in: int, c_out: int) -> list[nn.Module]:
+    """3x3 conv, then the 2x2 max-pool, then batch norm and ReLU on a quarter of the pixels.
+
+    Max-pool commutes with ReLU, so this is conv-BN-ReLU-pool with BN's statistics taken after pooling;
+    BN, ReLU and their backward passes cost a quarter (they were half a CPU training step at 28x28).
+    """
+    return [
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.MaxPool2d(2),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+@register(
+    "cnn-bn-lite",
+    "Fastest to train on a CPU: three stages of 3x3 conv, max-pool, then batch norm and ReLU on the pooled "
+    "image (16, 32, 64 channels), trained channels-last (vectorised pooling), and a linear head. "
+    "99.2% in one epoch, about 8 s on 2 cores.",
+    channels_last=True,
+)
+def build_cnn_bn_lite() -> nn.Module:
+    return nn.Sequential(
+        *conv_pool_bn(1, 16),  # (16, 14, 14)
+        *conv_pool_bn(16, 32),  # (32, 7, 7)
+        *conv_pool_bn(32, 64),  # (64, 3, 3)
+        nn.Flatten(),
+        nn.Linear(64 * 3 * 3, NUM_CLASSES),
+    )
+
+
 @register(
     "cnn-bn",
     "Modern CNN: five 3x3 conv + batch-norm layers (32, 32, 64, 64, 128 channels), two max-pools, "
     "global average pooling and a linear head; no giant dense layer. 99.6%+ with augmentation.",
+    channels_last=True,  # a training step 0.80x the time (bench/train_speed.py's note in the README)
 )
 def build_cnn_bn() -> nn.Module:
     return nn.Sequential(

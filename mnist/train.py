@@ -19,7 +19,7 @@ from .data import MnistData, augment_batch, load_mnist, normalize
 from .device import resolve_device
 from .errors import ConfigError
 from .insight import EpochInsight, compute_epoch_insight, panel_indices
-from .models import build_model
+from .models import ARCHS, build_model
 from .records import RunMetrics
 
 EVAL_BATCH = 250  # images per evaluation forward; 1000 cost ~250 MB more peak memory (bench/memory.py)
@@ -164,10 +164,11 @@ def build_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
     kind, lr, wd = config.optimizer, config.lr, config.weight_decay
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=wd)
+    betas = (config.beta1, config.beta2)
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd)
     if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=wd)
     if kind == "adadelta":
         return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
     if kind == "rmsprop":
@@ -287,6 +288,8 @@ def train(
         raise ConfigError(f"batch_size {config.batch_size} is larger than the {n_train} training images")
 
     model = build_model(config.arch).to(device)
+    memory_format = torch.channels_last if ARCHS[config.arch].channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(model.parameters(), config)
     average = WeightAverage(model, config.ema) if config.ema > 0 else None
     kept = average.model if average is not None else model  # what is evaluated and saved
@@ -372,7 +375,7 @@ def train(
         if stopped:
             break
 
-    kept.eval()
+    kept.to(memory_format=torch.contiguous_format).eval()  # ordinary tensors for everyone after training
     if final is None:  # stopped before the first step: nothing evaluated yet
         final = evaluate(kept, test_x, test_y)
     yield DoneEvent(

@@ -207,21 +207,21 @@ def test_train_speed_targets_pass_and_fail():
         "images_per_sec": 2000.0,
         "wall_seconds": 130.0,
     }
-    fast = {"epochs": _epochs((0.985, 7.0), (0.991, 14.0)), "final_accuracy": 0.991, "train_seconds": 14.0}
+    fast = {"epochs": _epochs((0.985, 4.0), (0.991, 8.0)), "final_accuracy": 0.991, "train_seconds": 8.0}
     fast["wall_seconds"] = 16.0
     lenet = {"images_per_sec": 5000.0}
     figures, warnings = train_speed.compare(fast, lenet, ref, 4)
     values = benchlib.collect_values(figures)
     assert [f.status for f in figures if f.status] == ["PASS", "PASS", "PASS"]
-    assert values["ours_time_to_99_s"] == 14.0 and values["ref_time_to_99_s"] is None
-    assert values["ours_time_to_beat_ref_s"] == 14.0  # 98.5% at epoch 1 does not beat 98.9%
+    assert values["ours_time_to_99_s"] == 8.0 and values["ref_time_to_99_s"] is None
+    assert values["ours_time_to_beat_ref_s"] == 8.0  # 98.5% at epoch 1 does not beat 98.9%
     assert values["lenet_throughput_ratio"] == pytest.approx(2.5)
     assert warnings == []
     time_to_99 = benchlib.collect_rows(figures)[0]
-    assert time_to_99["ours"] == "14.0 s (epoch 2) [fast preset]"
+    assert time_to_99["ours"] == "8.0 s (epoch 2) [fast preset]"
     assert time_to_99["reference"] == "never in 4 epochs" and time_to_99["ratio"] == "-"
 
-    slow = {**fast, "epochs": _epochs((0.98, 19.0), (0.9899, 25.0)), "final_accuracy": 0.9899}
+    slow = {**fast, "epochs": _epochs((0.98, 9.0), (0.9899, 25.0)), "final_accuracy": 0.9899}
     figures, warnings = train_speed.compare(slow, {"images_per_sec": 3000.0}, ref, 4)
     assert [f.status for f in figures if f.status] == ["FAIL", "FAIL", "FAIL"]
     assert benchlib.collect_values(figures)["ours_time_to_99_s"] is None
@@ -284,3 +284,20 @@ def test_run_all_uses_cached_best_only_for_the_current_preset(tmp_path, monkeypa
     table = run_all.summary_rows({"best": cached, "browser": None}, {"browser": "not measured"})
     assert table[0][:6] == ["test accuracy", "99.61%", "", "", ">= 99.6%", "PASS"]
     assert table[1][0] == "browser: not measured" and table[1][5] == "n/a"
+
+
+def _seed_run(acc, train_s, wall_s):
+    return {"final_accuracy": acc, "train_seconds": train_s, "wall_seconds": wall_s}
+
+
+def test_train_speed_seed_figures_hold_every_seed_to_the_targets():
+    runs = [_seed_run(0.992, 8.0, 10.0), _seed_run(0.994, 9.0, 11.0), _seed_run(0.993, 10.0, 12.0)]
+    figures = train_speed.seed_figures(runs)
+    values = benchlib.collect_values(figures)
+    assert [f.status for f in figures if f.status] == ["PASS", "PASS", "PASS"]
+    assert values["seeds_acc_min"] == 0.992 and values["seeds_acc_mean"] == pytest.approx(0.993)
+    assert values["seeds_acc_std"] == pytest.approx(0.001)
+    assert values["seeds_train_s_max"] == 10.0 and values["seeds_train_s_min"] == 8.0 and values["seeds"] == 3
+    # One seed under 99.0%, one over 10 s of training, one over 15 s wall: each target fails on its worst seed.
+    worse = [*runs, _seed_run(0.9899, 10.5, 15.5)]
+    assert [f.status for f in train_speed.seed_figures(worse) if f.status] == ["FAIL", "FAIL", "FAIL"]

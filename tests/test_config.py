@@ -101,3 +101,10 @@ def test_validation_accepts_exactly_each_fields_choices(name):
 def test_range_messages_name_the_unit():
     with pytest.raises(ConfigError, match=r"^train_limit must be between 0 and 60,000 images, got 60,001$"):
         TrainConfig(train_limit=MNIST_TRAIN_IMAGES + 1)
+
+
+def test_a_config_saved_before_the_adam_betas_and_ema_reads_as_it_trained():
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k not in ("beta1", "beta2", "ema")}
+    config = TrainConfig.from_dict(old)
+    assert (config.beta1, config.beta2, config.ema) == (0.9, 0.999, 0.0)  # torch's Adam defaults, no averaging
+    assert TrainConfig.from_dict(TrainConfig().to_dict()) == TrainConfig()  # a complete dict keeps its values
