@@ -8,7 +8,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from bench import benchlib, browser, memory, predict_latency, procfs, run_all, train_speed
+from bench import benchlib, best, browser, memory, predict_latency, procfs, run_all, train_speed
+from mnist.config import PRESETS
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 100, 1001])
@@ -301,3 +302,17 @@ def test_train_speed_seed_figures_hold_every_seed_to_the_targets():
     # One seed under 99.0%, one over 10 s of training, one over 15 s wall: each target fails on its worst seed.
     worse = [*runs, _seed_run(0.9899, 10.5, 15.5)]
     assert [f.status for f in train_speed.seed_figures(worse) if f.status] == ["FAIL", "FAIL", "FAIL"]
+
+
+def test_best_seeds_figures_check_the_mean_the_time_and_the_ensemble():
+    def run(seed, acc, seconds):
+        return PRESETS["best"].replace(seed=seed), {"final_accuracy": acc, "train_seconds": seconds}
+
+    runs = [run(0, 0.9972, 700.0), run(1, 0.9968, 720.0), run(2, 0.9971, 800.0)]
+    figures = best.seeds_figures(runs, {"accuracy": 0.9978, "members": 5})
+    values = benchlib.collect_values(figures)
+    assert values["seeds_acc_mean"] == pytest.approx(0.9970333, abs=1e-6) and values["seeds_acc_min"] == 0.9968
+    assert [f.status for f in figures if f.status] == ["PASS", "PASS", "PASS"]
+    # Two seeds are too few, a run over 15 minutes fails, and an ensemble of 3 is shown but not judged.
+    short = best.seeds_figures([*runs[:1], run(1, 0.9975, 901.0)], {"accuracy": 0.9974, "members": 3})
+    assert [f.status for f in short if f.status] == ["FAIL", "FAIL", "n/a"]
