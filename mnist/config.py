@@ -35,9 +35,7 @@ class FieldSpec:
     low: float | None = None  # numbers: the allowed range, low to high, both included unless low_open
     high: float | None = None
     low_open: bool = False  # low itself is refused (a learning rate of 0 learns nothing)
-    form_low: float | None = None  # the form's minimum when low_open: a widget's minimum is always allowed
     unit: str = ""  # of an int's range, for messages and help: "images", "epochs"
-    step: float = 1  # the form's +/- step
     choices: Mapping[str, str] | None = None  # str fields: each allowed value and its display label
     only_with: tuple[str, tuple[str, ...]] | None = None  # (field, values): the field matters only then
     toggle: bool = False  # a bool the form shows as a switch rather than a checkbox
@@ -71,7 +69,7 @@ class TrainConfig:
     )
     epochs: int = described(1, label="Epochs", help="Passes over the training images", low=1, high=MAX_EPOCHS)
     batch_size: int = described(
-        256, label="Batch size", help="Images per step", low=1, high=MAX_BATCH_SIZE, unit="images", step=16
+        256, label="Batch size", help="Images per step", low=1, high=MAX_BATCH_SIZE, unit="images"
     )
     optimizer: str = described(
         "adam", label="Optimizer", help="Optimisation algorithm", choices=label_plainly(OPTIMIZERS)
@@ -99,8 +97,6 @@ class TrainConfig:
         low=0.0,
         high=10.0,
         low_open=True,
-        form_low=1e-6,
-        step=1e-3,
     )
     momentum: float = described(
         0.9,
@@ -108,15 +104,12 @@ class TrainConfig:
         help="Momentum factor",
         low=0.0,
         high=0.999,
-        step=0.01,
         only_with=("optimizer", ("sgd", "rmsprop")),
     )
     nesterov: bool = described(
         True, label="Nesterov momentum", help="Use the Nesterov variant of momentum", only_with=("optimizer", ("sgd",))
     )
-    weight_decay: float = described(
-        0.0, label="Weight decay", help="Penalty on large weights (L2)", low=0.0, high=1.0, step=1e-4
-    )
+    weight_decay: float = described(0.0, label="Weight decay", help="Penalty on large weights (L2)", low=0.0, high=1.0)
     scheduler: str = described(
         "onecycle", label="LR schedule", help="How the learning rate changes over the run", choices=SCHEDULER_LABELS
     )
@@ -136,8 +129,6 @@ class TrainConfig:
         low=0.0,
         high=1.0,
         low_open=True,
-        form_low=0.01,
-        step=0.05,
         only_with=("scheduler", ("step",)),
     )
     label_smoothing: float = described(
@@ -146,7 +137,6 @@ class TrainConfig:
         help="Probability mass moved from the true class to the others",
         low=0.0,
         high=0.5,
-        step=0.01,
     )
     ema: float = described(
         0.0,
@@ -178,7 +168,6 @@ class TrainConfig:
         low=0,
         high=MNIST_TRAIN_IMAGES,
         unit="images",
-        step=1000,
     )
     log_every: int = described(
         10,
