@@ -15,6 +15,20 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_MNIST = REPO.parent / "shared" / "mnist"
 
 
+def random_mnist(train: int, test: int, seed: int = 0):
+    """MnistData of random images and labels: `train` training and `test` test images (jobs, pools, faults)."""
+    from mnist.data import MnistData
+
+    g = torch.Generator().manual_seed(seed)
+    return MnistData(
+        train_images=torch.randint(0, 256, (train, 28, 28), dtype=torch.uint8, generator=g),
+        train_labels=torch.randint(0, 10, (train,), generator=g),
+        test_images=torch.randint(0, 256, (test, 28, 28), dtype=torch.uint8, generator=g),
+        test_labels=torch.randint(0, 10, (test,), generator=g),
+        source=Path("synthetic"),
+    )
+
+
 def real_mnist_dir() -> Path | None:
     for candidate in (os.environ.get("MNIST_DATA_DIR"), SHARED_MNIST):
         if candidate and Path(candidate).is_dir():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import random_mnist
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
@@ -292,16 +293,7 @@ QUICK = TrainConfig(arch="mlp", epochs=1, batch_size=128, train_limit=256, log_e
 
 @pytest.fixture
 def synthetic_data():
-    from mnist.data import MnistData
-
-    g = torch.Generator().manual_seed(0)
-    return MnistData(
-        train_images=torch.randint(0, 256, (512, 28, 28), dtype=torch.uint8, generator=g),
-        train_labels=torch.randint(0, 10, (512,), generator=g),
-        test_images=torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8, generator=g),
-        test_labels=torch.randint(0, 10, (50,), generator=g),
-        source=Path("synthetic"),
-    )
+    return random_mnist(512, 50)
 
 
 def wait_until(predicate, timeout: float = 120.0) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_small_mnist
+from conftest import random_mnist, write_small_mnist
 
 import mnist.jobs
 from mnist.checkpoint import (
@@ -104,14 +104,7 @@ class StderrReader(threading.Thread):
 @pytest.fixture
 def synthetic_data() -> MnistData:
     """2,000 random training images and 100 test images: enough to train on, cheap to evaluate."""
-    g = torch.Generator().manual_seed(0)
-    return MnistData(
-        train_images=torch.randint(0, 256, (2000, 28, 28), dtype=torch.uint8, generator=g),
-        train_labels=torch.randint(0, 10, (2000,), generator=g),
-        test_images=torch.randint(0, 256, (100, 28, 28), dtype=torch.uint8, generator=g),
-        test_labels=torch.randint(0, 10, (100,), generator=g),
-        source=Path("synthetic"),
-    )
+    return random_mnist(2000, 100)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import random_mnist
 
 from mnist import jobs
 from mnist.config import TrainConfig
@@ -39,14 +39,7 @@ def process_threads() -> list[int]:
 
 @pytest.fixture
 def synthetic_data() -> MnistData:
-    g = torch.Generator().manual_seed(0)
-    return MnistData(
-        train_images=torch.randint(0, 256, (512, 28, 28), dtype=torch.uint8, generator=g),
-        train_labels=torch.randint(0, 10, (512,), generator=g),
-        test_images=torch.randint(0, 256, (50, 28, 28), dtype=torch.uint8, generator=g),
-        test_labels=torch.randint(0, 10, (50,), generator=g),
-        source=Path("synthetic"),
-    )
+    return random_mnist(512, 50)
 
 
 def wait_until_training(manager: JobManager, job) -> None:
