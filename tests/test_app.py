@@ -17,7 +17,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, checkpoint_file_bytes, list_runs, load_checkpoint, save_run
-from mnist.config import FIELD_SPECS, PRESETS, range_text
+from mnist.config import FIELD_SPECS, PRESETS, TrainConfig, range_text
 from mnist.errors import MnistError
 from mnist.train import evaluate
 from studio.ownership import owner_of
@@ -240,12 +240,13 @@ def test_invalid_settings_are_refused(with_data):
 
 def test_form_widgets_follow_the_field_specs(with_data):
     at = open_app("train")
-    for spec in FIELD_SPECS.values():  # choose what every conditional field needs, so all of them show
+    numbers = {w.key: w for w in at.text_input if w.key.startswith("cfg_")}  # numbers are text, parsed by the page
+    for spec in FIELD_SPECS.values():  # choose what each conditional field needs (SGD's momentum, Adam's betas)
         if spec.only_with is not None:
             other, values = spec.only_with
             at.selectbox(key=f"cfg_{other}").set_value(values[0]).run()
+            numbers.update({w.key: w for w in at.text_input if w.key.startswith("cfg_")})
     shown = {name: spec for name, spec in FIELD_SPECS.items() if spec.in_form and spec.kind in ("int", "float")}
-    numbers = {w.key: w for w in at.text_input if w.key.startswith("cfg_")}  # numbers are text, parsed by the page
     assert set(numbers) == {f"cfg_{name}" for name in shown}  # log_every is CLI-only
     for name, spec in shown.items():
         widget = numbers[f"cfg_{name}"]
@@ -518,7 +519,7 @@ def test_train_page_trains_seeds_then_saves_their_ensemble(with_data):
     button(at, "Start training").click().run()
     assert not at.exception, [e.value for e in at.exception]
     done = wait_for(at, lambda a: [s.value for s in a.success if "saved `twins`" in s.value], what="the ensemble")
-    assert "2 seeds done: saved `twins`, ensemble of 2 · cnn-bn-fast" in done[0]
+    assert f"2 seeds done: saved `twins`, ensemble of 2 · {TrainConfig().arch}" in done[0]  # the form's default
     names = {r.name: r.record for r in list_runs(with_data)}
     assert set(names) == {"twins", "twins-seed0", "twins-seed1"}
     assert [m.name for m in names["twins"].members] == ["twins-seed0", "twins-seed1"]
