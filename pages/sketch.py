@@ -9,6 +9,7 @@ import streamlit as st
 
 from mnist import verdict
 from mnist.device import available_devices
+from mnist.ensemble import first_member, members_of
 from mnist.errors import MnistError
 from mnist.predict import predict_tensor, saliency_map
 from mnist.preprocess import CanvasImage
@@ -178,6 +179,17 @@ def read_calibration(key: str) -> tuple[Calibration, bool]:
     return (task.result, True) if task.ready else (FALLBACK, False)
 
 
+def explain(model, image: CanvasImage, digit: int):
+    """The saliency map of `digit`: an ensemble's first member's (through all members it cost 3x the
+    server CPU of the rest of a stroke; bench/stroke_cpu.py with the bundled ensemble of 3)."""
+    return saliency_map(first_member(model), image, target=digit, steps=SALIENCY_STEPS)
+
+
+def why_caption(model, digit: int) -> str:
+    whose = " (as its first member sees it)" if len(members_of(model)) > 1 else ""
+    return f"Why {digit}{whose}: pixels that pushed towards it glow (integrated gradients)"
+
+
 def heading(reading: Reading) -> str:
     """The one line in the `prediction` container: Prediction: D (P%), Number: 17, Not a digit: a dot."""
     if reading.verdict == "not_a_digit":
@@ -230,13 +242,13 @@ def show_prediction(key: str, label: str, array) -> None:
         return  # no digit to explain
     with why:
         try:
-            saliency = saliency_map(model, CanvasImage(group.pixels), target=group.digit, steps=SALIENCY_STEPS)
+            saliency = explain(model, CanvasImage(group.pixels), group.digit)
         except MnistError as exc:
             st.error(str(exc))
         else:
             st.image(
                 saliency_overlay(group.pixels, saliency, PREVIEW_SCALE),
-                caption=f"Why {group.digit}: pixels that pushed towards it glow (integrated gradients)",
+                caption=why_caption(model, group.digit),
             )
 
 
@@ -286,7 +298,7 @@ def show_test_image(key: str | None, label: str | None, index: int) -> None:
         try:
             model = common.model_on_device(key, st.session_state.get("sketch_device", "cpu"))
             probs = predict_tensor(model, image.to_tensor())[0]
-            saliency = saliency_map(model, image, target=int(probs.argmax()), steps=SALIENCY_STEPS)
+            saliency = explain(model, image, int(probs.argmax()))
         except MnistError as exc:
             with st.container(key="prediction"):
                 st.error(str(exc))
@@ -303,7 +315,7 @@ def show_test_image(key: str | None, label: str | None, index: int) -> None:
         why, _ = st.columns(2)
         why.image(
             saliency_overlay(image.pixels, saliency, PREVIEW_SCALE),
-            caption=f"Why {digit}: pixels that pushed towards it glow (integrated gradients)",
+            caption=why_caption(model, digit),
         )
 
 
