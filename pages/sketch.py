@@ -186,8 +186,8 @@ def explain(model, image: CanvasImage, digit: int):
 
 
 def why_caption(model, digit: int) -> str:
-    whose = " (as its first member sees it)" if len(members_of(model)) > 1 else ""
-    return f"Why {digit}{whose}: pixels that pushed towards it glow (integrated gradients)"
+    whose = "; the ensemble's first member" if len(members_of(model)) > 1 else ""
+    return f"Why {digit}: pixels that pushed towards it glow (integrated gradients{whose})"
 
 
 def heading(reading: Reading) -> str:
