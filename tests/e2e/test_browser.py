@@ -18,6 +18,7 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
     Page = expect = None
 
 from bench import harness
+from mnist.config import TrainConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +27,9 @@ SKETCHED_DIGITS = (0, 1, 3, 4, 7)  # drawn with the mouse, in this order; the la
 TIMEOUT_MS = 60_000  # for a page to settle after an action
 TRAIN_RUN_TIMEOUT_MS = 240_000  # a short run, but the machine may be shared with other work
 PROGRESS_RE = re.compile(r"Epoch (\d+)/(\d+) · step ([\d,]+)/([\d,]+) · ([\d,]+) images/s · ETA")
+
+
+DEFAULT_ARCH = TrainConfig().arch  # the form starts from the fast preset
 
 
 def screenshot(page: Page, name: str) -> Path:
@@ -113,7 +117,7 @@ def test_train_run_shows_live_progress_and_summary(page: Page, app_server):
     expect(page.get_by_text("Start a run to watch it learn here")).to_be_visible()
 
     start_run(page, images=3000, epochs=3, batch=32)  # 279 steps: a few seconds on an idle machine
-    title = markdown(page, r"cnn-bn-fast · 3 epochs · batch 32 · first 3,000 images · ")
+    title = markdown(page, rf"{DEFAULT_ARCH} · 3 epochs · batch 32 · first 3,000 images · ")
     expect(title).to_be_visible()
 
     first = progress_text(page)
@@ -148,7 +152,7 @@ def test_train_run_can_be_stopped(page: Page, app_server):
     open_app(page, app_server.url)
     go_to(page, "Train", "Train a model")
     start_run(page, images=12000, epochs=3, batch=32)  # 1,125 steps: long enough to stop it on the way
-    title = markdown(page, r"cnn-bn-fast · 3 epochs · batch 32 · first 12,000 images · ")
+    title = markdown(page, rf"{DEFAULT_ARCH} · 3 epochs · batch 32 · first 12,000 images · ")
     expect(title).to_contain_text("· training", timeout=TRAIN_RUN_TIMEOUT_MS)
     progress_text(page)
 
