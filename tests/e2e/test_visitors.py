@@ -15,7 +15,16 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
     expect = None
 
 from .conftest import TIMEOUT_MS, VIEWPORT
-from .test_browser import TRAIN_RUN_TIMEOUT_MS, go_to, markdown, open_app, progress_text, start_run, step_of
+from .test_browser import (
+    DEFAULT_ARCH,
+    TRAIN_RUN_TIMEOUT_MS,
+    go_to,
+    markdown,
+    open_app,
+    progress_text,
+    start_run,
+    step_of,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +52,7 @@ def test_reload_and_a_second_tab_reattach_to_the_running_job(page, app_server):
     open_app(page, app_server.url)
     go_to(page, "Train", "Train a model")
     start_run(page, images=12000, epochs=4, batch=32)  # 1,500 steps: still training after the reload
-    title = markdown(page, r"cnn-bn-fast · 4 epochs · batch 32 · first 12,000 images · ")
+    title = markdown(page, rf"{DEFAULT_ARCH} · 4 epochs · batch 32 · first 12,000 images · ")
     expect(title).to_contain_text("· training", timeout=TRAIN_RUN_TIMEOUT_MS)
     before = step_of(progress_text(page))
 
@@ -56,7 +65,7 @@ def test_reload_and_a_second_tab_reattach_to_the_running_job(page, app_server):
     tab = page.context.new_page()  # a second tab of the same browser, opened at the bare address
     tab.goto(app_server.url)
     go_to(tab, "Train", "Train a model")
-    tab_title = markdown(tab, r"cnn-bn-fast · 4 epochs · batch 32 · first 12,000 images · ")
+    tab_title = markdown(tab, rf"{DEFAULT_ARCH} · 4 epochs · batch 32 · first 12,000 images · ")
     expect(tab_title).to_contain_text("· training", timeout=TRAIN_RUN_TIMEOUT_MS)
 
     tab.get_by_role("button", name=STOP_LABEL).click()  # Stop works from the reattached view
