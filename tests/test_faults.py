@@ -45,6 +45,8 @@ from mnist.records import RunMetrics
 from mnist.train import History, StepEvent
 from mnist.train import train as real_train
 
+SAVED_CONFIG = TrainConfig(arch="cnn-bn-fast")  # the config of the small cnn-bn-fast models these tests save
+
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 120  # seconds; generous, the machine is shared
 
@@ -186,7 +188,8 @@ CRASHING_SAVE = textwrap.dedent(
         return real_replace(src, dst)
 
     os.replace = replace
-    save_run(build_model("cnn-bn-fast"), TrainConfig(), RunMetrics(test_accuracy=0.1), runs_dir=runs, name="crashed")
+    config = TrainConfig(arch="cnn-bn-fast")
+    save_run(build_model("cnn-bn-fast"), config, RunMetrics(test_accuracy=0.1), runs_dir=runs, name="crashed")
     """
 )
 
@@ -209,7 +212,7 @@ def test_process_killed_during_save_leaves_no_visible_run(tmp_path, kill_at):
     assert visible_entries(runs) == []
     assert list_runs_quietly(runs) == []
     # The leftover does not block saving a run of the same name afterwards.
-    path = save_run(small_model(), TrainConfig(), RunMetrics(), runs_dir=runs, name="crashed")
+    path = save_run(small_model(), SAVED_CONFIG, RunMetrics(), runs_dir=runs, name="crashed")
     assert [run.name for run in list_runs_quietly(runs)] == ["crashed"]
     assert load_checkpoint(path).arch == "cnn-bn-fast"
 
@@ -222,7 +225,7 @@ def damaged_runs(runs_dir) -> dict[str, Path]:
     """One good run and every kind of damage a crash, a full disk or a careless hand can leave."""
     model = small_model()
     paths = {
-        name: save_run(model, TrainConfig(), RunMetrics(test_accuracy=0.1), runs_dir=runs_dir, name=name)
+        name: save_run(model, SAVED_CONFIG, RunMetrics(test_accuracy=0.1), runs_dir=runs_dir, name=name)
         for name in (
             "good",
             "truncated",
@@ -311,7 +314,7 @@ def test_damaged_runs_can_still_be_deleted_and_good_ones_still_load(runs_dir, da
 
 def test_damaged_history_reads_as_what_it_still_holds(runs_dir):
     step = StepEvent(epoch=1, step=1, total_steps=2, loss=2.3, lr=0.01, images_per_sec=100.0, elapsed=0.1, eta=0.1)
-    path = save_run(small_model(), TrainConfig(), RunMetrics(), History(steps=[step]), runs_dir, "h")
+    path = save_run(small_model(), SAVED_CONFIG, RunMetrics(), History(steps=[step]), runs_dir, "h")
     assert load_history(path) == History(steps=[step])
     whole = step.to_dict()
     partial = {"steps": [whole, {"step": 2}, {**whole, "loss": "high"}, 7], "epochs": {"not": "a list"}}
@@ -345,11 +348,11 @@ def test_failed_rename_mid_save_leaves_nothing(runs_dir, monkeypatch, fail_at):
 
     monkeypatch.setattr(os, "replace", replace)
     with pytest.raises(OSError, match="simulated"):
-        save_run(small_model(), TrainConfig(), RunMetrics(), runs_dir=runs_dir, name="doomed")
+        save_run(small_model(), SAVED_CONFIG, RunMetrics(), runs_dir=runs_dir, name="doomed")
     assert len(calls) == fail_at
     assert list(runs_dir.iterdir()) == []  # not even a hidden leftover
     monkeypatch.undo()
-    save_run(small_model(), TrainConfig(), RunMetrics(), runs_dir=runs_dir, name="doomed")  # the name is still free
+    save_run(small_model(), SAVED_CONFIG, RunMetrics(), runs_dir=runs_dir, name="doomed")  # the name is still free
     assert visible_entries(runs_dir) == ["doomed"]
 
 
@@ -362,7 +365,7 @@ def test_disk_full_or_interrupt_during_write_leaves_nothing(runs_dir, monkeypatc
 
     monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(type(error)):
-        save_run(small_model(), TrainConfig(), RunMetrics(), runs_dir=runs_dir, name="full")
+        save_run(small_model(), SAVED_CONFIG, RunMetrics(), runs_dir=runs_dir, name="full")
     assert list(runs_dir.iterdir()) == []
     assert list_runs_quietly(runs_dir) == []
 
@@ -382,9 +385,15 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
 
 
 def test_saving_over_an_existing_run_is_refused_and_keeps_it(runs_dir):
-    first = save_run(small_model(), TrainConfig(), RunMetrics(test_accuracy=0.1), runs_dir=runs_dir, name="same")
+    first = save_run(small_model(), SAVED_CONFIG, RunMetrics(test_accuracy=0.1), runs_dir=runs_dir, name="same")
     with pytest.raises(CheckpointError, match="already exists"):
-        save_run(small_model(), TrainConfig(), RunMetrics(test_accuracy=0.9), runs_dir=runs_dir, name="same")
+        save_run(
+            small_model(),
+            SAVED_CONFIG,
+            RunMetrics(test_accuracy=0.9),
+            runs_dir=runs_dir,
+            name="same",
+        )
     assert load_checkpoint(first).record.metrics.test_accuracy == 0.1
     assert visible_entries(runs_dir) == ["same"]
     assert [p.name for p in runs_dir.iterdir()] == ["same"]  # no temporary folder left behind either

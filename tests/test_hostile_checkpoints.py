@@ -45,6 +45,8 @@ from mnist.errors import MnistError
 from mnist.models import build_model
 from mnist.records import RunMetrics
 
+SAVED_CONFIG = TrainConfig(arch="cnn-bn-fast")  # the config of the small cnn-bn-fast models these tests save
+
 # ---------------------------------------------------------------- payloads that WOULD run code
 
 
@@ -103,7 +105,7 @@ def good_run(tmp_path_factory):
     """A real run folder written by save_run, and the model it holds."""
     runs = tmp_path_factory.mktemp("runs")
     model = make_model()
-    path = save_run(model, TrainConfig(), RunMetrics(test_accuracy=0.5), runs_dir=runs, name="good")
+    path = save_run(model, SAVED_CONFIG, RunMetrics(test_accuracy=0.5), runs_dir=runs, name="good")
     return path, model
 
 
@@ -180,7 +182,7 @@ def test_upload_of_a_saved_run_round_trips_and_predicts_identically(good_run, go
     assert isinstance(uploaded, Checkpoint)
     assert uploaded.arch == "cnn-bn-fast"
     assert uploaded.record.to_dict() == good_meta
-    assert uploaded.config == TrainConfig()
+    assert uploaded.config == SAVED_CONFIG
     assert uploaded.record.metrics.test_accuracy == 0.5
     assert not uploaded.model.training
     assert same_outputs(model, uploaded.model)
@@ -207,7 +209,7 @@ def test_bare_safetensors_needs_its_json(good_run, good_meta, no_unpickling):
 def test_valid_file_whose_header_length_starts_with_0x80_is_not_mistaken_for_a_pickle(tmp_path, no_unpickling):
     """safetensors pads its header to 8 bytes, so 1 legit file in 32 starts with byte 0x80 (the pickle opcode)."""
     model = make_model()
-    base = build_record(model, TrainConfig(), RunMetrics(), "run-0x80")
+    base = build_record(model, SAVED_CONFIG, RunMetrics(), "run-0x80")
     # A description padded by n characters moves the header length through all 256 values of its first byte.
     padded = (replace(base, provenance=replace(base.provenance, versions={"pad": "x" * n})) for n in range(300))
     record = next(r for r in padded if encode_weights(model, r)[0] == 0x80)

@@ -33,6 +33,7 @@ from mnist.digit_map import (
     load_or_compute_digit_map,
     save_digit_map,
 )
+from mnist.ensemble import first_member
 from mnist.inside import ComputationStopped, extract_features, extract_filters, inspect_drawing
 from mnist.insight import INSIGHT_FILE, PANEL_INDICES, compute_epoch_insight, load_insight
 from mnist.layout import exact_knn
@@ -49,7 +50,8 @@ SMALL_INDEX = 2000  # training images in the neighbour index these tests build
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_checkpoint().model
+    """The bundled model's network: an ensemble's first member, the one Inside the model shows."""
+    return first_member(load_checkpoint().model)
 
 
 def uploaded(arch: str) -> nn.Module:
@@ -174,7 +176,7 @@ def test_digit_map_round_trips_through_disk_and_a_changed_model_invalidates_it(b
         assert np.array_equal(getattr(loaded, name), getattr(digit_map, name)), name
     features = extract_features(bundled, mnist_data.test_images[:5])
     np.testing.assert_allclose(loaded.place(features), digit_map.coords[:5], atol=0.05)  # a test image lands on itself
-    changed = load_checkpoint().model
+    changed = first_member(load_checkpoint().model)
     with torch.no_grad():
         changed[0].weight[0, 0, 0, 0] += 0.01
     assert load_digit_map(path, digit_map_key(changed, mnist_data, SMALL_MAP)) is None

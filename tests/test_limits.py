@@ -36,6 +36,8 @@ from mnist.models import build_model
 from mnist.records import RunMetrics
 from mnist.train import train
 
+SAVED_CONFIG = TrainConfig(arch="cnn-bn-fast")  # the config of the small cnn-bn-fast models these tests save
+
 # ---------------------------------------------------------------- data files
 
 
@@ -413,7 +415,7 @@ def tree(root: Path) -> list[str]:
 def sandbox(tmp_path) -> tuple[Path, Path]:
     """tmp/work/runs holding one run, with sentinels beside it that an escape would hit."""
     runs = tmp_path / "work" / "runs"
-    save_run(build_model("cnn-bn-fast"), TrainConfig(), RunMetrics(), runs_dir=runs, name="keep")
+    save_run(build_model("cnn-bn-fast"), SAVED_CONFIG, RunMetrics(), runs_dir=runs, name="keep")
     for sentinel in (tmp_path / "work" / "x", tmp_path / "x", tmp_path / "work" / "b"):
         sentinel.mkdir(parents=True, exist_ok=True)
         (sentinel / "precious.txt").write_text("do not delete")
@@ -432,7 +434,7 @@ def test_bad_run_names_are_refused_everywhere_and_touch_nothing(sandbox, name):
         delete_run(runs, name)
     if name not in (None, ""):  # for save_run, no name means "make one up": see the next test
         with pytest.raises(CheckpointError):
-            save_run(build_model("cnn-bn-fast"), TrainConfig(), RunMetrics(), runs_dir=runs, name=name)
+            save_run(build_model("cnn-bn-fast"), SAVED_CONFIG, RunMetrics(), runs_dir=runs, name=name)
     assert tree(root) == before
     assert [run.name for run in list_runs(runs)] == ["keep"]
 
@@ -440,7 +442,7 @@ def test_bad_run_names_are_refused_everywhere_and_touch_nothing(sandbox, name):
 @pytest.mark.parametrize("name", [None, ""])
 def test_save_run_without_a_name_makes_up_a_safe_one(tmp_path, name):
     runs = tmp_path / "runs"
-    path = save_run(build_model("cnn-bn-fast"), TrainConfig(), RunMetrics(), runs_dir=runs, name=name)
+    path = save_run(build_model("cnn-bn-fast"), SAVED_CONFIG, RunMetrics(), runs_dir=runs, name=name)
     assert path.parent == runs.resolve()
     assert check_run_name(path.name) == path.name and "cnn-bn-fast" in path.name
     assert [run.name for run in list_runs(runs)] == [path.name]
@@ -449,7 +451,7 @@ def test_save_run_without_a_name_makes_up_a_safe_one(tmp_path, name):
 @pytest.mark.parametrize("name", ["a", "9", "x" * 100, "A.b_c-d", "20240101-120000-cnn-bn-fast-ab12", "run.v2"])
 def test_good_run_names_work_end_to_end(tmp_path, name):
     runs = tmp_path / "runs"
-    path = save_run(build_model("cnn-bn-fast"), TrainConfig(), RunMetrics(), runs_dir=runs, name=name)
+    path = save_run(build_model("cnn-bn-fast"), SAVED_CONFIG, RunMetrics(), runs_dir=runs, name=name)
     assert check_run_name(name) == name
     assert path == run_path(runs, name) == (runs / name).resolve()
     assert load_checkpoint(path).record.name == name
