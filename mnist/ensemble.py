@@ -7,8 +7,9 @@ softmax(log p) = p because p sums to 1. Members may have different architectures
 Its state dict names each member's tensors `members.<k>.<name>` (nn.ModuleList): the weights file of an
 ensemble run holds every member, so it is self-contained (mnist.checkpoint saves and loads it).
 
-What an ensemble shows of itself where one network is needed (penultimate features for the verdict,
-feature maps, filters, the digit map, fool the model): its first member (`first_member`).
+What an ensemble shows of itself where one network is needed (feature maps, filters, the digit map,
+fool the model, the saliency map): its first member (`first_member`). The verdict's not-a-digit check
+uses all members' features side by side (mnist.verdict).
 """
 
 from __future__ import annotations

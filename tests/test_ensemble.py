@@ -24,7 +24,7 @@ from mnist.checkpoint import (
     save_run,
 )
 from mnist.config import TrainConfig
-from mnist.ensemble import Ensemble, first_member
+from mnist.ensemble import Ensemble, members_of
 from mnist.errors import CheckpointError, MnistError
 from mnist.models import build_model, count_parameters
 from mnist.predict import predict_tensor, saliency_map
@@ -116,8 +116,8 @@ def test_verdict_and_saliency_work_through_an_ensemble(ensemble_dir):
     model = load_checkpoint(ensemble_dir).model
     x = torch.randn(3, 1, 28, 28)
     feats, logits = features_and_logits(model, x)
-    first_feats, _ = features_and_logits(first_member(model), x)
-    torch.testing.assert_close(feats, first_feats)  # the first member's features (mnist.verdict's docstring)
+    member_feats = [features_and_logits(member, x)[0] for member in members_of(model)]
+    torch.testing.assert_close(feats, torch.cat(member_feats, 1))  # side by side (mnist.verdict's docstring)
     with torch.no_grad():
         torch.testing.assert_close(logits, model(x))  # the ensemble's probabilities
     canvas = torch.zeros(280, 280)
