@@ -247,6 +247,12 @@ def my_jobs():
     return sorted(manager.jobs_for(owner), key=lambda j: j.created, reverse=True)
 
 
+def first_to_watch(jobs):
+    """The run a page opened afresh shows: one training now (after a reload mid-run, not the queued seed
+    behind it), else the newest."""
+    return next((j for j in jobs if j.state == RUNNING), jobs[0])
+
+
 def plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
@@ -254,7 +260,8 @@ def plural(n: int, noun: str) -> str:
 def job_title(job) -> str:
     c = job.config
     limit = f" · first {c.train_limit:,} images" if c.train_limit else ""
-    return f"{job.id} · {c.arch} · {plural(c.epochs, 'epoch')} · batch {c.batch_size}{limit}"
+    seed = f" · seed {c.seed}" if job.group else ""  # one of several seeds: which one
+    return f"{job.id} · {c.arch} · {plural(c.epochs, 'epoch')} · batch {c.batch_size}{limit}{seed}"
 
 
 def render_job(job_id: str) -> None:
@@ -396,11 +403,11 @@ def run_panel() -> None:
             st.plotly_chart(epoch_figure(history.epochs), key="latest_epochs")
         return
     labels = {j.id: f"{job_title(j)} · {STATE_LABELS.get(j.state, j.state)}" for j in jobs}
-    if st.session_state.get(common.JOB_KEY) not in labels:
-        st.session_state[common.JOB_KEY] = jobs[0].id  # before the selectbox exists: allowed
+    if st.session_state.get(common.JOB_KEY) not in labels:  # a new session (a reload, a second tab)
+        st.session_state[common.JOB_KEY] = first_to_watch(jobs).id  # before the selectbox exists: allowed
     if len(jobs) > 1:
         st.selectbox(
-            "Your runs in this session",
+            "Your runs",
             list(labels),
             key=common.JOB_KEY,
             format_func=lambda i: labels.get(i, i),

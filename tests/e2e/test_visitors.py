@@ -22,6 +22,7 @@ from .test_browser import (
     markdown,
     open_app,
     progress_text,
+    set_number,
     start_run,
     step_of,
 )
@@ -73,6 +74,30 @@ def test_reload_and_a_second_tab_reattach_to_the_running_job(page, app_server):
     expect(stopped).to_be_visible(timeout=TRAIN_RUN_TIMEOUT_MS)
     expect(title).to_contain_text("· stopped", timeout=TRAIN_RUN_TIMEOUT_MS)  # the first tab follows
     tab.close()
+
+
+def test_a_reload_during_seeds_shows_the_seed_that_trains(page, app_server):
+    """Two seeds: the first trains, the second waits. A reload shows the one training, with Stop, not the queued one."""
+    open_app(page, app_server.url)
+    go_to(page, "Train", "Train a model")
+    set_number(page, "Seeds", 2)
+    start_run(page, images=12000, epochs=4, batch=32)  # 1,500 steps each: the first still trains after the reload
+    first = markdown(page, rf"{DEFAULT_ARCH} · 4 epochs · batch 32 · first 12,000 images · seed 0 · ")
+    expect(first).to_contain_text("· training", timeout=TRAIN_RUN_TIMEOUT_MS)
+
+    page.reload()
+    expect(page.get_by_text("2 seeds: 0 of 2 runs finished")).to_be_visible(timeout=TRAIN_RUN_TIMEOUT_MS)
+    expect(first).to_contain_text("· training", timeout=TRAIN_RUN_TIMEOUT_MS)  # not seed 1, queued behind it
+    page.get_by_role("button", name=STOP_LABEL).click()
+    expect(first).to_contain_text("· stopped", timeout=TRAIN_RUN_TIMEOUT_MS)
+    # The second seed: stop it too (the next tests share the server); a stopped seed means no ensemble.
+    runs = page.get_by_role("combobox", name="Your runs")
+    runs.click()
+    page.get_by_role("option", name=re.compile(r"seed 1 · ")).click()
+    second = markdown(page, rf"{DEFAULT_ARCH} · 4 epochs · batch 32 · first 12,000 images · seed 1 · ")
+    expect(second).to_contain_text("· training", timeout=TRAIN_RUN_TIMEOUT_MS)
+    page.get_by_role("button", name=STOP_LABEL).click()
+    expect(second).to_contain_text("· stopped", timeout=TRAIN_RUN_TIMEOUT_MS)
 
 
 def test_another_visitor_cannot_delete_your_run(page, app_server, browser):
