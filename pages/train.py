@@ -356,9 +356,20 @@ def show_seed_group(group) -> None:
     """One line about a seeds group: how far it is, its saved ensemble, or why there is none."""
     n = len(group.jobs)
     if group.state == DONE:
-        record = common.get_checkpoint(ModelRef.run(group.run_dir.name).key).record
+        key = ModelRef.run(group.run_dir.name).key
+        record = common.get_checkpoint(key).record
         acc = record.metrics.accuracy_text(" test accuracy")
         st.success(f"{plural(n, 'seed')} done: saved `{group.run_dir.name}`, {record.model_text}, {acc}.")
+        if st.session_state.get(common.ACTIVE_MODEL_KEY) == key:
+            st.caption(f"`{group.run_dir.name}` is the active model for Sketch and Explore.")
+        else:
+            st.button(
+                "Use the ensemble in Sketch and Explore",
+                icon=":material/stacks:",
+                on_click=common.set_active_model,
+                args=(key,),
+                key=f"use_ensemble_{group.id}",
+            )
     elif group.state == FAILED:
         st.warning(f"{plural(n, 'seed')}: {group.error}.", icon=":material/info:")
     else:
@@ -392,9 +403,9 @@ def run_panel() -> None:
             "every epoch and the learning rate, live. It trains in the background: you can switch pages.",
             icon=":material/monitoring:",
         )
-        runs = common.runs_list()
-        if runs:
-            latest = runs[0]
+        trained = [r for r in common.runs_list() if not r.record.is_ensemble]  # an ensemble has no curves
+        if trained:
+            latest = trained[0]
             metrics = latest.record.metrics
             acc_text = "" if metrics.test_accuracy is None else f", {metrics.accuracy_text(' test accuracy')}"
             st.caption(f"Meanwhile, the curves of the latest saved run, `{latest.name}`{acc_text}:")

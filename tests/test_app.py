@@ -524,3 +524,9 @@ def test_train_page_trains_seeds_then_saves_their_ensemble(with_data):
     assert set(names) == {"twins", "twins-seed0", "twins-seed1"}
     assert [m.name for m in names["twins"].members] == ["twins-seed0", "twins-seed1"]
     assert names["twins"].provenance.owner == owner_of(VISITOR)
+    button(at, "Use the ensemble in Sketch and Explore").click().run()
+    assert at.session_state["active_model"] == "run:twins"
+    assert any("`twins` is the active model" in c.value for c in at.caption)
+    stranger = open_app("train", visitor_token="another-visitor")  # no runs of their own: the latest curves
+    meanwhile = [c.value for c in stranger.caption if c.value.startswith("Meanwhile")]
+    assert meanwhile and "`twins-seed" in meanwhile[0], meanwhile  # a trained run, not the ensemble (no curves)
