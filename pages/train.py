@@ -330,17 +330,16 @@ def render_summary(job) -> None:
     cols[2].metric("Training time", "–" if seconds is None else f"{seconds:,.0f} s")
     cols[3].metric("Steps", f"{m.steps_done:,}")
     if job.run_dir is not None:
-        key = ModelRef.run(job.run_dir.name).key
-        if st.session_state.get(common.ACTIVE_MODEL_KEY) == key:
-            st.caption(f"Saved as `{job.run_dir.name}` · the active model for Sketch and Explore.")
-        else:
-            st.button(
-                "Use this model in Sketch and Explore",
-                icon=":material/check:",
-                on_click=common.set_active_model,
-                args=(key,),
-                key="use_finished",
-            )
+        use_button(job.run_dir.name, "Use this model in Sketch and Explore", ":material/check:", "use_finished")
+
+
+def use_button(run_name: str, label: str, icon: str, key: str) -> None:
+    """A button that makes the saved run the active model, or a line saying it already is."""
+    model_key = ModelRef.run(run_name).key
+    if st.session_state.get(common.ACTIVE_MODEL_KEY) == model_key:
+        st.caption(f"Saved as `{run_name}` · the active model for Sketch and Explore.")
+    else:
+        st.button(label, icon=icon, on_click=common.set_active_model, args=(model_key,), key=key)
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -356,20 +355,11 @@ def show_seed_group(group) -> None:
     """One line about a seeds group: how far it is, its saved ensemble, or why there is none."""
     n = len(group.jobs)
     if group.state == DONE:
-        key = ModelRef.run(group.run_dir.name).key
-        record = common.get_checkpoint(key).record
+        name = group.run_dir.name
+        record = common.get_checkpoint(ModelRef.run(name).key).record
         acc = record.metrics.accuracy_text(" test accuracy")
-        st.success(f"{plural(n, 'seed')} done: saved `{group.run_dir.name}`, {record.model_text}, {acc}.")
-        if st.session_state.get(common.ACTIVE_MODEL_KEY) == key:
-            st.caption(f"`{group.run_dir.name}` is the active model for Sketch and Explore.")
-        else:
-            st.button(
-                "Use the ensemble in Sketch and Explore",
-                icon=":material/stacks:",
-                on_click=common.set_active_model,
-                args=(key,),
-                key=f"use_ensemble_{group.id}",
-            )
+        st.success(f"{plural(n, 'seed')} done: saved `{name}`, {record.model_text}, {acc}.")
+        use_button(name, "Use the ensemble in Sketch and Explore", ":material/stacks:", f"use_ensemble_{group.id}")
     elif group.state == FAILED:
         st.warning(f"{plural(n, 'seed')}: {group.error}.", icon=":material/info:")
     else:

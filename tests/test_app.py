@@ -526,7 +526,7 @@ def test_train_page_trains_seeds_then_saves_their_ensemble(with_data):
     assert names["twins"].provenance.owner == owner_of(VISITOR)
     button(at, "Use the ensemble in Sketch and Explore").click().run()
     assert at.session_state["active_model"] == "run:twins"
-    assert any("`twins` is the active model" in c.value for c in at.caption)
+    assert any("Saved as `twins` · the active model" in c.value for c in at.caption)
     stranger = open_app("train", visitor_token="another-visitor")  # no runs of their own: the latest curves
     meanwhile = [c.value for c in stranger.caption if c.value.startswith("Meanwhile")]
     assert meanwhile and "`twins-seed" in meanwhile[0], meanwhile  # a trained run, not the ensemble (no curves)
