@@ -67,9 +67,10 @@ rejected (bench/verdicts.py) is a measurement, not a fit. The bundled model's ca
 beside it (CALIBRATION_FILE, safetensors, tied to the weights by their SHA-256): rebuild it with
 ``python -m mnist.verdict calibrate [RUN_DIR]`` after retraining. `calibration_for(checkpoint)` uses a
 stored calibration that matches the weights; else computes one when MNIST is on disk (20,000 forward
-passes: about 20 s for cnn-bn on 2 cores, so compute it once per model and keep it, or store it with
-`save_calibration`); else returns FALLBACK, without feature statistics: suspect ink is then rejected
-on the ink alone and a group whose top probability is under FALLBACK_MIN_CONFIDENCE is unlike any digit.
+passes: about 20 s for cnn-bn on 2 cores, 50 s for an ensemble of three, so compute it once per model
+and keep it, or store it with `save_calibration`); else returns FALLBACK, without feature statistics:
+suspect ink is then rejected on the ink alone and a group whose top probability is under
+FALLBACK_MIN_CONFIDENCE is unlike any digit.
 
 An ensemble (mnist.ensemble): its probabilities are the ensemble's and its features are all its members'
 penultimate features side by side, (B, D_1 + ... + D_K): one Gaussian per class over the joint vector,
@@ -456,7 +457,7 @@ def load_calibration(run_dir: Path | str) -> Calibration | None:
 
 def calibration_for(checkpoint: Checkpoint, data: MnistData | None = None) -> Calibration:
     """A loaded checkpoint's calibration: stored in its run folder and matching its weights; else computed
-    from MNIST (`data`, or found on disk, never downloaded; about 20 s); else FALLBACK."""
+    from MNIST (`data`, or found on disk, never downloaded; about 20 s a network); else FALLBACK."""
     if Path(checkpoint.path).is_dir():
         stored = load_calibration(checkpoint.path)
         if stored is not None:
