@@ -88,8 +88,7 @@ def seeds_figures(runs: list[tuple[TrainConfig, dict]], ensemble: dict | None) -
     """Mean +- std and the worst of several seeds' runs, and the ensemble's accuracy, against the targets."""
     accs = [r["final_accuracy"] for _c, r in runs]
     trains = [r["train_seconds"] for _c, r in runs]
-    mean = statistics.mean(accs)
-    std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+    mean, std = benchlib.spread(accs)
     seeds = ", ".join(str(c.seed) for c, _r in runs)
     figures = [
         Figure(

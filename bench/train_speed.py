@@ -22,7 +22,6 @@ move with the machine and its load. The results file records the git commit, the
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
@@ -215,17 +214,16 @@ def run_seed(config: TrainConfig) -> dict:
     return run
 
 
-def spread(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def seed_figures(runs: list[dict]) -> list[Figure]:
     """Mean +- std and the worst seed of accuracy, training time and wall time, with issue 13's targets."""
     accs = [r["final_accuracy"] for r in runs]
     trains = [r["train_seconds"] for r in runs]
     walls = [r["wall_seconds"] for r in runs]
-    (acc_mean, acc_std), (train_mean, train_std), (wall_mean, wall_std) = spread(accs), spread(trains), spread(walls)
+    (acc_mean, acc_std), (train_mean, train_std), (wall_mean, wall_std) = (
+        benchlib.spread(accs),
+        benchlib.spread(trains),
+        benchlib.spread(walls),
+    )
     n = f"[{len(runs)} seeds]"
     return [
         Figure(
