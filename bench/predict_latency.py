@@ -38,6 +38,7 @@ from bench import benchlib
 from bench.benchlib import Figure
 from mnist.checkpoint import load_checkpoint
 from mnist.config import PRESETS
+from mnist.ensemble import Ensemble
 from mnist.jobs import JobManager
 from mnist.predict import predict_canvas
 from mnist.preprocess import preprocess_canvas
@@ -55,6 +56,7 @@ CANVAS_SEED, BUSY_SEED, FIRST_CALL_SEED = 0, 1, 1  # which digit is drawn where:
 LIBRARY = "library (predict_canvas)"
 LIBRARY_THREADS1 = "library, threads=1"
 COMPILED = "torch.compile model"
+UNFUSED = "ensemble members one by one (not fused)"
 VARIANT_FIGURES = (
     ("no_grad_p50_ms", "no_grad instead of inference_mode"),
     ("channels_last_p50_ms", "channels_last model"),
@@ -97,6 +99,11 @@ def make_variants(model, threads: int, with_compile: bool) -> tuple[dict, dict]:
         "forward only": (threads, forward(model)),
         "forward only, threads=1": (1, forward(model)),
     }
+    if isinstance(model, Ensemble):  # the fused forward (mnist.ensemble) against the members one by one
+        unfused = Ensemble(model.members, fuse=False).eval()
+        variants[UNFUSED] = (threads, lambda c, _x: predict_canvas(unfused, c))
+        variants[UNFUSED + ", threads=1"] = (1, lambda c, _x: predict_canvas(unfused, c))
+        variants["forward only, members one by one, threads=1"] = (1, forward(unfused))
     if with_compile:
         compiled = torch.compile(model)
         x = torch.zeros(1, 1, 28, 28)
@@ -320,6 +327,20 @@ def latency_figures(
         Figure("threads1_p99_ms", one["p99_ms"], "ms"),
     ]
     figures += [Figure(key, stats[name]["p50_ms"], "ms") for key, name in VARIANT_FIGURES if name in stats]
+    if UNFUSED in stats:
+        unfused = stats[UNFUSED]
+        figures.append(
+            Figure(
+                "unfused_p50_ms",
+                unfused["p50_ms"],
+                "ms",
+                "the same ensemble, members one by one (p50 / p99)",
+                note=f"/ {unfused['p99_ms']:.2f} ms",
+                ratio=base["p50_ms"] / unfused["p50_ms"],
+                ratio_note="fused p50 / this p50",
+            )
+        )
+        figures.append(Figure("unfused_p99_ms", unfused["p99_ms"], "ms"))
     compile_s = setup.get("compile_first_call_s")
     figures += [
         Figure("compile_first_call_s", compile_s, "s", "torch.compile: first call" if compile_s is not None else ""),

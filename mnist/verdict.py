@@ -99,7 +99,7 @@ from torch import nn
 from .checkpoint import WEIGHTS_FILE, Checkpoint, atomic_write_bytes
 from .constants import NUM_CLASSES
 from .data import MnistData, load_mnist, normalize
-from .ensemble import mean_log_probabilities, members_of
+from .ensemble import Ensemble, StackedLinear, mean_log_probabilities, mean_of_side_by_side, members_of
 from .errors import DataError, MnistError
 from .predict import SMALL_BATCH, model_device, single_thread
 from .preprocess import INK_THRESHOLD, MIN_INK_CONTRAST, CanvasImage, ink_map, preprocess_canvas
@@ -318,11 +318,12 @@ FALLBACK = Calibration(None, None, None, "uncalibrated: no stored calibration an
 
 
 def split_model(model: nn.Module) -> tuple[list[nn.Module], nn.Module]:
-    """(body layers, head): head is the final Linear layer of a Sequential, the body its other layers.
+    """(body layers, head): head is the final Linear layer of a Sequential, the body its other layers
+    (a fused ensemble's final StackedLinear too: its body's output is the members' features side by side).
 
     Any other model is treated as body = [model], head = identity: its logits are its features.
     """
-    if isinstance(model, nn.Sequential) and len(model) > 1 and isinstance(model[-1], nn.Linear):
+    if isinstance(model, nn.Sequential) and len(model) > 1 and isinstance(model[-1], nn.Linear | StackedLinear):
         layers = list(model)
         return layers[:-1], layers[-1]
     return [model], nn.Identity()
@@ -336,9 +337,14 @@ def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
     device = model_device(model)
     with single_thread(device.type == "cpu" and len(x) <= SMALL_BATCH):
         h = x.to(device)
-        outputs = [member_features_and_logits(member, h) for member in members_of(model)]
-        feats = torch.cat([f for f, _ in outputs], 1)
-        logits = outputs[0][1] if len(outputs) == 1 else mean_log_probabilities([z for _, z in outputs])
+        fused = model.fused_for(h) if isinstance(model, Ensemble) else None
+        if fused is not None:
+            feats, stacked = member_features_and_logits(fused, h)  # (B, K * D), (B, K * 10)
+            logits = mean_of_side_by_side(stacked, len(model.members))
+        else:
+            outputs = [member_features_and_logits(member, h) for member in members_of(model)]
+            feats = torch.cat([f for f, _ in outputs], 1)
+            logits = outputs[0][1] if len(outputs) == 1 else mean_log_probabilities([z for _, z in outputs])
     return feats.float().cpu(), logits.float().cpu()
 
 
