@@ -178,6 +178,28 @@ def build_cnn_bn() -> nn.Module:
     )
 
 
+@register(
+    "cnn-bn-wide",
+    "Wider modern CNN: five 3x3 conv layers (48, 48, 96, 96, 192 channels), batch norm after each, the "
+    "second and fourth pooled before their batch norm (a quarter of the pixels), global average pooling "
+    "and a linear head; trained channels-last. 99.7% with augmentation.",
+    channels_last=True,
+)
+def build_cnn_bn_wide() -> nn.Module:
+    # 1.5x cnn-bn's widths: 2.25x its multiply-adds, but a training step 1.83x its time on a 2-core CPU
+    # (pooling before batch norm, as in cnn-bn-lite; /tmp measurement in the README's notes).
+    return nn.Sequential(
+        *conv_bn(1, 48),
+        *conv_pool_bn(48, 48),  # (48, 14, 14)
+        *conv_bn(48, 96),
+        *conv_pool_bn(96, 96),  # (96, 7, 7)
+        *conv_bn(96, 192),
+        nn.AdaptiveAvgPool2d(1),  # (192, 1, 1)
+        nn.Flatten(),
+        nn.Linear(192, NUM_CLASSES),
+    )
+
+
 def build_model(arch: str) -> nn.Module:
     """A freshly initialised model for a registered architecture name."""
     if arch not in ARCHS:

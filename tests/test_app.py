@@ -208,18 +208,21 @@ def test_short_training_run_completes_and_reports_metrics(with_data):
 
 def test_preset_fills_the_form_and_values_survive_a_page_switch(with_data):
     at = open_app("train")
+    best = PRESETS["best"]
+    fast = PRESETS["fast"]  # the form starts from it: the best preset must change what the test reads
+    assert best.arch != fast.arch and best.epochs != fast.epochs and best.augment != fast.augment
     at.segmented_control(key="cfg_preset").set_value("best").run()
-    assert at.selectbox(key="cfg_arch").value == "cnn-bn"
-    assert at.text_input(key="cfg_epochs").value == "15"
+    assert at.selectbox(key="cfg_arch").value == best.arch
+    assert at.text_input(key="cfg_epochs").value == str(best.epochs)
     assert at.toggle(key="cfg_augment").value is True
-    assert "cnn-bn" in at.expander[0].label and "parameters" in at.expander[0].label  # the layer summary
+    assert best.arch in at.expander[0].label and "parameters" in at.expander[0].label  # the layer summary
     assert at.expander[0].dataframe[0].value["type"].tolist()[0] == "Conv2d"
 
     at.text_input(key="cfg_epochs").set_value("7").run()
     at.switch_page(PAGES["sketch"]).run()
     at.switch_page(PAGES["train"]).run()
     assert at.text_input(key="cfg_epochs").value == "7"
-    assert at.selectbox(key="cfg_arch").value == "cnn-bn"
+    assert at.selectbox(key="cfg_arch").value == best.arch
 
 
 def test_invalid_settings_are_refused(with_data):
