@@ -13,10 +13,11 @@ uses all members' features side by side (mnist.verdict).
 
 Small batches (a sketch, a number's few digits) run fused when the members share one architecture made
 of fusable layers (`fuse_members`): one network whose every layer computes all K members side by side,
-convolutions grouped by member, so a forward pass is 5 operators rather than 3 x 5. The output is the
-same up to float rounding; at batch 1 a 3-member cnn-bn ensemble takes about 0.65x the time of a
-member-by-member pass, and at batch 500 about 1.1x, so large batches keep the member-by-member pass
-(bench/predict_latency.py). Built on first use; train(), .to() and load_state_dict drop it.
+convolutions grouped by member, so a 3-member cnn-bn pass runs 5 convolutions rather than 15. The output is the
+same up to float rounding. Measured on 2 busy cores (bench/predict_latency.py,
+2026-12-02): a sketch's prediction with the fused 3-member cnn-bn ensemble took 0.5-0.7x the p50 time of
+member by member; at batch 500 fused took about 1.1x, so large batches keep the member-by-member pass.
+Built on first use; train(), .to() and load_state_dict drop it.
 """
 
 from __future__ import annotations
