@@ -76,7 +76,8 @@ class Ensemble(nn.Module):
 
     # An ensemble is never trained: its weights change only through these, which drop the fused copy.
     def train(self, mode: bool = True) -> Ensemble:
-        self._fused = None
+        if mode:  # eval() keeps it: evaluate() toggles the mode around every test-set pass
+            self._fused = None
         return super().train(mode)
 
     def _apply(self, fn, recurse=True):  # .to(), .float(), .cuda(): the fused copy would stay behind
@@ -141,35 +142,31 @@ def fuse_members(members: list[nn.Module]) -> nn.Sequential | None:
 
 
 def fuse_convs(convs: tuple[nn.Conv2d, ...], shared: bool) -> nn.Conv2d:
-    c = convs[0]
-    groups = c.groups if shared else c.groups * len(convs)
-    in_channels = c.in_channels if shared else c.in_channels * len(convs)
-    out_channels = c.out_channels * len(convs)
-    bias = c.bias is not None
-    fused = nn.Conv2d(in_channels, out_channels, c.kernel_size, c.stride, c.padding, c.dilation, groups, bias)
-    fused.weight.copy_(torch.cat([conv.weight for conv in convs]))
-    if bias:
-        fused.bias.copy_(torch.cat([conv.bias for conv in convs]))
-    return fused.to(c.weight.device)
+    c, k, has_bias = convs[0], len(convs), convs[0].bias is not None
+    groups, in_channels = (c.groups, c.in_channels) if shared else (c.groups * k, c.in_channels * k)
+    fused = nn.Conv2d(in_channels, c.out_channels * k, c.kernel_size, c.stride, c.padding, c.dilation, groups, has_bias)
+    return concatenated_into(fused, convs, ("weight", "bias") if has_bias else ("weight",))
 
 
 def fuse_linears(linears: tuple[nn.Linear, ...]) -> nn.Linear:
     """Linear layers on the same input: their outputs side by side."""
-    first = linears[0]
-    fused = nn.Linear(first.in_features, first.out_features * len(linears), first.bias is not None)
-    fused.weight.copy_(torch.cat([layer.weight for layer in linears]))
-    if first.bias is not None:
-        fused.bias.copy_(torch.cat([layer.bias for layer in linears]))
-    return fused.to(first.weight.device)
+    first, has_bias = linears[0], linears[0].bias is not None
+    fused = nn.Linear(first.in_features, first.out_features * len(linears), has_bias)
+    return concatenated_into(fused, linears, ("weight", "bias") if has_bias else ("weight",))
 
 
 def fuse_batch_norms(norms: tuple[nn.BatchNorm2d | nn.BatchNorm1d, ...]):
     first = norms[0]
     fused = type(first)(first.num_features * len(norms), first.eps, affine=first.affine)
     names = ("running_mean", "running_var") + (("weight", "bias") if first.affine else ())
+    return concatenated_into(fused, norms, names).eval()
+
+
+def concatenated_into(fused: nn.Module, layers: tuple[nn.Module, ...], names: tuple[str, ...]) -> nn.Module:
+    """`fused` (on the layers' device) holding each named tensor of the layers concatenated, in order."""
     for name in names:
-        getattr(fused, name).copy_(torch.cat([getattr(norm, name) for norm in norms]))
-    return fused.to(first.running_mean.device).eval()
+        getattr(fused, name).copy_(torch.cat([getattr(layer, name) for layer in layers]))
+    return fused.to(getattr(layers[0], names[0]).device)
 
 
 def mean_log_probabilities(logits: list[torch.Tensor]) -> torch.Tensor:
