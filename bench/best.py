@@ -58,6 +58,7 @@ def train_preset(config: TrainConfig) -> dict:
         "epochs": epochs,
         "final_accuracy": done.test_accuracy,
         "train_seconds": done.train_seconds,
+        "precision": done.precision,
         "wall_seconds": time.perf_counter() - wall0,
         "source": "trained by bench/best.py",
     }
@@ -78,6 +79,7 @@ def read_run(run_dir: Path) -> tuple[TrainConfig, dict]:
         "epochs": epochs,
         "final_accuracy": metrics["test_accuracy"],
         "train_seconds": metrics["train_seconds"],
+        "precision": metrics.get("precision") or "float32 (saved before precision was recorded)",
         "wall_seconds": None,
         "source": f"saved run {run_dir}, trained {str(meta.get('created', '?'))[:16].replace('T', ' ')} UTC",
     }
@@ -142,7 +144,7 @@ def report_seeds(run_dirs: list[Path], ensemble_dir: Path | None) -> int:
         if config.replace(device="cpu", seed=preset.seed) != preset:
             raise SystemExit(f"{run_dir}: not the best preset (another config): it does not measure the preset")
         accuracy, seconds = benchlib.pct(result["final_accuracy"]), result["train_seconds"]
-        print(f"  seed {config.seed}: {accuracy}, {seconds:.0f} s of training")
+        print(f"  seed {config.seed}: {accuracy}, {seconds:.0f} s of training in {result['precision']}")
     ensemble = read_ensemble(ensemble_dir) if ensemble_dir else None
     machine = {"cpu": "the saved runs' machine (see README)", "cores": None, "contended": None}
     benchlib.stop_contention_meter()

@@ -17,6 +17,7 @@ move with the machine and its load. The results file records the git commit, the
 
     python bench/train_speed.py [--ref-epochs 10] [--quick] [--seeds 5] [--no-reference]
     python bench/train_speed.py --seeds 5 --no-reference --device cuda   # time-to-99% on a GPU (unmeasured)
+    python bench/train_speed.py --seeds 5 --no-reference --precision float32   # without mixed precision
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from bench import benchlib, reference
 from bench.benchlib import Figure
 from mnist.config import PRESETS, TrainConfig
 from mnist.data import load_mnist
+from mnist.device import PRECISION_LABELS
 from mnist.train import DoneEvent, EpochEvent, StepEvent, train
 
 TARGET_ACCURACY = 0.99
@@ -76,6 +78,7 @@ def run_library(config: TrainConfig, data, on_epoch: Callable[[dict], None] | No
         "epochs": epochs,
         "final_accuracy": done.test_accuracy,
         "train_seconds": done.train_seconds,
+        "precision": done.precision,
         "images_per_sec": images / done.train_seconds,
         "median_window_images_per_sec": benchlib.percentile(step_rates, 50) if step_rates else None,
         "wall_seconds": time.perf_counter() - wall0,
@@ -208,7 +211,7 @@ def run_seed(config: TrainConfig) -> dict:
     run["seed"] = config.seed
     print(
         f"  seed {config.seed}: {benchlib.pct(run['final_accuracy'])}, {run['train_seconds']:.1f} s of training, "
-        f"{run['wall_seconds']:.1f} s wall",
+        f"{run['wall_seconds']:.1f} s wall, {run['precision']}",
         flush=True,
     )
     return run
@@ -270,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help=f"fast-preset seeds (default {DEFAULT_SEEDS})")
     parser.add_argument("--no-reference", action="store_true", help="the fast preset's seeds only: no (a), (c)")
     parser.add_argument("--device", default="cpu", help="where our runs train: cpu (default), cuda, mps, auto")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_LABELS,
+        default=PRESETS["fast"].precision,
+        help="the fast preset's number format (default: the preset's, auto); float32 to compare",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.ref_epochs = min(args.ref_epochs, 2)
@@ -277,15 +286,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds must be at least 1")
 
     machine = benchlib.start("train_speed: ours vs the tutorial reference")
-    fast_config = PRESETS["fast"].replace(device=args.device)
+    fast_config = PRESETS["fast"].replace(device=args.device, precision=args.precision)
     seeds = list(range(args.seeds))
 
-    recipe = f"{fast_config.arch}, {fast_config.epochs} epoch(s), batch {fast_config.batch_size}"
+    recipe = (
+        f"{fast_config.arch}, {fast_config.epochs} epoch(s), batch {fast_config.batch_size}, "
+        f"precision {fast_config.precision}"
+    )
     print(f"\n(b, d) our fast preset: {recipe}, seeds {seeds}")
     runs = [run_seed(fast_config.replace(seed=seed)) for seed in seeds]
     figures = seed_figures(runs)
+    # Another precision than the preset's is a comparison: its own results file, the preset's stays.
+    stem = None if args.precision == PRESETS["fast"].precision else f"train_speed-{args.precision}"
     if args.no_reference:
-        benchlib.report("train_speed", machine, figures, seeds={"fast preset": seeds}, details={"seeds": runs})
+        benchlib.report(
+            "train_speed", machine, figures, file_stem=stem, seeds={"fast preset": seeds}, details={"seeds": runs}
+        )
         return 0
     fast = runs[0]
     data = benchlib.load_data()
@@ -303,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "train_speed",
         machine,
         compared + figures,
+        file_stem=stem,
         quick=args.quick,
         seeds={"fast preset": seeds, "lenet-dropout": LENET_CONFIG.seed, "reference": REFERENCE_SEED},
         details={"fast": fast, "lenet": lenet, "reference": ref, "seeds": runs},

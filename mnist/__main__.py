@@ -134,7 +134,8 @@ def cmd_train(args) -> int:
         if name:
             free_run_path(runs_dir, name)  # a taken name is refused before any training, not after it
     data = load_mnist(args.data_dir)
-    summaries = [train_one(c, data, args.out, name) for c, name in zip(configs, names, strict=True)]
+    report = sys.stderr if args.json else sys.stdout  # with --json, stdout is the JSON alone
+    summaries = [train_one(c, data, args.out, name, report) for c, name in zip(configs, names, strict=True)]
     if args.seeds == 1:
         summary = summaries[0]
     else:
@@ -143,7 +144,8 @@ def cmd_train(args) -> int:
         summary = {**ensemble_summary(ensemble), "members": summaries}
         print(
             f"{ensemble.record.model_text}: {ensemble.record.metrics.accuracy_text(' test accuracy')}; saved "
-            f"{ensemble.path}"
+            f"{ensemble.path}",
+            file=report,
         )
     if args.json:
         print(json.dumps(summary))
@@ -157,8 +159,9 @@ def ensemble_summary(ensemble) -> dict:
     return {**record.metrics.to_dict(), "arch": record.arch, "checkpoint": str(ensemble.path), "member_runs": names}
 
 
-def train_one(config: TrainConfig, data, out: Path | None, name: str | None) -> dict:
-    """Train one run with a progress bar and a line per epoch, save it, print a summary; its --json summary."""
+def train_one(config: TrainConfig, data, out: Path | None, name: str | None, report=sys.stdout) -> dict:
+    """Train one run with a progress bar and a line per epoch, save it, print a summary line to `report`;
+    its --json summary."""
     from tqdm import tqdm
 
     from .checkpoint import save_run
@@ -186,7 +189,11 @@ def train_one(config: TrainConfig, data, out: Path | None, name: str | None) -> 
     if bar is not None:
         bar.close()
     run_dir = save_run(done.model, config, done.metrics(), done.history, out, name)
-    print(f"test accuracy {done.test_accuracy:.2%} after {done.train_seconds:.1f}s of training; saved {run_dir}")
+    print(
+        f"test accuracy {done.test_accuracy:.2%} after {done.train_seconds:.1f}s of training ({done.precision}); "
+        f"saved {run_dir}",
+        file=report,
+    )
     return {**done.metrics().to_dict(), "arch": config.arch, "checkpoint": str(run_dir)}
 
 
@@ -201,7 +208,8 @@ def cmd_ensemble(args) -> int:
     each = ", ".join(m.metrics.accuracy_text() for m in record.members)
     print(
         f"{record.model_text}: {record.metrics.accuracy_text(' test accuracy')} (members: {each}); saved "
-        f"{ensemble.path}"
+        f"{ensemble.path}",
+        file=sys.stderr if args.json else sys.stdout,
     )
     if args.json:
         print(json.dumps(ensemble_summary(ensemble)))

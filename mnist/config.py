@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from .constants import MNIST_TRAIN_IMAGES
+from .device import PRECISION_LABELS
 from .errors import ConfigError
 from .models import ARCHS  # models imports nothing from here: no cycle
 
@@ -161,6 +162,14 @@ class TrainConfig:
         help="Where to train; auto picks cuda, then mps, then cpu",
         choices=label_plainly(DEVICES),
     )
+    precision: str = described(
+        "auto",
+        label="Precision",
+        help="Number format of training's convolutions: mixed is float16 on a GPU and bfloat16 on a CPU "
+        "(float32 weights either way); auto picks mixed where it is faster (a GPU, or a CPU with AMX "
+        "matrix units, where a step takes about half the time), float32 elsewhere",
+        choices=PRECISION_LABELS,
+    )
     train_limit: int = described(
         0,
         label="Training images (0 = all)",
@@ -200,9 +209,9 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-# Fields newer than some saved runs, with the value such a run trained with (Adam's own betas, no EMA):
-# a run saved before a field existed must not be described with today's default for it.
-ADDED_FIELDS = {"beta1": 0.9, "beta2": 0.999, "ema": 0.0}
+# Fields newer than some saved runs, with the value such a run trained with (Adam's own betas, no EMA,
+# float32 on the CPU): a run saved before a field existed must not be described with today's default for it.
+ADDED_FIELDS = {"beta1": 0.9, "beta2": 0.999, "ema": 0.0, "precision": "float32"}
 
 
 def collect_specs() -> dict[str, FieldSpec]:

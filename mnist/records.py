@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from .config import TrainConfig
+from .device import TRAINING_DTYPES
 from .ensemble import MAX_MEMBERS, MIN_MEMBERS
 from .errors import CheckpointError, ConfigError, MnistError
 
@@ -47,6 +48,7 @@ class RunMetrics:
     steps_done: int = 0
     epochs_done: int = 0
     stopped: bool = False  # stopped by the user before its last epoch
+    precision: str | None = None  # training's number format (float32, bfloat16, float16); None: not recorded
 
     @classmethod
     def from_dict(cls, values: dict, source: str) -> RunMetrics:
@@ -55,6 +57,11 @@ class RunMetrics:
         stopped = values.get("stopped", False)
         if not isinstance(stopped, bool):
             raise CheckpointError(f"{source}: metrics.stopped must be true or false, got {stopped!r}")
+        precision = values.get("precision")
+        if precision is not None and precision not in TRAINING_DTYPES:
+            raise CheckpointError(
+                f"{source}: metrics.precision must be one of {', '.join(TRAINING_DTYPES)}, got {precision!r}"
+            )
         return cls(
             test_accuracy=_finite_or_none(values, "test_accuracy", source),
             test_loss=_finite_or_none(values, "test_loss", source),
@@ -62,6 +69,7 @@ class RunMetrics:
             steps_done=_count(values, "steps_done", source),
             epochs_done=_count(values, "epochs_done", source),
             stopped=stopped,
+            precision=precision,
         )
 
     def to_dict(self) -> dict:

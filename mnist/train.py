@@ -16,7 +16,7 @@ from torch import nn
 from .config import TrainConfig
 from .constants import NUM_CLASSES
 from .data import MnistData, augment_batch, load_mnist, normalize
-from .device import resolve_device
+from .device import resolve_device, resolve_precision
 from .errors import ConfigError
 from .insight import EpochInsight, compute_epoch_insight, panel_indices
 from .models import ARCHS, build_model
@@ -119,6 +119,7 @@ class DoneEvent:
     steps_done: int
     epochs_done: int
     history: History = field(repr=False)
+    precision: str = "float32"  # what training's autocast computed in: float32, bfloat16 or float16
     kind: str = "done"
 
     def metrics(self) -> RunMetrics:
@@ -129,6 +130,7 @@ class DoneEvent:
             steps_done=self.steps_done,
             epochs_done=self.epochs_done,
             stopped=self.stopped,
+            precision=self.precision,
         )
 
 
@@ -292,10 +294,11 @@ def train(
     model = model.to(memory_format=memory_format)
     optimizer = build_optimizer(model.parameters(), config)
     average = WeightAverage(model, config.ema) if config.ema > 0 else None
-    # Mixed precision on CUDA only: float16 convolutions with a scaled loss (on a CPU float16 and bfloat16
-    # are slower than float32 for these small nets). Unmeasured here: no GPU (README).
-    mixed = device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=mixed)
+    # Mixed precision: float16 with a scaled loss on CUDA (unmeasured here: no GPU), bfloat16 on a CPU
+    # (its float32 range needs no scaling); weights, optimizer state and evaluation stay float32.
+    dtype = resolve_precision(config.precision, device)
+    mixed = dtype != torch.float32
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     kept = average.model if average is not None else model  # what is evaluated and saved
     steps_per_epoch = n_train // config.batch_size  # drop the ragged last batch: BN dislikes tiny ones
     total_steps = config.epochs * steps_per_epoch
@@ -324,7 +327,7 @@ def train(
             x, y = train_x[idx], train_y[idx]
             if config.augment:
                 x = augment_batch(x, gen)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=mixed):
+            with torch.autocast(device.type, dtype=dtype, enabled=mixed):
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -394,6 +397,7 @@ def train(
         steps_done=step,
         epochs_done=epochs_done,
         history=history,
+        precision=str(dtype).removeprefix("torch."),
     )
 
 

@@ -13,7 +13,7 @@ from mnist.checkpoint import (
     save_ensemble,
 )
 from mnist.config import FIELD_SPECS, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, preset_config
-from mnist.device import available_devices, resolve_device
+from mnist.device import PRECISION_LABELS, available_devices, resolve_device, resolve_precision
 from mnist.ensemble import MAX_MEMBERS, MIN_MEMBERS
 from mnist.errors import ConfigError, MnistError
 from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
@@ -37,7 +37,8 @@ FORM_ROWS = (
     ("step_size", "gamma"),
     ("label_smoothing", "ema"),
     ("train_limit", "seed"),
-    ("device", "augment"),
+    ("device", "precision"),
+    ("augment",),
 )
 RUN_NAME_KEY = "new_run_name"  # the optional name of the next run's folder; empty: an automatic one
 BETWEEN_FIELDS = ""  # the key of a problem that no single field has (batch size vs training images, ...)
@@ -83,6 +84,14 @@ def arch_summary(arch: str) -> tuple[int, list[dict]]:
     return count_parameters(model), rows
 
 
+def precision_label(name: str) -> str:
+    """'auto (bfloat16 here)': what auto means on this machine's auto device; the others as the spec says."""
+    if name != "auto":
+        return PRECISION_LABELS[name]
+    dtype = resolve_precision(name, resolve_device("auto"))
+    return f"auto ({str(dtype).removeprefix('torch.')} on this machine)"
+
+
 def config_form(data_ready: bool) -> None:
     if PREFIX + "epochs" not in st.session_state:
         st.session_state[PREFIX + "preset"] = "fast"
@@ -98,6 +107,7 @@ def config_form(data_ready: bool) -> None:
             "options": device_options(),
             "format_func": lambda d: f"auto ({resolve_device('auto').type})" if d == "auto" else d,
         },
+        "precision": {"format_func": precision_label},
     }
 
     def show(name: str, container):
@@ -320,7 +330,8 @@ def render_summary(job) -> None:
     else:
         st.success(
             f"Finished: test accuracy {acc * 100:.2f}% after {duration} of training "
-            f"({plural(m.epochs_done, 'epoch')}, {plural(m.steps_done, 'step')}).",
+            f"({plural(m.epochs_done, 'epoch')}, {plural(m.steps_done, 'step')}"
+            f"{f', in {m.precision}' if m.precision else ''}).",
             icon=":material/check_circle:",
         )
     cols = st.columns(4)

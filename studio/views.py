@@ -218,6 +218,7 @@ def run_row(name: str, record: RunRecord, made_by: str) -> dict:
         "test accuracy %": None if metrics.test_accuracy is None else round(metrics.test_accuracy * 100, 2),
         "epochs": metrics.epochs_done,
         "train time": format_duration(metrics.train_seconds),
+        "precision": metrics.precision or "",  # "": saved before it was recorded
         "stopped early": metrics.stopped,
         "optimizer": config.optimizer,
         "lr": config.lr,

@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, checkpoint_file_bytes, list_runs, load_checkpoint, save_run
 from mnist.config import FIELD_SPECS, PRESETS, TrainConfig, range_text
+from mnist.device import resolve_device, resolve_precision
 from mnist.errors import MnistError
 from mnist.train import evaluate
 from studio.ownership import owner_of
@@ -223,6 +224,18 @@ def test_preset_fills_the_form_and_values_survive_a_page_switch(with_data):
     at.switch_page(PAGES["train"]).run()
     assert at.text_input(key="cfg_epochs").value == "7"
     assert at.selectbox(key="cfg_arch").value == best.arch
+
+
+def test_precision_menu_says_what_auto_means_on_this_machine(with_data):
+    at = open_app("train")
+    menu = at.selectbox(key="cfg_precision")
+    assert menu.value == "auto" and menu.options[0].startswith("auto (")
+    here = str(resolve_precision("auto", resolve_device("auto"))).removeprefix("torch.")
+    assert f"({here} on this machine)" in menu.options[0]
+    assert "bfloat16" in menu.options[1] and menu.options[2] == "float32"
+    menu.set_value("float32").run()
+    assert at.selectbox(key="cfg_precision").value == "float32"
+    assert not at.error  # a valid choice: nothing refused
 
 
 def test_invalid_settings_are_refused(with_data):

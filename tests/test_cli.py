@@ -53,7 +53,7 @@ def test_train_evaluate_and_predict_end_to_end(mnist_dir, mnist_data, tmp_path):
         env_extra=env,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    summary = json.loads(out.stdout)  # with --json, stdout is the JSON alone: the summary line goes to stderr
     assert {"test_accuracy", "train_seconds", "checkpoint"} <= set(summary)
     assert summary["test_accuracy"] > 0.85
     evaluated = run_cli("evaluate", summary["checkpoint"], "--json", env_extra=env)
