@@ -42,30 +42,47 @@ class CanvasImage:
 EMPTY = CanvasImage(None)
 
 
-def to_unit_float(array: np.ndarray) -> np.ndarray:
-    """Any numeric image array -> float32 in [0, 1], or CanvasError saying what is wrong."""
+def unit_divisor(array: np.ndarray) -> float:
+    """What the image's values are divided by to lie in [0, 1] (1, 255 or 65535), or CanvasError saying
+    what is wrong. Reads the array as it is: no float copy of an integer image."""
     if array.dtype == bool:
-        return array.astype(np.float32)
-    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        return 1.0
+    if np.issubdtype(array.dtype, np.floating):
+        with np.errstate(over="ignore"):  # float64 beyond float32's range would become inf: refused too
+            finite = bool(np.isfinite(array.astype(np.float32, copy=False)).all())
+        if not finite:
+            raise CanvasError("image contains NaN or infinite (or absurdly large) values")
+    elif not np.issubdtype(array.dtype, np.integer):
         raise CanvasError(f"image pixels must be numbers, got dtype {array.dtype}")
-    with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf, refused just below
-        x = array.astype(np.float32)
-    if not np.isfinite(x).all():
-        raise CanvasError("image contains NaN or infinite (or absurdly large) values")
-    low, high = float(x.min()), float(x.max())
+    low, high = float(array.min()), float(array.max())
     if low < 0:
         raise CanvasError(f"image has negative pixel values (min {low:g}); expected 0..1 or 0..255")
     if array.dtype == np.uint16:
-        return x / 65535.0
+        return 65535.0
     if high <= 1.0:
-        return x
+        return 1.0
     if high <= 255.0:
-        return x / 255.0
+        return 255.0
     raise CanvasError(f"image pixel values go up to {high:g}; expected 0..1 or 0..255")
 
 
+def scaled(values: np.ndarray, divisor: float) -> np.ndarray:
+    """values as float32 in [0, 1], given unit_divisor of the image they come from."""
+    x = values.astype(np.float32)
+    return x if divisor == 1.0 else x / divisor
+
+
+def to_unit_float(array: np.ndarray) -> np.ndarray:
+    """Any numeric image array -> float32 in [0, 1], or CanvasError saying what is wrong."""
+    return scaled(array, unit_divisor(array))
+
+
 def ink_map(array) -> np.ndarray:
-    """(H, W) float32 in [0, 1], 1 = full ink, whatever the input's channels and polarity."""
+    """(H, W) float32 in [0, 1], 1 = full ink, whatever the input's channels and polarity.
+
+    Only the channels used are converted to float: a 280x280 RGBA canvas is 1.25 MB as float32, and
+    converting all of it cost Sketch's preprocessing most of its time.
+    """
     try:
         arr = np.asarray(array)
     except Exception as exc:  # noqa: BLE001 - arbitrary objects may fail in arbitrary ways
@@ -81,14 +98,17 @@ def ink_map(array) -> np.ndarray:
         raise CanvasError(f"image has no pixels (shape {arr.shape})")
     if max(h, w) > MAX_CANVAS_SIDE:
         raise CanvasError(f"image is {w}x{h}; the largest side may be {MAX_CANVAS_SIDE} pixels")
-    x = to_unit_float(arr)
-    if channels == 4 and float(x[..., 3].min()) < OPAQUE_ALPHA:
-        # Strokes on a transparent canvas: whatever their colour, alpha is where the ink is.
-        return np.ascontiguousarray(x[..., 3])
+    divisor = unit_divisor(arr)
+    if channels == 4:
+        alpha = scaled(arr[..., 3], divisor)
+        if float(alpha.min()) < OPAQUE_ALPHA:
+            # Strokes on a transparent canvas: whatever their colour, alpha is where the ink is.
+            return alpha
     if channels >= 3:
-        gray = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+        red, green, blue = (scaled(arr[..., c], divisor) for c in range(3))
+        gray = red * 0.299 + green * 0.587 + blue * 0.114
     else:
-        gray = x.reshape(h, w)
+        gray = scaled(arr.reshape(h, w), divisor)
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     # A bright border means dark ink on a light page: invert to MNIST's white on black.
     return 1.0 - gray if float(np.median(border)) > 0.5 else gray

@@ -62,6 +62,13 @@ def ink_value(dtype) -> float:
     return 1.0
 
 
+def largest_value(dtype):
+    """The dtype's largest value (numpy's iinfo refuses bool: True)."""
+    if dtype == np.bool_:
+        return True
+    return np.finfo(dtype).max if dtype.kind == "f" else np.iinfo(dtype).max
+
+
 @st.composite
 def built_arrays(draw):
     """Arrays made with numpy from a drawn seed: cheap even when large, covering special fills."""
@@ -99,7 +106,7 @@ def built_arrays(draw):
     elif fill == "huge":
         arr = np.zeros(shape, dtype)
         if n:
-            arr.reshape(-1)[rng.integers(n)] = np.finfo(dtype).max if dtype.kind == "f" else np.iinfo(dtype).max
+            arr.reshape(-1)[rng.integers(n)] = largest_value(dtype)
     else:  # nan / inf somewhere in an otherwise valid drawing
         arr = rng.random(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
         if dtype.kind == "f" and n:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mnist.constants import IMAGE_SIZE
-from mnist.preprocess import CanvasError, preprocess_canvas
+from mnist.preprocess import OPAQUE_ALPHA, CanvasError, ink_map, preprocess_canvas
 
 CANVAS = 280
 
@@ -94,8 +94,54 @@ def test_output_is_normalised_like_training(digit):
         (np.full((5, 5), 1e6), "0..255"),
         (np.zeros((3000, 10)), "largest side"),
         (np.array([["a"]]), "numbers"),
+        (np.full((5, 5), 1e300), "absurdly large"),  # float64 beyond float32's range
+        (np.full((5, 5), -2, dtype=np.int16), "negative"),
+        (np.full((5, 5), 300, dtype=np.int32), "0..255"),
     ],
 )
 def test_bad_arrays_are_clear_value_errors(array, words):
     with pytest.raises(CanvasError, match=words):
         preprocess_canvas(array)
+
+
+def ink_map_from_a_float_copy(array: np.ndarray) -> np.ndarray:
+    """The ink map as it was computed before it read only the channels it uses: the whole image to
+    float32 first. The oracle for the channel-by-channel version."""
+    x = array.astype(np.float32)
+    high = float(x.max())
+    if array.dtype == np.uint16:
+        x = x / 65535.0
+    elif high > 1.0:
+        x = x / 255.0
+    if x.ndim == 3 and x.shape[2] == 4 and float(x[..., 3].min()) < OPAQUE_ALPHA:
+        return np.ascontiguousarray(x[..., 3])
+    if x.ndim == 3 and x.shape[2] >= 3:
+        gray = x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+    else:
+        gray = x.reshape(x.shape[:2])
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return 1.0 - gray if float(np.median(border)) > 0.5 else gray
+
+
+def random_images():
+    """Images of every kind the app and the CLI meet, with random strokes: (name, array)."""
+    rng = np.random.default_rng(7)
+    ink = (rng.random((280, 280)) < 0.1).astype(np.uint8) * rng.integers(1, 256, (280, 280), dtype=np.uint8)
+    opaque = np.dstack([ink, ink, ink, np.full_like(ink, 255)])  # the Sketch canvas: white on opaque black
+    yield "opaque RGBA canvas", opaque
+    yield "transparent RGBA canvas", np.dstack([np.full_like(ink, 30), ink, ink, ink])  # ink only in alpha
+    yield "black on white RGB", 255 - opaque[..., :3]
+    yield "grey uint8 (H, W, 1)", ink[..., None]
+    yield "grey float64 in 0..1", ink / 255.0
+    yield "grey float32 in 0..255", ink.astype(np.float32)
+    yield "uint16 RGB", np.dstack([ink.astype(np.uint16) * 257] * 3)
+    yield "bool", ink > 128
+    yield "0/1 uint8 (already in 0..1)", (ink > 0).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name, array", list(random_images()), ids=lambda v: v if isinstance(v, str) else "")
+def test_ink_map_reads_only_its_channels_and_matches_a_whole_float_copy(name, array):
+    got = ink_map(array)
+    assert got.dtype == np.float32 and got.shape == array.shape[:2] and got.flags.c_contiguous
+    assert np.array_equal(got, ink_map_from_a_float_copy(array)), name
+    assert got.max() > 0.5  # the strokes are there, as ink
