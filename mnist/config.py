@@ -167,7 +167,7 @@ class TrainConfig:
         label="Precision",
         help="Number format of training's convolutions: mixed is float16 on a GPU and bfloat16 on a CPU "
         "(float32 weights either way); auto picks mixed where it is faster (a GPU, or a CPU with AMX "
-        "matrix units, where a step takes about half the time), float32 elsewhere",
+        "matrix units, where a training step measured 0.25-0.7x the float32 time), float32 elsewhere",
         choices=PRECISION_LABELS,
     )
     train_limit: int = described(
