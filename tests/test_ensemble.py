@@ -235,8 +235,8 @@ def test_cli_ensemble_then_evaluate_json(mnist_dir, runs_dir):
         save_member(runs_dir, arch, f"m{k}")
     made = run_cli("ensemble", "m0", str(runs_dir / "m1"), "--name", "cli-ens", "--data-dir", str(mnist_dir), "--json")
     assert made.returncode == 0, made.stderr
-    assert "ensemble of 2 · mlp + cnn-bn-fast" in made.stdout
-    summary = json.loads(made.stdout.strip().splitlines()[-1])
+    assert "ensemble of 2 · mlp + cnn-bn-fast" in made.stderr  # with --json the summary line goes to stderr
+    summary = json.loads(made.stdout)  # and stdout is the JSON alone
     assert summary["arch"] == "ensemble" and summary["member_runs"] == ["m0", "m1"]
     record = load_checkpoint(runs_dir / "cli-ens").record
     assert record.metrics.test_accuracy == summary["test_accuracy"]  # recorded with the run
@@ -262,7 +262,7 @@ def test_cli_train_seeds_saves_the_runs_and_their_ensemble(mnist_dir, mnist_data
         "--seeds", "2", "--name", "twin", "--data-dir", str(mnist_dir), "--json",
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
-    summary = json.loads(made.stdout.strip().splitlines()[-1])
+    summary = json.loads(made.stdout)
     assert summary["member_runs"] == ["twin-seed3", "twin-seed4"]
     assert [m["checkpoint"] for m in summary["members"]] == [str(runs_dir / n) for n in ("twin-seed3", "twin-seed4")]
     ensemble = load_checkpoint(runs_dir / "twin")
