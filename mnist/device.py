@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import torch
 
 from .errors import ConfigError
@@ -47,6 +49,7 @@ PRECISION_LABELS = {  # TrainConfig.precision's values and their labels
 TRAINING_DTYPES = ("float32", "bfloat16", "float16")  # what a precision resolves to, by name
 
 
+@cache  # the hardware does not change: the Train form asks on every rerun
 def has_matrix_units() -> bool:
     """Whether this CPU has AMX tiles (Intel Sapphire Rapids and later), which oneDNN uses for bfloat16.
 
@@ -76,3 +79,8 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if name == "mixed" or has_matrix_units():
         return torch.bfloat16
     return torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'bfloat16' for torch.bfloat16: one of TRAINING_DTYPES, as runs record it."""
+    return str(dtype).removeprefix("torch.")

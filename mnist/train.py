@@ -16,7 +16,7 @@ from torch import nn
 from .config import TrainConfig
 from .constants import NUM_CLASSES
 from .data import MnistData, augment_batch, load_mnist, normalize
-from .device import resolve_device, resolve_precision
+from .device import dtype_name, resolve_device, resolve_precision
 from .errors import ConfigError
 from .insight import EpochInsight, compute_epoch_insight, panel_indices
 from .models import ARCHS, build_model
@@ -397,7 +397,7 @@ def train(
         steps_done=step,
         epochs_done=epochs_done,
         history=history,
-        precision=str(dtype).removeprefix("torch."),
+        precision=dtype_name(dtype),
     )
 
 

@@ -13,7 +13,7 @@ from mnist.checkpoint import (
     save_ensemble,
 )
 from mnist.config import FIELD_SPECS, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, preset_config
-from mnist.device import PRECISION_LABELS, available_devices, resolve_device, resolve_precision
+from mnist.device import PRECISION_LABELS, available_devices, dtype_name, resolve_device, resolve_precision
 from mnist.ensemble import MAX_MEMBERS, MIN_MEMBERS
 from mnist.errors import ConfigError, MnistError
 from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
@@ -88,8 +88,7 @@ def precision_label(name: str) -> str:
     """'auto (bfloat16 here)': what auto means on this machine's auto device; the others as the spec says."""
     if name != "auto":
         return PRECISION_LABELS[name]
-    dtype = resolve_precision(name, resolve_device("auto"))
-    return f"auto ({str(dtype).removeprefix('torch.')} on this machine)"
+    return f"auto ({dtype_name(resolve_precision(name, resolve_device('auto')))} on this machine)"
 
 
 def config_form(data_ready: bool) -> None:
