@@ -7,7 +7,7 @@ run on the same canvases, interleaved in blocks so a change in background load h
 
   threads=1       torch.set_num_threads(1) around the call
   no_grad         the same code with torch.no_grad instead of torch.inference_mode
-  channels_last   the model converted with .to(memory_format=torch.channels_last)
+  contiguous      the model converted back to NCHW weights (loaded models are channels-last)
   compile         torch.compile(model) (its first-call cost is reported separately; --no-compile skips it)
 
 and the two halves alone: preprocess_canvas, and the model's forward on a ready tensor.
@@ -59,7 +59,7 @@ COMPILED = "torch.compile model"
 UNFUSED = "ensemble members one by one (not fused)"
 VARIANT_FIGURES = (
     ("no_grad_p50_ms", "no_grad instead of inference_mode"),
-    ("channels_last_p50_ms", "channels_last model"),
+    ("contiguous_p50_ms", "contiguous (NCHW) model"),
     ("preprocess_p50_ms", "preprocess only"),
     ("forward_p50_ms", "forward only"),
     ("forward_threads1_p50_ms", "forward only, threads=1"),
@@ -79,7 +79,7 @@ def predict_no_grad(model, canvas):
 def make_variants(model, threads: int, with_compile: bool) -> tuple[dict, dict]:
     """name -> (threads, callable(canvas, tensor)); and setup facts (compile cost)."""
     setup = {}
-    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    nchw_model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
 
     def forward(m):
         def run(_canvas, x):
@@ -92,8 +92,8 @@ def make_variants(model, threads: int, with_compile: bool) -> tuple[dict, dict]:
         LIBRARY: (threads, lambda c, _x: predict_canvas(model, c)),
         LIBRARY_THREADS1: (1, lambda c, _x: predict_canvas(model, c)),
         "no_grad instead of inference_mode": (threads, lambda c, _x: predict_no_grad(model, c)),
-        "channels_last model": (threads, lambda c, _x: predict_canvas(cl_model, c)),
-        "channels_last model, threads=1": (1, lambda c, _x: predict_canvas(cl_model, c)),
+        "contiguous (NCHW) model": (threads, lambda c, _x: predict_canvas(nchw_model, c)),
+        "contiguous (NCHW) model, threads=1": (1, lambda c, _x: predict_canvas(nchw_model, c)),
         "preprocess only": (threads, lambda c, _x: preprocess_canvas(c)),
         "preprocess only, threads=1": (1, lambda c, _x: preprocess_canvas(c)),
         "forward only": (threads, forward(model)),

@@ -14,6 +14,7 @@ on the test set when it was made (save_ensemble).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -34,12 +35,12 @@ from torch import nn
 
 from . import __version__
 from .config import TrainConfig
-from .constants import MNIST_MEAN, MNIST_STD
+from .constants import MNIST_MEAN, MNIST_STD, WEIGHT_STORAGES
 from .data import MnistData
 from .ensemble import Ensemble, build_ensemble
 from .errors import CheckpointError
 from .insight import INSIGHT_FILE, encode_insight
-from .models import build_model, count_parameters
+from .models import build_model, count_parameters, ready_for_inference
 from .records import MemberRecord, ModelRef, Provenance, RunMetrics, RunRecord
 from .train import History, evaluate
 
@@ -54,6 +55,7 @@ MAX_JSON_BYTES = 1024 * 1024
 BUNDLED_DIR = Path(__file__).parent / "assets" / "default-model"
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PICKLE_PREFIXES = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, zip (torch.save)
+STORAGE_DTYPES = {name: getattr(torch, name) for name in WEIGHT_STORAGES}  # a model computes in float32
 
 
 @dataclass
@@ -142,9 +144,32 @@ def build_record(model: nn.Module, config: TrainConfig, metrics: RunMetrics, nam
     return RunRecord(name, config, metrics, count_parameters(model), new_provenance(owner))
 
 
-def encode_weights(model: nn.Module, record: RunRecord) -> bytes:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+def encode_weights(model: nn.Module, record: RunRecord, storage: str = "float32") -> bytes:
+    """The safetensors file of `model`, its float tensors stored as `storage` (a STORAGE_DTYPES name)."""
+    dtype = STORAGE_DTYPES[storage]
+    state = {k: as_stored(v.detach().cpu().contiguous(), dtype, k) for k, v in model.state_dict().items()}
     return save_safetensors_bytes(state, metadata={META_KEY: json.dumps(record.to_dict(), sort_keys=True)})
+
+
+def as_stored(tensor: torch.Tensor, dtype: torch.dtype, key: str) -> torch.Tensor:
+    """A float tensor in the storage dtype; refused if a value falls outside that dtype's range."""
+    if not tensor.is_floating_point() or tensor.dtype == dtype:
+        return tensor
+    stored = tensor.to(dtype)
+    if not torch.isfinite(stored).all() and torch.isfinite(tensor).all():
+        raise CheckpointError(f"{key} holds values beyond the range of {dtype}: store the weights as float32")
+    return stored
+
+
+@torch.no_grad()
+def round_to_storage(model: nn.Module, storage: str) -> nn.Module:
+    """`model` with its float weights rounded in place to what a `storage` file keeps of them, so that
+    what is measured before saving is what the saved file predicts."""
+    dtype = STORAGE_DTYPES[storage]
+    for key, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and tensor.dtype != dtype:
+            tensor.copy_(as_stored(tensor, dtype, key))
+    return model
 
 
 def save_run(
@@ -161,7 +186,9 @@ def save_run(
     return write_run(model, build_record(model, config, metrics, name, owner), history, runs_dir)
 
 
-def write_run(model: nn.Module, record: RunRecord, history: History | None, runs_dir: Path | str | None) -> Path:
+def write_run(
+    model: nn.Module, record: RunRecord, history: History | None, runs_dir: Path | str | None, storage: str = "float32"
+) -> Path:
     """Write the run folder record.name (a single model or an ensemble) atomically and return its path."""
     runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -170,7 +197,7 @@ def write_run(model: nn.Module, record: RunRecord, history: History | None, runs
     tmp = Path(tempfile.mkdtemp(dir=runs_dir, prefix=f".{name}."))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it owner-only
-        atomic_write_bytes(tmp / WEIGHTS_FILE, encode_weights(model, record))
+        atomic_write_bytes(tmp / WEIGHTS_FILE, encode_weights(model, record, storage))
         atomic_write_json(tmp / META_FILE, record.to_dict())
         atomic_write_json(tmp / HISTORY_FILE, (history or History()).to_dict())
         insights = [e.insight for e in (history or History()).epochs if e.insight is not None]
@@ -197,19 +224,23 @@ def save_ensemble(
     runs_dir: Path | str | None = None,
     name: str | None = None,
     owner: str = "",
+    storage: str = "float32",
 ) -> Path:
     """Make an ensemble of loaded runs, measure it on the test set and save it as a run; its folder.
 
     The members' models are only read (an ensemble holds them, it never changes them), so checkpoints that
-    other threads are using may be passed.
+    other threads are using may be passed. storage: how the file keeps the weights (STORAGE_DTYPES); the
+    test set measures the weights as stored.
     """
     records = tuple(member_record(c) for c in members)
     model = Ensemble(c.model for c in members)
+    if storage != "float32":
+        model = round_to_storage(copy.deepcopy(model), storage)
     name = name or new_run_name(f"ensemble{len(members)}")
     free_run_path(Path(runs_dir) if runs_dir is not None else default_runs_dir(), name)  # refused before evaluating
     result = evaluate(model, data.test_images, data.test_labels)
     metrics = RunMetrics(test_accuracy=result.accuracy, test_loss=result.loss)
-    return write_run(model, RunRecord.ensemble(name, records, metrics, new_provenance(owner)), None, runs_dir)
+    return write_run(model, RunRecord.ensemble(name, records, metrics, new_provenance(owner)), None, runs_dir, storage)
 
 
 def model_from_bytes(
@@ -262,6 +293,8 @@ def model_from_bytes(
         )
     for key, tensor in expected.items():
         got = state[key]
+        if tensor.dtype == torch.float32 and got.dtype in STORAGE_DTYPES.values():
+            got = state[key] = got.float()  # stored narrower (STORAGE_DTYPES): computed in float32
         if got.shape != tensor.shape or got.dtype != tensor.dtype:
             raise CheckpointError(
                 f"{source}: {key} is {tuple(got.shape)} {got.dtype}, architecture {arch!r} needs "
@@ -273,8 +306,7 @@ def model_from_bytes(
             raise CheckpointError(f"{source}: {key} holds NaN or infinite values", CheckpointError.BAD_VALUES)
     check_member_sizes(model, record, source)
     model.load_state_dict(state, strict=True)
-    model.eval()
-    return model, record
+    return ready_for_inference(model), record
 
 
 def build_for(record: RunRecord) -> nn.Module:

@@ -12,3 +12,6 @@ DIGIT_BOX = 20
 # Where MNIST puts a digit's centre of mass (row, column pixel index): measured mean over the
 # training set is (13.996, 14.007), i.e. pixel 14, not the geometric centre 13.5.
 MNIST_CENTER_OF_MASS = 14.0
+# How a checkpoint file may store float32 weights: float16 halves the file (mnist.checkpoint widens them
+# to float32 on loading). Each tensor's dtype is in the safetensors header, so no record field repeats it.
+WEIGHT_STORAGES = ("float32", "float16")

@@ -17,7 +17,8 @@ convolutions grouped by member, so a 3-member cnn-bn pass runs 5 convolutions ra
 same up to float rounding. Measured on 2 busy cores (bench/predict_latency.py,
 2026-12-02): a sketch's prediction with the fused 3-member cnn-bn ensemble took 0.5-0.7x the p50 time of
 member by member; at batch 500 fused took about 1.1x, so large batches keep the member-by-member pass.
-Built on first use; train(), .to() and load_state_dict drop it.
+Built on first use, in its members' memory layout (channels-last once loaded: mnist.models.ready_for_inference);
+train(), .to() and load_state_dict drop it.
 """
 
 from __future__ import annotations
@@ -138,7 +139,16 @@ def fuse_members(members: list[nn.Module]) -> nn.Sequential | None:
         shared = False
     if shared or not isinstance(layers[-1], StackedLinear):
         return None
-    return nn.Sequential(*layers).eval()
+    return nn.Sequential(*layers).to(memory_format=memory_format_of(members[0])).eval()
+
+
+def memory_format_of(model: nn.Module) -> torch.memory_format:
+    """channels_last if the model's conv weights are (a loaded model's are), else contiguous. A weight with
+    one input channel is both at once, so the first conv with more decides."""
+    weight = next((p for p in model.parameters() if p.dim() == 4 and p.shape[1] > 1), None)
+    if weight is not None and weight.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def fuse_convs(convs: tuple[nn.Conv2d, ...], shared: bool) -> nn.Conv2d:

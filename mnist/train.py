@@ -19,7 +19,7 @@ from .data import MnistData, augment_batch, load_mnist, normalize
 from .device import dtype_name, resolve_device, resolve_precision
 from .errors import ConfigError
 from .insight import EpochInsight, compute_epoch_insight, panel_indices
-from .models import ARCHS, build_model
+from .models import ARCHS, build_model, ready_for_inference
 from .records import RunMetrics
 
 EVAL_BATCH = 250  # images per evaluation forward; 1000 cost ~250 MB more peak memory (bench/memory.py)
@@ -384,7 +384,7 @@ def train(
         if stopped:
             break
 
-    kept.to(memory_format=torch.contiguous_format).eval()  # ordinary tensors for everyone after training
+    ready_for_inference(kept)  # the layout a loaded checkpoint has, so the two predict alike
     if final is None:  # stopped before the first step: nothing evaluated yet
         final = evaluate(kept, test_x, test_y)
     yield DoneEvent(

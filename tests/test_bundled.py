@@ -7,7 +7,8 @@ from mnist.ensemble import members_of
 from mnist.models import ARCHS, count_parameters
 from mnist.train import evaluate
 
-MAX_BUNDLED_BYTES = 2 * 1024 * 1024  # issue 13: the most accurate model that ships in under 2 MB
+MAX_BUNDLED_BYTES = 2_000_000  # issue 13: the most accurate model that ships in under 2 MB (decimal MB)
+MIN_BUNDLED_ACCURACY = 0.997  # the candidates compared in the README all score 99.72-99.76%
 
 
 def test_bundled_model_is_small_and_described():
@@ -19,11 +20,11 @@ def test_bundled_model_is_small_and_described():
     assert all(arch in ARCHS for arch in archs)
     assert len(members_of(ckpt.model)) == len(archs)  # the weights hold what the description lists
     assert count_parameters(ckpt.model) == record.parameters
-    assert record.metrics.test_accuracy >= 0.993
+    assert record.metrics.test_accuracy >= MIN_BUNDLED_ACCURACY
 
 
 def test_bundled_model_scores_what_it_says_on_mnist_test(mnist_data):
     ckpt = load_checkpoint()
     result = evaluate(ckpt.model, mnist_data.test_images, mnist_data.test_labels)
-    assert result.accuracy >= 0.993
+    assert result.accuracy >= MIN_BUNDLED_ACCURACY
     assert result.accuracy == pytest.approx(ckpt.record.metrics.test_accuracy, abs=1e-4)

@@ -42,7 +42,7 @@ from mnist.checkpoint import (
 )
 from mnist.config import TrainConfig
 from mnist.errors import MnistError
-from mnist.models import build_model
+from mnist.models import build_model, ready_for_inference
 from mnist.records import RunMetrics
 
 SAVED_CONFIG = TrainConfig(arch="cnn-bn-fast")  # the config of the small cnn-bn-fast models these tests save
@@ -97,7 +97,7 @@ def make_model(arch: str = "cnn-bn-fast") -> torch.nn.Module:
     model.train()
     with torch.no_grad():
         model(torch.randn(16, 1, 28, 28) * 2 + 0.5)
-    return model.eval()
+    return ready_for_inference(model)  # the layout a loaded model computes in: outputs compare bit for bit
 
 
 @pytest.fixture(scope="module")
