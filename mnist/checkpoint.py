@@ -37,8 +37,9 @@ from . import __version__
 from .config import TrainConfig
 from .constants import MNIST_MEAN, MNIST_STD, WEIGHT_STORAGES
 from .data import MnistData
-from .ensemble import Ensemble, build_ensemble
+from .ensemble import Ensemble, build_ensemble, members_of
 from .errors import CheckpointError
+from .inside import digest_model
 from .insight import INSIGHT_FILE, encode_insight
 from .models import build_model, count_parameters, ready_for_inference
 from .records import MemberRecord, ModelRef, Provenance, RunMetrics, RunRecord
@@ -210,12 +211,29 @@ def write_run(
     return final
 
 
-def member_record(checkpoint: Checkpoint) -> MemberRecord:
-    """What an ensemble says about one of its members (a loaded single-model checkpoint)."""
-    record, name = checkpoint.record, checkpoint.record.name or checkpoint.path.name
+def member_parts(checkpoint: Checkpoint) -> list[tuple[nn.Module, MemberRecord]]:
+    """The models `checkpoint` adds to an ensemble, each with what the ensemble says about it: a single run
+    is one member; an ensemble gives its members (an ensemble of ensembles is one flat ensemble)."""
+    record = checkpoint.record
     if record.is_ensemble:
-        raise CheckpointError(f"{name} is already an ensemble: choose the runs it was made of instead")
-    return MemberRecord(name, record.config, record.metrics, count_parameters(checkpoint.model))
+        return list(zip(members_of(checkpoint.model), record.members, strict=True))
+    name = record.name or checkpoint.path.name
+    return [(checkpoint.model, MemberRecord(name, record.config, record.metrics, count_parameters(checkpoint.model)))]
+
+
+def refuse_repeated_members(parts: list[tuple[nn.Module, MemberRecord]]) -> None:
+    """CheckpointError when the same weights come twice (a run given twice, or a run and an ensemble that
+    holds it): the mean would count that model twice."""
+    seen: dict[str, str] = {}
+    for model, record in parts:
+        digest = digest_model(model)
+        if digest in seen:
+            which = record.name if seen[digest] == record.name else f"{seen[digest]} and {record.name}"
+            raise CheckpointError(
+                f"the same model comes twice ({which}, alone or inside an ensemble): an ensemble counts each "
+                "model once, so leave one of them out"
+            )
+        seen[digest] = record.name
 
 
 def save_ensemble(
@@ -228,15 +246,18 @@ def save_ensemble(
 ) -> Path:
     """Make an ensemble of loaded runs, measure it on the test set and save it as a run; its folder.
 
-    The members' models are only read (an ensemble holds them, it never changes them), so checkpoints that
-    other threads are using may be passed. storage: how the file keeps the weights (STORAGE_DTYPES); the
-    test set measures the weights as stored.
+    A run that is itself an ensemble adds its members; the same model twice is refused. The members' models
+    are only read (an ensemble holds them, it never changes them), so checkpoints that other threads are
+    using may be passed. storage: how the file keeps the weights (STORAGE_DTYPES); the test set measures
+    the weights as stored.
     """
-    records = tuple(member_record(c) for c in members)
-    model = Ensemble(c.model for c in members)
+    parts = [part for checkpoint in members for part in member_parts(checkpoint)]
+    refuse_repeated_members(parts)
+    records = tuple(record for _, record in parts)
+    model = Ensemble(model for model, _ in parts)
     if storage != "float32":
         model = round_to_storage(copy.deepcopy(model), storage)
-    name = name or new_run_name(f"ensemble{len(members)}")
+    name = name or new_run_name(f"ensemble{len(parts)}")
     free_run_path(Path(runs_dir) if runs_dir is not None else default_runs_dir(), name)  # refused before evaluating
     result = evaluate(model, data.test_images, data.test_labels)
     metrics = RunMetrics(test_accuracy=result.accuracy, test_loss=result.loss)

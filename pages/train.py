@@ -623,16 +623,19 @@ def make_ensemble() -> None:
 def ensemble_maker(runs) -> None:
     """Pick saved runs and save their ensemble (the mean of their probabilities) as a run of its own."""
     st.markdown("**Make an ensemble** of saved runs: it averages their probabilities and is saved as a run.")
-    singles = [r.name for r in runs if not r.record.is_ensemble]
-    st.session_state[ENSEMBLE_PICK_KEY] = [n for n in st.session_state.get(ENSEMBLE_PICK_KEY, []) if n in singles]
+    names = [r.name for r in runs]  # an ensemble chosen here adds its members
+    st.session_state[ENSEMBLE_PICK_KEY] = [n for n in st.session_state.get(ENSEMBLE_PICK_KEY, []) if n in names]
     pick_col, name_col = st.columns([2, 1])
     chosen = pick_col.multiselect(
-        "Runs to combine", singles, key=ENSEMBLE_PICK_KEY, max_selections=MAX_MEMBERS, placeholder="Choose runs"
+        "Runs to combine", names, key=ENSEMBLE_PICK_KEY, max_selections=MAX_MEMBERS, placeholder="Choose runs"
     )
     name_col.text_input("Ensemble name", key=ENSEMBLE_NAME_KEY, placeholder="optional: automatic")
     enough = len(chosen) >= MIN_MEMBERS
     if not enough:
-        st.caption(f"Choose {MIN_MEMBERS} to {MAX_MEMBERS} runs (any architectures).")
+        st.caption(
+            f"Choose {MIN_MEMBERS} to {MAX_MEMBERS} runs (any architectures; an ensemble adds its members, "
+            f"up to {MAX_MEMBERS} models in all)."
+        )
     st.button(
         "Make the ensemble",
         icon=":material/stacks:",

@@ -515,6 +515,13 @@ def test_train_page_makes_an_ensemble_of_saved_runs(two_quick_runs, with_data):
     assert not at.exception
     assert any("Could not make the ensemble: a run named 'pair' already exists" in e.value for e in at.error)
 
+    at.multiselect(key="ensemble_runs").set_value(["pair", "quick-0"]).run()  # an ensemble is offered too...
+    at.text_input(key="ensemble_name").input("").run()
+    button(at, "Make the ensemble").click().run()  # ...but it holds quick-0 already
+    assert not at.exception
+    assert any("the same model comes twice (quick-0, alone or inside an ensemble)" in e.value for e in at.error)
+    assert {r.name for r in list_runs(with_data)} == {"quick-0", "quick-1", "pair"}
+
 
 def test_explore_evaluates_an_ensemble(ensemble_key, with_data, mnist_data):
     at = open_app("explore", active_model=ensemble_key)

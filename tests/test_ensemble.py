@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,10 +101,32 @@ def test_single_runs_load_as_before(runs_dir):
     assert "members" not in record.to_dict() and record.to_dict()["config"]["arch"] == "mlp"
 
 
-def test_an_ensemble_is_not_a_member(ensemble_dir, runs_dir):
-    members = [load_checkpoint(ensemble_dir), load_checkpoint(runs_dir / "m0")]
-    with pytest.raises(CheckpointError, match="already an ensemble"):
-        save_ensemble(members, TinyData, runs_dir, "nested")
+def test_an_ensemble_given_as_a_member_adds_its_members(ensemble_dir, runs_dir):
+    extra = load_checkpoint(save_member(runs_dir, "mlp", "m2", accuracy=0.7))
+    bigger = load_checkpoint(save_ensemble([load_checkpoint(ensemble_dir), extra], TinyData, runs_dir, "trio"))
+    record = bigger.record
+    assert [m.name for m in record.members] == ["m0", "m1", "m2"]  # flat: no ensemble inside an ensemble
+    assert [m.arch for m in record.members] == [*ARCHS, "mlp"]
+    assert [m.metrics.test_accuracy for m in record.members] == [0.5, 0.5, 0.7]
+    singles = [load_checkpoint(runs_dir / f"m{k}").model for k in range(3)]
+    x = TinyData.test_images[:8, None].float().div(255)
+    with torch.no_grad():
+        torch.testing.assert_close(bigger.model(x), Ensemble(singles)(x))  # each member weighs a third
+
+
+@pytest.mark.parametrize(("chosen", "which"), [(["m0", "m0"], "m0"), (["ens", "m1"], "m1"), (["ens", "ens"], "m0")])
+def test_the_same_model_twice_is_refused(ensemble_dir, runs_dir, chosen, which):
+    members = [load_checkpoint(runs_dir / name) for name in chosen]
+    with pytest.raises(CheckpointError, match=rf"the same model comes twice \({which}, alone or inside an ensemble\)"):
+        save_ensemble(members, TinyData, runs_dir, "twice")
+    assert not (runs_dir / "twice").exists()
+
+
+def test_a_copy_of_a_run_in_another_folder_is_the_same_model(ensemble_dir, runs_dir):
+    shutil.copytree(runs_dir / "m0", runs_dir / "copy")  # the weights decide, not the folder
+    members = [load_checkpoint(runs_dir / "m0"), load_checkpoint(runs_dir / "copy")]
+    with pytest.raises(CheckpointError, match=r"twice \(m0, alone"):
+        save_ensemble(members, TinyData, runs_dir, "twice")
 
 
 def test_a_taken_name_is_refused_before_evaluating(ensemble_dir, runs_dir):
