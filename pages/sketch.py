@@ -11,7 +11,7 @@ from mnist import verdict
 from mnist.device import available_devices
 from mnist.ensemble import first_member, members_of
 from mnist.errors import MnistError
-from mnist.predict import predict_tensor, saliency_map
+from mnist.predict import LIVE_IG_STEPS, predict_tensor, saliency_map
 from mnist.preprocess import CanvasImage
 from mnist.verdict import FALLBACK, REASONS, Calibration, Reading, digit_text
 from studio import background, canvas_style, common, inside_views, uploads
@@ -33,11 +33,6 @@ NOT_A_DIGIT_HINT = "Draw one digit, 0 to 9, as one shape, or several digits side
 DEFAULT_STROKE = 20  # canvas pixels; the digit is rescaled anyway, this looks like MNIST's pen
 PREVIEW_SCALE = 8  # the 28x28 input shown at 224x224
 COLUMNS = [1, 1.35]  # canvas | prediction, relative widths
-# Integrated-gradients path points per stroke (the library's default is 16). Each costs a forward and a
-# backward pass, ~1.6 ms of CPU: 16 made the saliency map most of a stroke's server CPU. With 4, over 60
-# test digits the map correlates r=0.96 (median) with a 128-point one (16 points: 0.99), no difference
-# to the eye in the app's overlay, and a stroke stays under 40 ms of server CPU (bench/stroke_cpu.py).
-SALIENCY_STEPS = 4
 CANVAS_VERSION_KEY = "canvas_version"  # bumped by Clear: a new canvas key remounts an empty canvas
 TOOLBAR_CAPTION = "Above the canvas: ↶ Undo the last stroke · ↷ Redo it. Clear starts over."
 CANVAS_DRAWING_KEY = "canvas_drawing"  # the drawing (fabric.js JSON) the canvas last reported
@@ -182,7 +177,7 @@ def read_calibration(key: str) -> tuple[Calibration, bool]:
 def explain(model, image: CanvasImage, digit: int):
     """The saliency map of `digit`: an ensemble's first member's (through all members it cost 3x the
     server CPU of the rest of a stroke; bench/stroke_cpu.py with the bundled ensemble of 3)."""
-    return saliency_map(first_member(model), image, target=digit, steps=SALIENCY_STEPS)
+    return saliency_map(first_member(model), image, target=digit, steps=LIVE_IG_STEPS)
 
 
 def why_caption(model, digit: int) -> str:

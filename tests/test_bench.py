@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from bench import benchlib, best, browser, memory, predict_latency, procfs, run_all, train_speed
+from bench import benchlib, best, browser, bundle, memory, predict_latency, procfs, run_all, train_speed
 from mnist.config import PRESETS
 
 
@@ -248,6 +249,20 @@ def test_predict_latency_figures_check_the_headline_targets():
     assert by_key["compile_p50_ms"].value is None and not by_key["compile_first_call_s"].label
     assert by_key["busy_threads1_p50_ms"].to_row()["ratio"] == "0.50x p99 of default"
     assert "7 steps" in by_key["busy_p50_ms"].label
+
+
+def test_bundle_candidates_must_fit_under_the_budget():
+    def candidate(size: int) -> bundle.Candidate:
+        checkpoint = SimpleNamespace(record=SimpleNamespace(model_text="ensemble of 5 · cnn-bn"))
+        return bundle.Candidate("five", checkpoint, None, size, [3.0, 5.0, 4.0, 30.0])
+
+    under = {f.key: f for f in bundle.candidate_figures(candidate(bundle.BUDGET_BYTES - 1), 0.9975, 25)}
+    at = {f.key: f for f in bundle.candidate_figures(candidate(bundle.BUDGET_BYTES), 0.9975, 25)}
+    assert (under["five_bytes"].status, at["five_bytes"].status) == ("PASS", "FAIL")  # under 2 MB, not at it
+    assert under["five_bytes"].render() == "1,999,999 bytes"
+    assert under["five_accuracy"].render() == "99.75% (25 errors)"
+    assert under["five_model_cpu_p50_ms"].value == 4.5 and under["five_model_cpu_p90_ms"].value > 20
+    assert under["five_bytes"].label.startswith("five (ensemble of 5 · cnn-bn)")
 
 
 def test_browser_figures_check_the_targets():

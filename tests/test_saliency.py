@@ -1,18 +1,14 @@
-"""Integrated gradients: the few path points the Sketch page affords per stroke still give the same map."""
+"""Integrated gradients: the few path points a live view affords per stroke still give the same map."""
 
 from __future__ import annotations
-
-import ast
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, load_checkpoint
-from mnist.predict import predict_canvas, saliency_map
+from mnist.predict import LIVE_IG_STEPS, predict_canvas, saliency_map
 from studio.views import digit_canvas
 
-SKETCH_PAGE = Path(__file__).resolve().parent.parent / "pages" / "sketch.py"
 REFERENCE_STEPS = 64  # close to the exact path integral
 DIGITS = 30  # MNIST test digits compared
 MIN_MEDIAN_CORRELATION = 0.9  # measured: 0.96 for 4 points, 0.98 for 8, 0.99 for 16
@@ -20,21 +16,13 @@ MIN_MEDIAN_CORRELATION = 0.9  # measured: 0.96 for 4 points, 0.98 for 8, 0.99 fo
 pytestmark = pytest.mark.skipif(not (BUNDLED_DIR / WEIGHTS_FILE).is_file(), reason="needs the bundled model")
 
 
-def page_constant(name: str):
-    """A constant of pages/sketch.py, read without running the page (it needs a Streamlit app)."""
-    for node in ast.parse(SKETCH_PAGE.read_text()).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise LookupError(f"{name} is not set in {SKETCH_PAGE}")
-
-
 @pytest.fixture(scope="module")
 def model():
     return load_checkpoint(BUNDLED_DIR).model
 
 
-def test_the_sketch_pages_few_steps_give_the_reference_map(model, mnist_data):
-    steps = page_constant("SALIENCY_STEPS")
+def test_the_live_views_few_steps_give_the_reference_map(model, mnist_data):
+    steps = LIVE_IG_STEPS  # what Sketch uses per stroke
     correlations = []
     for index in range(DIGITS):
         image, prediction = predict_canvas(model, digit_canvas(mnist_data.test_images[index]))
