@@ -213,7 +213,10 @@ def build_model(arch: str) -> nn.Module:
 
 
 def ready_for_inference(model: nn.Module) -> nn.Module:
-    """`model` in eval mode with its weights in the inference memory layout (the values are unchanged)."""
+    """`model` in eval mode with its weights in the inference memory layout (the values are unchanged).
+
+    Its state_dict's conv weights are then channels-last: safetensors saves contiguous tensors only, so call
+    .contiguous() on each first (mnist.checkpoint.encode_weights does)."""
     return model.to(memory_format=INFERENCE_MEMORY_FORMAT).eval()
 
 

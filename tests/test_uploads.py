@@ -40,11 +40,13 @@ def model_file(arch: str = "cnn-bn-fast", name: str = "run-a", accuracy: float =
 
 def bare_weights(weights: bytes) -> bytes:
     """The same tensors without an embedded description (a file saved by hand)."""
-    return save_safetensors(dict(load_uploaded(weights).model.state_dict()))
+    return save_safetensors(tensors_of(weights))
 
 
 def tensors_of(weights: bytes) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in load_uploaded(weights).model.state_dict().items()}
+    """A loaded model's tensors as a file holds them: a loaded model's conv weights are channels-last, and
+    safetensors saves contiguous tensors only."""
+    return {k: v.contiguous().clone() for k, v in load_uploaded(weights).model.state_dict().items()}
 
 
 def with_description(state: dict[str, torch.Tensor], record: RunRecord) -> bytes:
