@@ -256,11 +256,12 @@ def test_bundle_candidates_must_fit_under_the_budget():
         checkpoint = SimpleNamespace(record=SimpleNamespace(model_text="ensemble of 5 · cnn-bn"))
         return bundle.Candidate("five", checkpoint, None, size, [3.0, 5.0, 4.0, 30.0])
 
-    under = {f.key: f for f in bundle.candidate_figures(candidate(bundle.BUDGET_BYTES - 1), 0.9975, 25)}
-    at = {f.key: f for f in bundle.candidate_figures(candidate(bundle.BUDGET_BYTES), 0.9975, 25)}
+    under = {f.key: f for f in bundle.candidate_figures(candidate(bundle.BUDGET_BYTES - 1), 0.9975, 0.05, 25)}
+    at = {f.key: f for f in bundle.candidate_figures(candidate(bundle.BUDGET_BYTES), 0.9975, 0.05, 25)}
     assert (under["five_bytes"].status, at["five_bytes"].status) == ("PASS", "FAIL")  # under 2 MB, not at it
     assert under["five_bytes"].render() == "1,999,999 bytes"
     assert under["five_accuracy"].render() == "99.75% (25 errors)"
+    assert under["five_test_loss"].render() == "0.0500"
     assert under["five_model_cpu_p50_ms"].value == 4.5 and under["five_model_cpu_p90_ms"].value > 20
     assert under["five_bytes"].label.startswith("five (ensemble of 5 · cnn-bn)")
 
