@@ -40,7 +40,7 @@ from mnist.checkpoint import load_checkpoint
 from mnist.config import PRESETS
 from mnist.ensemble import Ensemble
 from mnist.jobs import JobManager
-from mnist.predict import predict_canvas
+from mnist.predict import predict_canvas, single_thread
 from mnist.preprocess import preprocess_canvas
 from mnist.train import StepEvent, train
 
@@ -67,13 +67,16 @@ VARIANT_FIGURES = (
 
 
 def predict_no_grad(model, canvas):
-    """predict_canvas with torch.no_grad instead of inference_mode (the rest identical)."""
+    """predict_canvas with torch.no_grad instead of inference_mode, the rest as the library does it (one
+    thread for a small batch, the finiteness check, the probabilities as floats)."""
     image = preprocess_canvas(canvas)
     if image.empty:
         return image, None
-    with torch.no_grad():
+    with torch.no_grad(), single_thread():
         probs = model(image.to_tensor()).float().softmax(1)[0]
-    return image, int(probs.argmax())
+    if not torch.isfinite(probs).all():
+        raise AssertionError("NaN probabilities")
+    return image, (int(probs.argmax()), tuple(float(p) for p in probs))
 
 
 def make_variants(model, threads: int, with_compile: bool) -> tuple[dict, dict]:
