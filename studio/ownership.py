@@ -81,7 +81,7 @@ class Access:
 def access(run: SavedRun, owner: str, policy: Policy) -> Access:
     maker = run.record.provenance.owner
     if not maker:
-        return Access(True, False, "the operator", "it came with the server (made on the command line)")
+        return Access(True, False, "the operator", "it came with the server: it was made on the command line")
     if maker == owner:
         if policy is Policy.NO_DELETE:
             return Access(True, False, "you", "renaming and deleting are switched off on this server")
