@@ -137,6 +137,8 @@ def test_neighbours_are_the_nearest_by_brute_force(bundled, mnist_data, tmp_path
     again = load_neighbour_index(path, index.key)
     assert again is not None and torch.equal(again.features, index.features)
     assert again.nearest(queries[3]) == index.nearest(queries[3])
+    for held in (index, again):  # column-major, built or read back: the one-query product's fast layout
+        assert held.features.stride() == (1, len(held))
 
 
 @pytest.mark.parametrize(("norm", "budget"), [("linf", 0.3), ("l2", 3.0)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import html
+import io
 import json
 import re
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from mnist import neighbours
@@ -24,7 +27,7 @@ from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE
 from mnist.inside import extract_filters, inspect_drawing
 from mnist.models import build_model
 from studio import common
-from studio.inside_views import activation_image, filters_image
+from studio.inside_views import activation_image, activation_png, filters_image
 from studio.views import digit_canvas
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
@@ -183,6 +186,27 @@ def test_linear_only_model_shows_its_hidden_units_and_first_layer_weights_as_ima
     assert activation_image(activations[0]).shape == (16, 16, 3)  # 256 units: a 16x16 grid, a pixel each
     weights = filters_image(extract_filters(model))
     assert weights.shape == (16 * 29 - 1, 16 * 29 - 1, 3)  # 256 images of 28x28, 1 px apart
+
+
+@pytest.mark.parametrize(
+    ("arch", "kind"),  # (layer kind, signed) that the arch must show: ReLU maps, raw conv maps, hidden units
+    [("cnn-bn-fast", ("conv", False)), ("lenet-dropout", ("conv", True)), ("mlp", ("linear", False))],
+)
+def test_feature_map_pngs_hold_exactly_the_coloured_pixels(arch, kind, mnist_data):
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    activations = inspect_drawing(model, mnist_data.test_images[0].numpy()).activations
+    kinds = set()
+    for layer in activations:
+        png, width = activation_png(layer)
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.mode == "P"  # paletted: the cheap encoding the page sends on every stroke
+            decoded = np.asarray(image.convert("RGB"))
+        expected = activation_image(layer)
+        assert width == expected.shape[1]
+        np.testing.assert_array_equal(decoded, expected)
+        kinds.add((layer.kind, bool((layer.values < 0).any())))
+    assert kind in kinds  # the colour table of that kind of layer was checked
 
 
 # --- Train -----------------------------------------------------------------------------------
