@@ -4,18 +4,28 @@ FROM python:3.11-slim
 
 # nginx spreads visitors over one Streamlit process per core (python -m studio.serve, see README).
 RUN apt-get update && apt-get install -y --no-install-recommends nginx-light && rm -rf /var/lib/apt/lists/*
-RUN useradd --create-home --uid 1000 user
-USER user
 ENV HOME=/home/user \
     PATH=/home/user/.local/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     MNIST_DATA_DIR=/home/user/data \
     MNIST_RUNS_DIR=/home/user/runs \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+# The app folder is made here, as root, and given to the user: the classic builder (DOCKER_BUILDKIT=0)
+# creates a WORKDIR as root, and `pip install -e .` then cannot write mnist_studio.egg-info into it.
+RUN useradd --create-home --uid 1000 user && mkdir "$HOME/app" && chown user:user "$HOME/app"
+USER user
 WORKDIR $HOME/app
 
+# Where torch and torchvision come from. Default: PyTorch's CPU wheels (version V+cpu satisfies ==V),
+# which leave out the ~4.9 GB of CUDA libraries that CPU hardware never loads and import in less memory.
+# For a GPU host: --build-arg TORCH_INDEX_URL=https://pypi.org/simple (PyPI's torch is the CUDA build).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 COPY --chown=user requirements.txt .
-RUN pip install --no-cache-dir --user -r requirements.txt
+# Their versions are requirements.txt's (read from it, so the pins live in one place); then the rest of
+# requirements.txt from PyPI, where pip keeps the torch already installed since it satisfies the pin.
+RUN pip install --no-cache-dir --user --index-url "$TORCH_INDEX_URL" \
+        $(grep -E '^(torch|torchvision)==' requirements.txt) \
+    && pip install --no-cache-dir --user -r requirements.txt
 
 COPY --chown=user . .
 RUN pip install --no-cache-dir --user --no-deps -e .
