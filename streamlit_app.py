@@ -13,7 +13,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import streamlit as st
 
+from mnist import machine
+from mnist.errors import MnistError
+
+# Also before torch loads: its threads (and numpy's BLAS) sized to the CPUs this host gives us, not the
+# CPUs it shows (a 1-CPU container on a 16-core host would otherwise train and predict on 16 threads).
+try:
+    machine.limit_thread_env()
+except MnistError as exc:  # the operator's MNIST_CPUS or MNIST_MEMORY_MB is not a number
+    st.error(f"This server is misconfigured: {exc}.")
+    st.stop()
+
 from studio import common
+
+machine.size_torch_threads()  # once per process; torch is loaded by now
 
 st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
 common.init_session()

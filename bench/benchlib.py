@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import procfs
+from mnist import machine
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,11 +43,8 @@ _GIT_AT_START: dict | None = None  # read_git_state() when start() ran: the code
 
 
 def core_count() -> int:
-    """Cores this process may run on (the affinity mask), not the machine's total."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    """Cores this process is given (cgroup quota, affinity mask or $MNIST_CPUS), not the machine's total."""
+    return machine.this_machine().cpus
 
 
 def busy_cores(seconds: float = 0.5) -> float | None:

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import machine
 from .config import DEVICES, FIELD_SPECS, PRESETS, FieldSpec, TrainConfig, preset_config, range_text
 from .constants import WEIGHT_STORAGES
 from .ensemble import MAX_MEMBERS, MIN_MEMBERS
@@ -365,6 +366,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        machine.size_torch_threads()  # torch's threads: the CPUs this host gives, not the ones it shows
         return COMMANDS[args.command](args)
     except MnistError as exc:
         print(f"error: {exc}", file=sys.stderr)

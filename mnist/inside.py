@@ -32,7 +32,6 @@ mnist.insight (per-epoch confusion, filters and panel predictions, saved with a 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import machine
 from .constants import IMAGE_SIZE
 from .data import normalize
 from .errors import MnistError
@@ -127,7 +127,7 @@ class _Capture:
 
 def default_threads() -> int:
     """Torch threads for a background computation: half the cores, so Sketch keeps the other half."""
-    return max(1, (os.cpu_count() or 1) // 2)
+    return max(1, machine.this_machine().cpus // 2)
 
 
 @contextmanager

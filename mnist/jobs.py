@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from . import machine
 from .checkpoint import load_checkpoint, save_ensemble, save_run
 from .config import TrainConfig
 from .data import MnistData
@@ -43,7 +44,8 @@ FINISHED = (DONE, STOPPED, FAILED)
 
 
 def cpu_count() -> int:
-    return os.cpu_count() or 1
+    """The CPUs this process is given (its cgroup quota, affinity or $MNIST_CPUS), not the host's."""
+    return machine.this_machine().cpus
 
 
 def default_max_runs() -> int:

@@ -15,6 +15,10 @@ every time and lands on the same backend anyway.
 Per process: the training pool (MNIST_MAX_TRAINING_RUNS, a visitor's run reattaches in the process its
 browser is routed to), uploads, caches (~0.7 GB each). Saved runs are on disk and shared by all.
 
+How many: one backend per CPU the host gives (its cgroup CPU quota, the affinity mask, or $MNIST_CPUS),
+no more than its memory holds at BACKEND_MEMORY_MB each (the cgroup limit, or $MNIST_MEMORY_MB);
+--processes overrides. See mnist/machine.py.
+
 Without nginx on PATH, or with --processes 1, this runs plain `streamlit run` on --port.
 Stops (and stops its children) on SIGTERM or SIGINT; if any child exits, it stops the rest and exits.
 """
@@ -33,11 +37,17 @@ import tomllib
 import urllib.request
 from pathlib import Path
 
+from mnist.errors import MnistError
+from mnist.machine import MIB, Machine, this_machine
+
 REPO = Path(__file__).resolve().parent.parent
 APP = "streamlit_app.py"
 DEFAULT_PORT = 8501
 FIRST_BACKEND_PORT = 8600  # backends listen on 127.0.0.1:8600, 8601, ...
 MAX_PROCESSES = 16
+# Memory one backend may reach once visitors use it: its peak under 50 sketching sessions plus a training
+# run (bench/memory.py, docs/memory.md). A host with less than this per CPU gets fewer backends.
+BACKEND_MEMORY_MB = 1536
 HEALTH_PATH = "/_stcore/health"
 HEALTH_TIMEOUT_S = 120.0  # a cold backend imports torch and streamlit: seconds on a slow disk
 ROUTE_COOKIE = "mnist_backend"
@@ -47,12 +57,11 @@ NGINX_TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # each 
 LONG_TIMEOUT = "1d"  # a websocket stays open as long as the tab
 
 
-def default_processes() -> int:
-    """One backend per core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+def default_processes(given: Machine | None = None) -> int:
+    """One backend per CPU this process is given, as many as its memory holds (at least one)."""
+    given = given or this_machine()
+    by_memory = int(given.memory_bytes // (BACKEND_MEMORY_MB * MIB))
+    return max(1, min(given.cpus, by_memory, MAX_PROCESSES))
 
 
 def streamlit_upload_mb() -> int:
@@ -196,6 +205,7 @@ def serve(address: str, port: int, processes: int, first_backend_port: int) -> i
             stop_all(children)
             raise
         print(f"studio.serve: http://{address}:{port} -> {processes} Streamlit processes on ports {backend_ports}")
+        print(f"studio.serve: this host gives {this_machine().describe()}")
         return supervise(children)
 
 
@@ -205,7 +215,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)), help="port ($PORT, else 8501)"
     )
-    p.add_argument("--processes", type=int, default=default_processes(), help="Streamlit processes (default: cores)")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=default_processes(),
+        help="Streamlit processes (default: one per CPU given, as memory allows)",
+    )
     p.add_argument("--backend-port", type=int, default=FIRST_BACKEND_PORT, help="the first backend's local port")
     args = p.parse_args(argv)
     if not 1 <= args.processes <= MAX_PROCESSES:
@@ -214,6 +229,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        this_machine()
+    except MnistError as exc:
+        print(f"studio.serve: error: {exc}", file=sys.stderr)
+        return 2
     args = parse_args(argv)
     return serve(args.address, args.port, args.processes, args.backend_port)
 

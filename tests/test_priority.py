@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import random_mnist
 
-from mnist import jobs
 from mnist.config import TrainConfig
 from mnist.data import MnistData
-from mnist.jobs import MAX_RUNS_ENV, RUNNING, TRAINING_NICE, JobManager
+from mnist.jobs import RUNNING, TRAINING_NICE, JobManager
 
 LONG = TrainConfig(epochs=200, batch_size=64, train_limit=512, log_every=1, device="cpu")  # stopped by the test
 TIMEOUT = 120  # seconds for the job to start training on a busy machine
@@ -70,13 +69,3 @@ def test_training_thread_and_its_openmp_workers_run_at_lower_priority(synthetic_
     finally:
         manager.shutdown()
     assert job.is_finished
-
-
-@pytest.mark.parametrize(("cores", "runs", "threads"), [(None, 1, 1), (1, 1, 1), (2, 1, 2), (3, 1, 3), (8, 4, 2)])
-def test_pool_size_and_threads_follow_the_core_count(monkeypatch, cores, runs, threads):
-    monkeypatch.delenv(MAX_RUNS_ENV, raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
-    assert jobs.default_max_runs() == runs
-    assert jobs.threads_per_run(runs) == threads  # runs x threads never exceeds the cores
-    monkeypatch.setenv(MAX_RUNS_ENV, "3")
-    assert jobs.default_max_runs() == 3  # the variable wins
