@@ -3,8 +3,9 @@
 A model's digit map (the 10,000 test images in 2-D) and its neighbour index (the 60,000 training images'
 features, ~110 s per model) are computed once per model by one st.cache_resource worker shared by every
 session: WORKERS threads at the training pool's lower priority (mnist.jobs.lower_thread_priority), each on
-TORCH_THREADS torch threads, so Sketch's predictions keep a core. A page asks for a `Task` and shows its
-progress until it is done; asking again for the same model returns the same task.
+half the CPUs the host gives (mnist.inside.default_threads: 1 of 2), so Sketch's predictions keep the rest.
+A page asks for a `Task` and shows its progress until it is done; asking again for the same model returns
+the same task.
 
 Where the results are kept on disk (the library's load_or_compute_* functions read them back):
 - a saved run: in its own folder, beside its model;
@@ -30,15 +31,14 @@ from torch import nn
 from mnist.checkpoint import BUNDLED_DIR, Checkpoint
 from mnist.data import MnistData
 from mnist.digit_map import DIGIT_MAP_FILE, DigitMap, digit_map_key, load_digit_map, load_or_compute_digit_map
-from mnist.inside import Progress
+from mnist.inside import Progress, default_threads
 from mnist.jobs import lower_thread_priority
 from mnist.neighbours import NeighbourIndex, load_or_build_neighbour_index
 from mnist.records import ModelRef
 from mnist.verdict import FALLBACK, Calibration, calibration_for, save_calibration
 from studio import common
 
-WORKERS = 1  # one background computation at a time: the machine's other core stays for Sketch
-TORCH_THREADS = 1  # per computation
+WORKERS = 1  # one background computation at a time: the other CPUs stay for Sketch
 MAX_TASKS = 8  # finished results kept in memory (a neighbour index is 31-138 MB); the oldest go first
 CACHE_FOLDER = ".inside-cache"  # under the runs folder; hidden, so list_runs ignores it
 log = logging.getLogger(__name__)
@@ -132,11 +132,11 @@ def compute_digit_map(
     found = None if shipped is None else load_digit_map(shipped / DIGIT_MAP_FILE, digit_map_key(model, data))
     if found is not None:
         return found
-    return load_or_compute_digit_map(model, data, folder, threads=TORCH_THREADS, progress=progress)
+    return load_or_compute_digit_map(model, data, folder, threads=default_threads(), progress=progress)
 
 
 def compute_neighbours(model: nn.Module, data: MnistData, folder: Path | None, progress: Progress) -> NeighbourIndex:
-    return load_or_build_neighbour_index(model, data, folder, threads=TORCH_THREADS, progress=progress)
+    return load_or_build_neighbour_index(model, data, folder, threads=default_threads(), progress=progress)
 
 
 def digit_map_task(key: str, data: MnistData) -> Task:
