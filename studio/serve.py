@@ -7,10 +7,17 @@ training job): one process stays at ~1.3 cores and strokes wait (p50 0.3-0.8 s);
 How: N backends (default: one per core) each run `streamlit run streamlit_app.py` on a local port, and
 nginx listens on --port. nginx sends every request of one browser to the same backend, because a
 session's websocket, its images (/media/...) and its uploads (/_stcore/upload_file/...) live in the
-memory of the process that holds the session. The key is a cookie nginx sets on the first response,
-whose value is the client's address (the first X-Forwarded-For entry behind a proxy such as Spaces',
-else the peer address). A browser that refuses the cookie (a third-party iframe) sends the same address
-every time and lands on the same backend anyway.
+memory of the process that holds the session. The key is the client's address as the trusted proxies
+saw it, a thing the client cannot choose: nginx's realip module walks X-Forwarded-For from the right,
+skipping entries added by proxies at private addresses (Spaces' front reaches the container from one,
+as does Docker's), and takes the first other entry, the address the proxy itself saw; without a proxy in
+front (a public peer), the peer's address. Not the first entry, nor a cookie: the client writes both, so
+one visitor could pick a backend, or spread over all of them to pass the per-process limits.
+
+Secrets: the visitor's token can be in the page's address (?visitor=, where cookies are refused), so
+every response says Referrer-Policy: no-referrer (no request, not even to this origin, carries the
+address), and uploads stream to the backend (proxy_request_buffering off) instead of being buffered to
+a temporary file, whose warning in the log used to quote the referrer.
 
 Per process: the training pool (MNIST_MAX_TRAINING_RUNS, a visitor's run reattaches in the process its
 browser is routed to), uploads, caches (~0.7 GB each). Saved runs are on disk and shared by all.
@@ -50,7 +57,12 @@ MAX_PROCESSES = 16
 BACKEND_MEMORY_MB = 1536
 HEALTH_PATH = "/_stcore/health"
 HEALTH_TIMEOUT_S = 120.0  # a cold backend imports torch and streamlit: seconds on a slow disk
-ROUTE_COOKIE = "mnist_backend"
+# Proxies whose X-Forwarded-For entries are believed: private and loopback addresses, where a hosting
+# platform's front proxy (Spaces, a Docker or Kubernetes ingress) reaches the container from.
+TRUSTED_PROXIES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128")
+# no-referrer, not just same-origin: the page's own requests (uploads, media) would otherwise carry an
+# address with ?visitor= to nginx and the backends, whose error messages quote the referrer.
+REFERRER_POLICY = "no-referrer"
 UPLOAD_SLACK_MB = 10  # nginx's body limit above Streamlit's server.maxUploadSize (multipart overhead)
 STREAMLIT_CONFIG = REPO / ".streamlit" / "config.toml"
 NGINX_TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # each nginx writes to <kind>_temp_path
@@ -80,6 +92,7 @@ def nginx_config(address: str, port: int, backend_ports: list[int], temp: Path) 
     temps = "\n".join(
         f"  {kind}_temp_path {temp / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    trusted = "\n".join(f"  set_real_ip_from {cidr};" for cidr in TRUSTED_PROXIES)
     return f"""\
 worker_processes 1;
 daemon off;
@@ -91,15 +104,13 @@ http {{
 {temps}
   client_max_body_size {streamlit_upload_mb() + UPLOAD_SLACK_MB}m;
   map $http_upgrade $connection_upgrade {{ default upgrade; "" ""; }}
-  # The client: the first X-Forwarded-For entry (a proxy in front), else the peer's address.
-  map $http_x_forwarded_for $client_key {{ "" $remote_addr; "~^(?<first>[^,\\s]+)" $first; }}
-  map $cookie_{ROUTE_COOKIE} $route_key {{ "" $client_key; default $cookie_{ROUTE_COOKIE}; }}
-  map $cookie_{ROUTE_COOKIE} $route_cookie {{
-    "" "{ROUTE_COOKIE}=$client_key; Path=/; HttpOnly; SameSite=None; Secure";
-    default "";
-  }}
+  # The client's address, which it cannot choose (see the module docstring): X-Forwarded-For read from
+  # the right, believed only as far as it was written by trusted proxies.
+{trusted}
+  real_ip_header X-Forwarded-For;
+  real_ip_recursive on;
   upstream studio {{
-    hash $route_key consistent;
+    hash $remote_addr consistent;
 {servers}
     keepalive 16;
   }}
@@ -115,7 +126,10 @@ http {{
       proxy_read_timeout {LONG_TIMEOUT};
       proxy_send_timeout {LONG_TIMEOUT};
       proxy_buffering off;
-      add_header Set-Cookie $route_cookie always;
+      # Uploads go to the backend as they arrive: nothing is written to a temporary file (whose warning
+      # quotes the request's referrer), and nothing depends on the worker's rights to the temp folder.
+      proxy_request_buffering off;
+      add_header Referrer-Policy {REFERRER_POLICY} always;
     }}
   }}
 }}

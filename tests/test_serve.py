@@ -1,19 +1,24 @@
 """studio.serve: the nginx config it writes (checked by nginx itself) and its command line.
 
-Routing through a running studio.serve is tested by tests/test_load.py's quick run with 2 processes.
+Routing through a running studio.serve is tested by tests/test_load.py's quick run with 2 processes; that no
+log line of a run through it carries a visitor's token, by tests/e2e/test_secrets.py.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 
 import pytest
 
-from bench import procfs
+from bench import harness, procfs
 from mnist import machine
 from studio import serve
 
@@ -37,11 +42,91 @@ def test_config_routes_one_browser_to_one_backend(tmp_path):
     text = serve.nginx_config("0.0.0.0", 7860, [8600, 8601], tmp_path)
     assert "listen 0.0.0.0:7860;" in text
     assert text.count("server 127.0.0.1:") == 2 and "127.0.0.1:8601" in text
-    assert "hash $route_key consistent;" in text  # a browser's key always picks the same backend
-    assert f"$cookie_{serve.ROUTE_COOKIE}" in text  # the key: the cookie, else the client's address
+    assert "hash $remote_addr consistent;" in text  # a browser's address always picks the same backend
     assert "proxy_set_header Upgrade $http_upgrade;" in text  # websockets pass through
     assert str(tmp_path) in text  # nginx writes nothing outside the temporary folder
     assert f"client_max_body_size {serve.streamlit_upload_mb() + serve.UPLOAD_SLACK_MB}m;" in text
+
+
+def test_config_routes_on_what_the_client_cannot_choose(tmp_path):
+    """The address the trusted proxy saw (X-Forwarded-For from the right), never the first entry or a cookie."""
+    text = serve.nginx_config("0.0.0.0", 7860, [8600, 8601], tmp_path)
+    assert "real_ip_header X-Forwarded-For;" in text and "real_ip_recursive on;" in text
+    assert "set_real_ip_from 10.0.0.0/8;" in text  # Spaces' front proxy reaches the container from a private address
+    assert "$cookie_" not in text and "$http_x_forwarded_for" not in text
+
+
+def test_config_keeps_the_token_out_of_logs_and_referrers(tmp_path):
+    text = serve.nginx_config("0.0.0.0", 7860, [8600], tmp_path)
+    assert "proxy_request_buffering off;" in text  # no upload buffered to a file, so no warning quoting the referrer
+    assert "access_log off;" in text
+    assert f"add_header Referrer-Policy {serve.REFERRER_POLICY} always;" in text
+    assert serve.REFERRER_POLICY in ("no-referrer", "same-origin", "strict-origin")
+
+
+NGINX_START_TIMEOUT_S = 20.0
+PROXY_ADDRESS = "203.0.113.7"  # a public address (TEST-NET-3): the client as a trusted proxy saw it
+
+
+class PortHandler(http.server.BaseHTTPRequestHandler):
+    """A stand-in backend: answers every GET with its own port."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = str(self.server.server_address[1]).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+@contextlib.contextmanager
+def running_nginx(tmp_path, backends: int):
+    """nginx with studio.serve's config in front of `backends` stand-in backends; its front URL."""
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), PortHandler) for _ in range(backends)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = harness.free_port()
+    config = tmp_path / "nginx.conf"
+    config.write_text(serve.nginx_config("127.0.0.1", port, [s.server_address[1] for s in servers], tmp_path))
+    nginx = subprocess.Popen([shutil.which("nginx"), "-c", str(config), "-p", str(tmp_path), "-e", "stderr"])
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        for server in servers:
+            server.shutdown()
+
+
+def backend_for(url: str, forwarded_for: str) -> tuple[str, str]:
+    """(the backend's port, the Referrer-Policy header) for a request with this X-Forwarded-For."""
+    deadline = time.monotonic() + NGINX_START_TIMEOUT_S
+    while True:
+        request = urllib.request.Request(url, headers={"X-Forwarded-For": forwarded_for})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.read().decode(), response.headers.get("Referrer-Policy")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_a_client_cannot_choose_its_backend(tmp_path):
+    """Behind a proxy, whatever the client writes into X-Forwarded-For, the proxy's entry decides."""
+    if not serve.nginx_available():
+        pytest.skip("nginx is not installed")
+    with running_nginx(tmp_path, backends=4) as url:
+        chosen, policy = backend_for(url, PROXY_ADDRESS)
+        assert policy == serve.REFERRER_POLICY
+        for i in range(24):  # 24 forged first entries: with 4 backends, routing on them would spread
+            forged = f"198.51.100.{i}, 10.{i}.0.1"
+            assert backend_for(url, f"{forged}, {PROXY_ADDRESS}")[0] == chosen, forged
+        others = {backend_for(url, f"203.0.113.{i}")[0] for i in range(24)}
+        assert len(others) > 1  # other clients do spread over the backends
 
 
 def test_processes_out_of_range_is_refused(capsys):
