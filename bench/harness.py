@@ -69,12 +69,17 @@ def wait_for_health(url: str, process: subprocess.Popen, timeout: float) -> None
 
 @contextlib.contextmanager
 def run_app(
-    env: dict[str, str] | None = None, timeout: float = 60.0, log_path: Path | None = None, processes: int = 1
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    log_path: Path | None = None,
+    processes: int = 1,
+    preexec_fn=None,
 ) -> Iterator[Server]:
     """`streamlit run streamlit_app.py` on a free port; stopped (and waited for) on exit.
 
     processes > 1: `python -m studio.serve` instead, that many Streamlit processes behind nginx (the
-    process is the launcher; its children are the backends and nginx).
+    process is the launcher; its children are the backends and nginx). preexec_fn runs in the child
+    before it starts (bench/memory.py puts it into a memory cgroup there).
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -89,7 +94,9 @@ def run_app(
         ]  # fmt: skip
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=log)
+    process = subprocess.Popen(
+        command, cwd=REPO, env={**os.environ, **(env or {})}, stdout=log, stderr=log, preexec_fn=preexec_fn
+    )
     try:
         wait_for_health(url, process, timeout)
         yield Server(url, process, started, time.perf_counter())

@@ -759,7 +759,8 @@ class Session:
             raise AssertionError("Start training rendered no run")
         args = self.target.args
         epochs = f"{args.train_epochs} epoch{'' if args.train_epochs == 1 else 's'}"
-        wanted = epochs, f"first {args.train_images:,} images"  # pages/train.py job_title
+        # pages/train.py job_title names the limit only when there is one (0 = all: the fast preset itself)
+        wanted = (epochs, f"first {args.train_images:,} images") if args.train_images else (epochs,)
         if not all(part in self.view.job_title for part in wanted):
             raise AssertionError(f"the run did not get the form's values {wanted}: {self.view.job_title!r}")
         return self.view.job[0]
@@ -1405,7 +1406,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--step-seconds", type=float, default=40.0, help="how long each step's sessions keep drawing")
     p.add_argument("--stroke-interval", type=float, default=2.0, help="mean seconds between a session's strokes")
     p.add_argument("--revisit", type=float, default=REVISIT_PROBABILITY, help="chance to leave, come back new")
-    p.add_argument("--train-images", type=int, default=5000, help="training runs use the first N images")
+    p.add_argument("--train-images", type=int, default=5000, help="training runs use the first N images (0 = all)")
     p.add_argument("--train-epochs", type=int, default=1)
     p.add_argument("--action-timeout", type=float, default=30.0, help="seconds for one message's run to finish")
     p.add_argument("--job-timeout", type=float, default=300.0, help="seconds after the end for a training run")

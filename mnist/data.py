@@ -163,13 +163,17 @@ def mnist_available(root: Path | str | None = None) -> bool:
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) or float in [0, 1] -> normalised float (N, 1, 28, 28)."""
-    x = images.float()
+    """uint8 (N, 28, 28) or float in [0, 1] -> normalised float (N, 1, 28, 28).
+
+    One new float tensor, worked on in place: the same values as the plain expression, without its
+    temporaries (three float copies of the input at once: 564 MB for the training set).
+    """
     if images.dtype == torch.uint8:
-        x = x / 255.0
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    return (x - MNIST_MEAN) / MNIST_STD
+        x = images.float().div_(255.0).sub_(MNIST_MEAN)
+    else:
+        x = images.float() - MNIST_MEAN  # a float input is the caller's: never changed in place
+    x = x.div_(MNIST_STD)
+    return x.unsqueeze(1) if x.dim() == 3 else x
 
 
 def background_value() -> float:
