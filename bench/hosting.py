@@ -18,7 +18,8 @@ What it does, in order (every build and run uses `--network host`, and every req
              files mounted read-only (--mnist-dir, as MNIST_DATA_DIR) and once without. The command is
              the image's own (`python -m studio.serve`) with only the address and ports changed: it
              listens on 127.0.0.1 and on free ports, since with the host's network 0.0.0.0:7860 would be
-             open to the network and could clash with other servers.
+             open to the network and could clash with other servers. The classic builder's image is
+             started too, and must answer health as uid 1000 (the same Dockerfile: no Sketch run there).
   checks     per run: /_stcore/health answers; the Streamlit backends (`streamlit run` processes in the
              container, counted on the host's /proc) are no more than the CPU quota; Sketch predicts over
              the websocket (bench/load.py, with a training session when MNIST is mounted) with 0 errors;
@@ -88,9 +89,12 @@ SETTINGS_EXPANDER = "Model, device and your own checkpoint"  # the Sketch page's
 WEIGHTS_LABEL = "Upload a checkpoint (model.safetensors)"
 UPLOAD_PATH = "/_stcore/upload_file"
 UPLOAD_ARCH = "cnn-bn-fast"
+UPLOAD_PROCESSES = 2  # when a run has one backend (no nginx), the upload check gets a container with nginx
 # What CPU hardware never loads, relative to site-packages (fnmatch patterns on the path).
-CUDA_PATTERNS = ("nvidia", "nvidia_*", "triton", "triton-*", "torch/lib/*cuda*", "torch/lib/*nvrtc*")
-TORCH_STACK_PATTERNS = ("torch", "torch-*", "nvidia", "nvidia_*", "triton", "triton-*")
+# CUDA 13 wheels also bring cuda-bindings (the `cuda` package), cuda-pathfinder and cuda-toolkit.
+CUDA_PACKAGES = ("nvidia", "nvidia_*", "triton", "triton-*", "cuda", "cuda_*", "cuda-*")
+CUDA_PATTERNS = (*CUDA_PACKAGES, "torch/lib/*cuda*", "torch/lib/*nvrtc*")
+TORCH_STACK_PATTERNS = ("torch", "torch-*", *CUDA_PACKAGES)
 # Run inside the image: bytes under site-packages per top-level entry (and per torch/lib file), as JSON.
 SITE_SIZES_PY = """
 import json, os, site, sysconfig
@@ -525,8 +529,9 @@ def upload_check(url: str, work: Path) -> dict:
     return result
 
 
-def check_run(image: str, label: str, mnist_dir: Path | None, work: Path) -> dict:
-    """One container: health, backends against the quota, Sketch (and with MNIST an upload), RSS."""
+def check_run(image: str, label: str, mnist_dir: Path | None, work: Path, sketch: bool = True) -> dict:
+    """One container: health, uid, backends against the quota; with `sketch` also Sketch (and with MNIST an
+    upload through nginx) and the processes' RSS after them."""
     name = f"mnist-hosting-{label}"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -534,33 +539,44 @@ def check_run(image: str, label: str, mnist_dir: Path | None, work: Path) -> dic
           f"MNIST {'mounted from ' + str(mnist_dir) if mnist_dir else 'not mounted'}, {url}", flush=True)  # fmt: skip
     start_container(name, image, port, mnist_dir)
     try:
-        result: dict = {"label": label, "mnist_mounted": mnist_dir is not None}
+        result: dict = {"label": label, "image": image, "mnist_mounted": mnist_dir is not None}
         result["health_s"] = round(wait_healthy(name, url), 1)
-        state = container_state(name)
-        host_pid = state["State"]["Pid"]
-        host = state["HostConfig"]
-        cpus = quota_cpus(host.get("NanoCpus") or 0, host.get("CpuQuota") or 0, host.get("CpuPeriod") or 0)
-        processes = container_processes(host_pid)
-        backends = sum(p["kind"] == "streamlit backend" for p in processes)
-        result.update(quota_cpus=cpus, backends=backends, backends_ok=backends_fit(backends, cpus))
-        result["nginx"] = any(p["kind"].startswith("nginx") for p in processes)
-        result["uid"] = container_uid(host_pid)
-        result["load"] = run_load(url, host_pid, mnist_dir is not None, work, label)
-        if mnist_dir is not None:
+        host_pid = container_state(name)["State"]["Pid"]
+        result.update(observe(name))
+        if sketch:
+            result["load"] = run_load(url, host_pid, mnist_dir is not None, work, label)
+        if sketch and mnist_dir is not None:
             result["upload"] = upload_through_nginx(image, url, result["nginx"], mnist_dir, work)
-        result["processes"] = container_processes(host_pid)
-        result["oom_killed"] = container_state(name)["State"].get("OOMKilled")
-        result["running_at_end"] = container_state(name)["State"]["Running"]
+        result.update(observe(name))  # the process table again, after the load: its peak RSS
         return result
     finally:
         docker("rm", "-f", name, check=False)
 
 
+def observe(name: str) -> dict:
+    """What a running container is: its uid, CPU quota, processes (RSS), backends, nginx, OOM state."""
+    state = container_state(name)
+    host = state["HostConfig"]
+    cpus = quota_cpus(host.get("NanoCpus") or 0, host.get("CpuQuota") or 0, host.get("CpuPeriod") or 0)
+    processes = container_processes(state["State"]["Pid"]) if state["State"]["Running"] else []
+    backends = sum(p["kind"] == "streamlit backend" for p in processes)
+    return {
+        "uid": container_uid(state["State"]["Pid"]),
+        "quota_cpus": cpus,
+        "backends": backends,
+        "backends_ok": backends_fit(backends, cpus),
+        "nginx": any(p["kind"].startswith("nginx") for p in processes),
+        "processes": processes,
+        "oom_killed": state["State"].get("OOMKilled"),
+        "running_at_end": state["State"]["Running"],
+    }
+
+
 def container_uid(host_pid: int) -> int | None:
-    text = Path(f"/proc/{host_pid}/status").read_text() if Path(f"/proc/{host_pid}/status").exists() else ""
-    for line in text.splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{host_pid}/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
     return None
 
 
@@ -571,11 +587,20 @@ def upload_through_nginx(image: str, url: str, nginx_in_front: bool, mnist_dir: 
         return {"via": "nginx (this run)", **upload_check(url, work)}
     name = "mnist-hosting-upload"
     port = free_port()
-    print("check: upload through nginx: one backend here (no nginx), so in a container with --processes 2 ...")
-    start_container(name, image, port, mnist_dir, processes=2)
+    print(f"check: upload: one backend and no nginx in this run, so through a container started with "
+          f"--processes {UPLOAD_PROCESSES} (nginx in front) ...", flush=True)  # fmt: skip
+    start_container(name, image, port, mnist_dir, processes=UPLOAD_PROCESSES)
     try:
         wait_healthy(name, f"http://127.0.0.1:{port}")
-        return {"via": "nginx (--processes 2 container)", **upload_check(f"http://127.0.0.1:{port}", work)}
+        seen = observe(name)
+        result = {
+            "via": f"nginx (--processes {UPLOAD_PROCESSES} container)",
+            **upload_check(f"http://127.0.0.1:{port}", work),
+        }
+        after = observe(name)
+        result["ok"] = result["ok"] and seen["nginx"]  # else it was not through nginx
+        result.update(nginx=seen["nginx"], backends=seen["backends"], processes=after["processes"])
+        return result
     finally:
         docker("rm", "-f", name, check=False)
 
@@ -595,10 +620,11 @@ def failed_checks(builds: list[dict], runs: list[dict]) -> list[str]:
             failures.append(f"{run['label']}: {run['backends']} backends for a quota of {run['quota_cpus']} CPU")
         if run["uid"] != int(CONTAINER_USER):
             failures.append(f"{run['label']}: runs as uid {run['uid']}")
-        if not run["load"]["ok"]:
+        if "load" in run and not run["load"]["ok"]:
             failures.append(f"{run['label']}: Sketch over the websocket (exit {run['load']['exit_code']})")
         if "upload" in run and not run["upload"]["ok"]:
-            failures.append(f"{run['label']}: upload {run['upload']['statuses']} {run['upload']['error'] or ''}")
+            up = run["upload"]
+            failures.append(f"{run['label']}: upload via {up['via']}: {up['statuses']} {up['error'] or ''}")
         if run["oom_killed"] or not run["running_at_end"]:
             failures.append(f"{run['label']}: the container stopped (OOM killed: {run['oom_killed']})")
     return failures
@@ -609,25 +635,28 @@ def print_runs(runs: list[dict]) -> None:
         if "error" in run:
             print(f"\nrun {run['label']}: ERROR {run['error']}")
             continue
-        load = run["load"]
-        print(f"\nrun {run['label']}: healthy after {run['health_s']} s, uid {run['uid']}, {run['backends']} "
-              f"backend(s) for a quota of {run['quota_cpus']} CPU ({benchlib.status(run['backends_ok'])}), "
-              f"nginx {'in front' if run['nginx'] else 'absent'}")  # fmt: skip
-        print(f"  Sketch: {load['strokes']} strokes, {load['errors']} errors, p50 {load['stroke_p50_ms']} ms, "
-              f"p99 {load['stroke_p99_ms']} ms, training runs finished {load['training_jobs_finished']} "
-              f"({benchlib.status(load['ok'])})")  # fmt: skip
+        print(f"\nrun {run['label']} ({run['image']}): healthy after {run['health_s']} s, uid {run['uid']}, "
+              f"{run['backends']} backend(s) for a quota of {run['quota_cpus']} CPU "
+              f"({benchlib.status(run['backends_ok'])}), nginx {'in front' if run['nginx'] else 'absent'}")  # fmt: skip
+        if "load" in run:
+            load = run["load"]
+            print(f"  Sketch: {load['strokes']} strokes, {load['errors']} errors, p50 {load['stroke_p50_ms']} ms, "
+                  f"p99 {load['stroke_p99_ms']} ms, training runs finished {load['training_jobs_finished']} "
+                  f"({benchlib.status(load['ok'])})")  # fmt: skip
+        print_process_table(run["processes"])
         if "upload" in run:
             up = run["upload"]
             print(
                 f"  upload via {up['via']}: {up['file_kb']} KB, {UPLOAD_PATH} statuses {up['statuses']}, "
                 f"loaded {up['loaded']} ({benchlib.status(up['ok'])}){' ' + up['error'] if up['error'] else ''}"
             )
-        print(
-            benchlib.format_table(
-                ["pid", "process", "RSS MB", "peak MB"],
-                [[p["pid"], p["kind"], p["rss_mb"], p["peak_mb"]] for p in run["processes"]],
-            )
-        )
+            if "processes" in up:
+                print_process_table(up["processes"])
+
+
+def print_process_table(processes: list[dict]) -> None:
+    rows = [[p["pid"], p["kind"], p["rss_mb"], p["peak_mb"]] for p in processes]
+    print("  " + benchlib.format_table(["pid", "process", "RSS MB", "peak MB"], rows).replace("\n", "\n  "))
 
 
 def summary(builds: list[dict], runs: list[dict], sizes: dict, base: dict) -> dict:
@@ -710,9 +739,12 @@ def main(argv: list[str] | None = None) -> int:
         sizes: dict = {}
         if image is not None:
             sizes = measure_sizes(image, args.torch_index_url, args.cpu_wheel, args.work_dir)
-            for label, mnist in (("with-mnist", args.mnist_dir), ("without-mnist", None)):
+            plan = [(image, "with-mnist", args.mnist_dir, True), (image, "without-mnist", None, True)]
+            # The classic builder's image only has to start and serve as user 1000 (same Dockerfile).
+            plan += [(b["tag"], f"{b['builder']}-starts", None, False) for b in builds if b["ok"] and b["tag"] != image]
+            for tag, label, mnist, sketch in plan:
                 try:
-                    runs.append(check_run(image, label, mnist, args.work_dir))
+                    runs.append(check_run(tag, label, mnist, args.work_dir, sketch=sketch))
                 except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
                     runs.append({"label": label, "error": str(exc)})
     print("\nbuilds:")
@@ -727,7 +759,8 @@ def main(argv: list[str] | None = None) -> int:
     benchlib.finish("hosting", machine, figures, rows, builds=builds, runs=runs, sizes=sizes, base=base)
     for failure in failures:
         print(f"FAILED: {failure}")
-    print(json.dumps({"date": time.strftime("%Y-%m-%d"), "commit": git["commit"], "cpu": machine["cpu"],
+    print(json.dumps({"date": time.strftime("%Y-%m-%d"), "commit": git["commit"], "dirty": git["dirty"],
+                      "cpu": machine["cpu"], "cores": machine["cores"], "contended": machine.get("contended"),
                       **figures, "failures": failures}))  # fmt: skip
     return 1 if failures else 0
 
