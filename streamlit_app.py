@@ -5,6 +5,7 @@ there when missing and online); saved runs go to $MNIST_RUNS_DIR, else ./runs.
 """
 
 import os
+from pathlib import Path
 
 # Before torch loads: idle OpenMP threads sleep instead of spinning. A shared server runs training and
 # many sessions' predictions at once on few cores; spinning threads made a fast-preset training step
@@ -28,7 +29,10 @@ from studio import common
 
 machine.size_torch_threads()  # once per process; torch is loaded by now
 
-st.set_page_config(page_title="MNIST Studio", page_icon=":material/draw:", layout="wide")
+# A local image, served by the app itself: a :material/...: page icon is fetched from fonts.gstatic.com,
+# and every request to another origin tells it the page's address (which may carry ?visitor=).
+PAGE_ICON = Path(__file__).resolve().parent / "studio" / "assets" / "page-icon.png"
+st.set_page_config(page_title="MNIST Studio", page_icon=str(PAGE_ICON), layout="wide")
 common.init_session()
 
 navigation = st.navigation(

@@ -62,20 +62,39 @@ from studio.ownership import (
 CANVAS_OVERRIDE_KEY = "sketch_canvas_override"  # tests: an image array used instead of the drawing
 SKETCH_IMAGE_KEY = "sketch_test_image"  # an MNIST test index: Sketch shows that image instead of the canvas
 TOKEN_KEY = "visitor_token"  # this browser's secret token (see studio.ownership)
-COOKIE_OK_KEY = "visitor_cookie_ok"  # the session arrived with the token's cookie: the address needs no copy
-COOKIE_WRITTEN_KEY = "visitor_cookie_written"
+COOKIE_OK_KEY = "visitor_cookie_ok"  # the browser keeps the token's cookie: the address needs no copy
+COOKIE_COMPONENT_KEY = "visitor_cookie"
 MODEL_GONE_KEY = "model_gone_notice"  # why the active model changed without the visitor's doing
 VISITOR_PARAM = "visitor"
 VISITOR_COOKIE = "mnist_studio_visitor"
 COOKIE_MAX_AGE = 365 * 24 * 3600  # seconds
-# On https a partitioned SameSite=None cookie also works inside another site's iframe (Spaces).
-COOKIE_SCRIPT = f"""<script>
-(function () {{
-  var attrs = "; Path=/; Max-Age={COOKIE_MAX_AGE}";
+# Runs in the app's page (a components.v2 component, not an iframe), given the token as data. Writes the
+# cookie (on https partitioned SameSite=None, which also works inside another site's iframe: Spaces), and
+# reads it back: once it sticks, drops ?visitor= from the address at once and tells the server (cookie_ok).
+# The referrer meta: while the address holds ?visitor=, no request of the page may carry it as Referer
+# (studio.serve's nginx sends the same policy as a header; plain `streamlit run` cannot send headers).
+COOKIE_JS = f"""
+export default function (component) {{
+  const token = component.data.token;
+  if (!document.querySelector('meta[name="referrer"]')) {{
+    const meta = document.createElement("meta");
+    meta.name = "referrer";
+    meta.content = "no-referrer";
+    document.head.appendChild(meta);
+  }}
+  let attrs = "; Path=/; Max-Age={COOKIE_MAX_AGE}";
   attrs += location.protocol === "https:" ? "; SameSite=None; Secure; Partitioned" : "; SameSite=Lax";
-  document.cookie = "{VISITOR_COOKIE}=TOKEN" + attrs;
-}})();
-</script>"""
+  document.cookie = "{VISITOR_COOKIE}=" + token + attrs;
+  if (!document.cookie.split("; ").includes("{VISITOR_COOKIE}=" + token)) return;  // refused: keep the address
+  const url = new URL(location.href);
+  if (url.searchParams.has("{VISITOR_PARAM}")) {{
+    url.searchParams.delete("{VISITOR_PARAM}");
+    history.replaceState(history.state, "", url);
+  }}
+  component.setStateValue("cookie_ok", true);
+}}
+"""
+_visitor_cookie = st.components.v2.component("visitor_cookie", js=COOKIE_JS)
 ACTIVE_MODEL_KEY = "active_model"  # the sidebar's model selectbox; a model key (see model_choices)
 UPLOADS_KEY = "uploaded_models"  # model key -> Checkpoint, this session's uploads
 JOB_KEY = "job_id"  # the training job this session is looking at
@@ -167,22 +186,30 @@ def visitor_token() -> str:
 
 
 def remember_visitor() -> None:
-    """Keep the token in the browser: a cookie, and the address until the cookie is known to work.
+    """Keep the token in the browser: a cookie, and the address only until the cookie is seen to work.
 
-    The cookie is written by a line of JavaScript (Streamlit can read cookies, not set them). Where the
-    browser refuses it (a third-party iframe, as on Hugging Face Spaces, may), ?visitor= in the address
-    still survives a reload; once a new session arrives with the cookie, the address is cleaned.
+    The cookie is written by JavaScript (COOKIE_JS: Streamlit can read cookies, not set them), which reads
+    it back and reports. Until then ?visitor= stays in the address, so a reload keeps the token where the
+    browser refuses the cookie (a third-party iframe, as on Hugging Face Spaces, may). The address is a
+    secret's carrier (history, shared links, Referer), hence cleaned as soon as the cookie is known to work:
+    at once by the script, and on the server, which stops putting it back.
     """
     token = visitor_token()
+    if not st.session_state.get(COOKIE_OK_KEY):
+        with st.sidebar:
+            _visitor_cookie(key=COOKIE_COMPONENT_KEY, data={"token": token}, on_cookie_ok_change=_note_cookie_ok)
     if st.session_state.get(COOKIE_OK_KEY):
         if VISITOR_PARAM in st.query_params:
             del st.query_params[VISITOR_PARAM]
         return
     if st.query_params.get(VISITOR_PARAM) != token:
         st.query_params[VISITOR_PARAM] = token  # page switches drop query parameters: put it back
-    if not st.session_state.get(COOKIE_WRITTEN_KEY):
-        st.session_state[COOKIE_WRITTEN_KEY] = True
-        st.sidebar.html(COOKIE_SCRIPT.replace("TOKEN", token), unsafe_allow_javascript=True)
+
+
+def _note_cookie_ok() -> None:
+    """The cookie script read the cookie back: from now on the address needs no copy of the token."""
+    if (st.session_state.get(COOKIE_COMPONENT_KEY) or {}).get("cookie_ok"):
+        st.session_state[COOKIE_OK_KEY] = True
 
 
 def owner_id() -> str:
