@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import platform
 import re
@@ -23,6 +24,7 @@ import secrets
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +59,8 @@ BUNDLED_DIR = Path(__file__).parent / "assets" / "default-model"
 RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 PICKLE_PREFIXES = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, zip (torch.save)
 STORAGE_DTYPES = {name: getattr(torch, name) for name in WEIGHT_STORAGES}  # a model computes in float32
+log = logging.getLogger(__name__)
+_save_listeners: list[Callable[[Path], None]] = []  # see add_save_listener
 
 
 @dataclass
@@ -208,7 +212,24 @@ def write_run(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    tell_save_listeners(final)
     return final
+
+
+def add_save_listener(listener: Callable[[Path], None]) -> Callable[[], None]:
+    """Call listener(run folder) after every run this process saves (save_run, save_ensemble): the app keeps
+    its disk budget this way (mnist.disk), whoever saved. Returns a function that removes the listener."""
+    _save_listeners.append(listener)
+    return lambda: _save_listeners.remove(listener) if listener in _save_listeners else None
+
+
+def tell_save_listeners(run_dir: Path) -> None:
+    """The run is saved whatever a listener does: its failure is logged, never raised to the saver."""
+    for listener in list(_save_listeners):
+        try:
+            listener(run_dir)
+        except Exception:
+            log.exception("after saving %s: %r failed", run_dir.name, listener)
 
 
 def member_parts(checkpoint: Checkpoint) -> list[tuple[nn.Module, MemberRecord]]:
