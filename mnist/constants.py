@@ -2,7 +2,8 @@
 
 IMAGE_SIZE = 28  # MNIST images are 28x28 pixels
 NUM_CLASSES = 10
-MNIST_TRAIN_IMAGES = 60_000  # images in MNIST's training set (and 10,000 in its test set)
+MNIST_TRAIN_IMAGES = 60_000  # images in MNIST's training set
+MNIST_TEST_IMAGES = 10_000  # and in its test set
 # Mean and standard deviation of MNIST training pixels scaled to [0, 1] (the values the
 # PyTorch tutorials use); the canvas is normalised exactly like the training set.
 MNIST_MEAN = 0.1307

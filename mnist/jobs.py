@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,13 @@ from .records import RunMetrics
 from .train import DoneEvent, EpochEvent, StepEvent, train
 
 MAX_RUNS_ENV = "MNIST_MAX_TRAINING_RUNS"
+REQUESTS_ENV = "MNIST_REQUESTS_PER_VISITOR"  # requests one visitor may have waiting or training at once
+ABANDON_ENV = "MNIST_ABANDONED_AFTER_SECONDS"  # a visitor gone this long loses their queued requests
+STOP_ABANDONED_ENV = "MNIST_STOP_ABANDONED_RUNS"  # "1": their running ones are stopped too (and saved)
+DEFAULT_REQUESTS_PER_OWNER = 1
+DEFAULT_ABANDON_AFTER_S = 120.0
+SWEEP_INTERVAL_S = 10.0  # how often the sweeper looks for visitors who left
+OVERRUN_FACTOR = 2.0  # a run that trains this many times its estimated time is stopped (its model kept)
 MAX_FINISHED_KEPT = 200  # finished jobs remembered in memory; their runs stay on disk anyway
 CORES_PER_RUN = 2  # default pool size: one training run per this many cores
 # Nice value of a training thread (and of the OpenMP workers it creates). Against a nice-0 thread, such
@@ -41,6 +48,45 @@ log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 FINISHED = (DONE, STOPPED, FAILED)
+
+
+class BusyError(MnistError):
+    """A visitor asked for more requests than they may have at once; `active` is what they have."""
+
+    def __init__(self, message: str, active: list[Job | SeedGroup]):
+        super().__init__(message)
+        self.active = active
+
+
+@dataclass(frozen=True)
+class Fairness:
+    """How the pool shares itself between visitors (the operator's settings, from the environment)."""
+
+    requests_per_owner: int | None = None  # None: no limit (the library's default; the app reads the env)
+    abandon_after_s: float = DEFAULT_ABANDON_AFTER_S
+    stop_abandoned_runs: bool = False  # False: a running request of a visitor who left finishes and is saved
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Fairness:
+        return cls(
+            requests_per_owner=int(read_number(env, REQUESTS_ENV, DEFAULT_REQUESTS_PER_OWNER, minimum=1)),
+            abandon_after_s=read_number(env, ABANDON_ENV, DEFAULT_ABANDON_AFTER_S, minimum=1),
+            stop_abandoned_runs=env.get(STOP_ABANDONED_ENV, "").strip() in ("1", "true", "yes"),
+        )
+
+
+def read_number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = minimum - 1
+    if number < minimum or (default == int(default) and number != int(number)):
+        kind = "a whole number" if default == int(default) else "a number"
+        raise MnistError(f"{name} must be {kind} >= {minimum:g}, got {value!r}")
+    return number
 
 
 def cpu_count() -> int:
@@ -100,6 +146,8 @@ class Job:
     stop_event: threading.Event = field(default_factory=threading.Event, repr=False)
     future: Future | None = field(default=None, repr=False)
     group: SeedGroup | None = field(default=None, repr=False)  # the seeds it is one of, if any
+    estimate_s: float | None = None  # its estimated training time; past OVERRUN_FACTOR times that it is stopped
+    stop_reason: str | None = None  # why the server stopped or withdrew it, in words for its maker
 
     @property
     def is_finished(self) -> bool:
@@ -133,9 +181,11 @@ class JobManager:
         load_data: Callable[[], MnistData],
         runs_dir: Path | str | None = None,
         max_workers: int | None = None,
+        fairness: Fairness | None = None,
     ):
         self.max_workers = max_workers or default_max_runs()
         self.threads_per_run = threads_per_run(self.max_workers)
+        self.fairness = fairness or Fairness()
         self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="train")
         self._load_data = load_data
         self._runs_dir = runs_dir
@@ -143,10 +193,24 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
         self._groups: dict[str, SeedGroup] = {}
         self._ids = itertools.count(1)
+        self._absent_since: dict[str, float] = {}  # owners with unfinished requests and no session
+        self._closing = threading.Event()
 
-    def submit(self, config: TrainConfig, owner: str, name: str | None = None, group: SeedGroup | None = None) -> Job:
+    def submit(
+        self,
+        config: TrainConfig,
+        owner: str,
+        name: str | None = None,
+        group: SeedGroup | None = None,
+        estimate_s: float | None = None,
+    ) -> Job:
+        """Queue one run; BusyError if `owner` already has as many requests as Fairness allows."""
         with self._lock:
-            job = Job(id=f"job-{next(self._ids)}", config=config, owner=owner, name=name, group=group)
+            if group is None:
+                self._check_room(owner)
+            job = Job(
+                id=f"job-{next(self._ids)}", config=config, owner=owner, name=name, group=group, estimate_s=estimate_s
+            )
             self._jobs[job.id] = job
             if group is not None:
                 group.jobs.append(job)
@@ -154,17 +218,86 @@ class JobManager:
         job.future = self._pool.submit(self._run, job)
         return job
 
-    def submit_seeds(self, config: TrainConfig, owner: str, seeds: int, name: str | None = None) -> SeedGroup:
-        """Train `config` under seeds config.seed, +1, ... (runs NAME-seedS) and then save their ensemble (NAME)."""
+    def submit_seeds(
+        self, config: TrainConfig, owner: str, seeds: int, name: str | None = None, estimate_s: float | None = None
+    ) -> SeedGroup:
+        """Train `config` under seeds config.seed, +1, ... (runs NAME-seedS) and then save their ensemble (NAME).
+
+        The group is one request; estimate_s is each seed's run's estimated training time.
+        """
         configs = [config.replace(seed=config.seed + k) for k in range(seeds)]  # ConfigError before any job
         if not MIN_MEMBERS <= seeds <= MAX_MEMBERS:
             raise MnistError(f"an ensemble needs {MIN_MEMBERS} to {MAX_MEMBERS} seeds, got {seeds}")
         with self._lock:
+            self._check_room(owner)
             group = SeedGroup(id=f"seeds-{next(self._ids)}", owner=owner, name=name)
             self._groups[group.id] = group
         for seeded in configs:
-            self.submit(seeded, owner, name and f"{name}-seed{seeded.seed}", group)
+            self.submit(seeded, owner, name and f"{name}-seed{seeded.seed}", group, estimate_s)
         return group
+
+    def active_requests(self, owner: str) -> list[Job | SeedGroup]:
+        """What `owner` has waiting or training: lone runs and Seeds groups (a group is one request)."""
+        with self._lock:
+            return self._active_requests(owner)
+
+    def _active_requests(self, owner: str) -> list[Job | SeedGroup]:
+        lone = [j for j in self._jobs.values() if j.owner == owner and j.group is None and not j.is_finished]
+        groups = [g for g in self._groups.values() if g.owner == owner and not g.is_finished]
+        return [*lone, *groups]
+
+    def _check_room(self, owner: str) -> None:
+        """Under the lock: refuse a request over the owner's limit, saying what they have already."""
+        limit = self.fairness.requests_per_owner
+        active = self._active_requests(owner)
+        if limit is None or len(active) < limit:
+            return
+        what = "a run" if limit == 1 else f"{len(active)} runs"
+        raise BusyError(
+            f"you already have {what} waiting or training on this server ({', '.join(a.id for a in active)}); "
+            f"one visitor may have {limit} at a time: stop it, or wait for it to finish",
+            active,
+        )
+
+    def drop_abandoned(self, is_present: Callable[[str], bool], now: float | None = None) -> list[Job]:
+        """Withdraw the queued runs of owners with no session for Fairness.abandon_after_s; the jobs ended.
+
+        Their running runs finish and are saved, unless Fairness.stop_abandoned_runs (then they stop, saved).
+        """
+        now = time.time() if now is None else now
+        with self._lock:
+            waiting = {j.owner for j in self._jobs.values() if not j.is_finished}
+        for owner in list(self._absent_since):
+            if owner not in waiting or is_present(owner):
+                del self._absent_since[owner]
+        gone = []
+        for owner in waiting:
+            if is_present(owner):
+                continue
+            since = self._absent_since.setdefault(owner, now)
+            if now - since >= self.fairness.abandon_after_s:
+                gone.append(owner)
+        ended = []
+        for job in [j for j in list(self._jobs.values()) if j.owner in gone and not j.is_finished]:
+            if job.state == QUEUED or self.fairness.stop_abandoned_runs:
+                job.stop_reason = "its visitor left the app, so the server " + (
+                    "withdrew it before it started" if job.state == QUEUED else "stopped it (its model is saved)"
+                )
+                self.stop(job.id)
+                ended.append(job)
+        return ended
+
+    def start_sweeping(self, is_present: Callable[[str], bool], interval_s: float = SWEEP_INTERVAL_S) -> None:
+        """A daemon thread calls drop_abandoned every interval_s until shutdown."""
+
+        def sweep() -> None:
+            while not self._closing.wait(interval_s):
+                try:
+                    self.drop_abandoned(is_present)
+                except Exception:  # noqa: BLE001 - the sweeper must outlive one bad call
+                    log.exception("sweeping abandoned runs failed")
+
+        threading.Thread(target=sweep, name="abandoned-sweeper", daemon=True).start()
 
     def groups_for(self, owner: str) -> list[SeedGroup]:
         with self._lock:
@@ -206,6 +339,7 @@ class JobManager:
             return list(job.events)
 
     def shutdown(self) -> None:
+        self._closing.set()
         for job in list(self._jobs.values()):
             job.stop_event.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -267,6 +401,7 @@ class JobManager:
         lower_thread_priority()
         # Thread counts are per thread in torch's OpenMP pool: each training thread gets its share of cores.
         torch.set_num_threads(self.threads_per_run)
+        overrun = self._start_overrun_timer(job)
         try:
             data = self._load_data()
             for event in train(job.config, data, job.stop_event):
@@ -288,3 +423,33 @@ class JobManager:
         except Exception as exc:  # noqa: BLE001 - one run's bug must not take the app down
             log.exception("training job %s failed", job.id)
             self._finish(job, FAILED, f"training failed: {type(exc).__name__}: {exc}")
+        finally:
+            if overrun is not None:
+                overrun.cancel()
+
+    @staticmethod
+    def _start_overrun_timer(job: Job) -> threading.Timer | None:
+        """Stop `job` (its model is saved as trained so far) once it runs OVERRUN_FACTOR times its estimate."""
+        if job.estimate_s is None:
+            return None
+        limit = OVERRUN_FACTOR * job.estimate_s
+
+        def stop() -> None:
+            job.stop_reason = (
+                f"it ran past {OVERRUN_FACTOR:g} times its estimated {format_minutes(job.estimate_s)}, "
+                "so the server stopped it; its model is saved as it was"
+            )
+            job.stop_event.set()
+
+        timer = threading.Timer(limit, stop)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+
+def format_minutes(seconds: float) -> str:
+    """'45 s', '3 min', '1 h 10 min': a duration as a visitor reads it."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"

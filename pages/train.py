@@ -13,10 +13,11 @@ from mnist.checkpoint import (
     save_ensemble,
 )
 from mnist.config import FIELD_SPECS, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, preset_config
+from mnist.cost import estimate, over_cap_message, read_max_minutes
 from mnist.device import PRECISION_LABELS, available_devices, dtype_name, resolve_device, resolve_precision
 from mnist.ensemble import MAX_MEMBERS, MIN_MEMBERS
 from mnist.errors import ConfigError, MnistError
-from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
+from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, BusyError
 from mnist.models import ARCHS, build_model, count_parameters, summarize_model
 from mnist.records import ModelRef
 from mnist.train import History
@@ -151,6 +152,7 @@ def config_form(data_ready: bool) -> None:
         "saved as a run of its own when all have finished (with a name, the runs are NAME-seedS).",
         **keep,
     )
+    cost_problem = show_estimate(config) if data_ready else None
     name_problem = run_name_problem(run_name(), config)
     if name_problem:
         st.error(name_problem, icon=":material/error:")
@@ -163,14 +165,73 @@ def config_form(data_ready: bool) -> None:
         st.caption("Training needs MNIST: see the message at the top of the page.")
     if START_ERROR_KEY in st.session_state:
         st.error(st.session_state.pop(START_ERROR_KEY), icon=":material/error:")
+        show_busy_requests()
     st.button(
         "Start training",
         type="primary",
         icon=":material/play_arrow:",
-        disabled=config is None or name_problem is not None or not data_ready,
+        disabled=config is None or name_problem is not None or cost_problem is not None or not data_ready,
         on_click=start_run,
         width="stretch",
     )
+
+
+def show_estimate(config: TrainConfig | None) -> str | None:
+    """The run's estimated training time on this server, under the form; why it is refused, if it is."""
+    if config is None:
+        return None
+    try:
+        found = estimate(config, seeds(), wait=False)
+    except MnistError as exc:
+        st.caption(f":material/timer: {str(exc).capitalize()}.")
+        return None
+    if found is None:  # measured in the background: a few steps of this architecture on this server
+        wait_for_estimate(config, seeds())
+        return None
+    cap = max_run_minutes()
+    seeds_text = f" for {seeds()} seeds" if seeds() > 1 else ""
+    cap_text = f"; this server's cap is {cap:g} min per request." if cap is not None else "."
+    st.caption(
+        f":material/timer: Estimated training time on this server{seeds_text}: about "
+        f"{format_duration(found.seconds)} ({found.steps:,} steps × {found.step_seconds:.2f} s){cap_text}"
+    )
+    if cap is not None and found.minutes > cap:
+        problem = f"Cannot start: {over_cap_message(found, cap)}."
+        st.error(problem, icon=":material/timer_off:")
+        return problem
+    return None
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def wait_for_estimate(config: TrainConfig, n_seeds: int) -> None:
+    """Reruns alone until the estimate is measured, then reruns the page so the form shows it."""
+    if estimate(config, n_seeds, wait=False) is None:
+        st.caption(":material/timer: Estimating the training time on this server (a few steps of this model)…")
+    else:
+        st.rerun()
+
+
+def max_run_minutes() -> float | None:
+    """The operator's cap ($MNIST_MAX_RUN_MINUTES); a bad value caps at nothing, and says so in the log."""
+    try:
+        return read_max_minutes()
+    except MnistError as exc:
+        common.log.warning("%s; no cap until it is fixed", exc)
+        return None
+
+
+def show_busy_requests() -> None:
+    """Under a refused Start: what this visitor already has waiting or training, each with its Stop."""
+    for request in manager.active_requests(owner):
+        jobs = getattr(request, "jobs", [request])
+        for job in (j for j in jobs if not j.is_finished):
+            st.button(
+                f"Stop {job.id} ({STATE_LABELS.get(job.state, job.state)})",
+                icon=":material/stop:",
+                on_click=manager.stop,
+                args=(job.id,),
+                key=f"stop_busy_{job.id}",
+            )
 
 
 def build_config() -> tuple[TrainConfig | None, dict[str, str]]:
@@ -236,14 +297,27 @@ def start_run() -> None:
     name = run_name()
     if config is None or run_name_problem(name, config):
         return  # this rerun shows the problems above the button
-    if seeds() == 1:
-        job = manager.submit(config, owner, name=name or None)
-    else:
+    per_seed, cap = None, max_run_minutes()
+    if cap is not None:  # waits for the estimate if it is still being measured
         try:
-            job = manager.submit_seeds(config, owner, seeds(), name=name or None).jobs[0]
-        except MnistError as exc:  # e.g. the last seed past its range
-            st.session_state[START_ERROR_KEY] = f"Cannot start these runs: {exc}."
+            found = estimate(config, seeds())
+        except MnistError as exc:
+            st.session_state[START_ERROR_KEY] = f"Cannot start: {exc}."
             return
+        if found.minutes > cap:
+            return  # the form says why, with the figures
+        per_seed = found.seconds_per_seed  # past twice this, the run is stopped (its model kept)
+    try:
+        if seeds() == 1:
+            job = manager.submit(config, owner, name=name or None, estimate_s=per_seed)
+        else:
+            job = manager.submit_seeds(config, owner, seeds(), name=name or None, estimate_s=per_seed).jobs[0]
+    except BusyError as exc:
+        st.session_state[START_ERROR_KEY] = f"Not started: {exc}."
+        return
+    except MnistError as exc:  # e.g. the last seed past its range
+        st.session_state[START_ERROR_KEY] = f"Cannot start these runs: {exc}."
+        return
     st.session_state[common.JOB_KEY] = job.id
     st.session_state[RUN_NAME_KEY] = ""  # that name is taken now: the next run gets its own or an automatic one
 
@@ -301,7 +375,8 @@ def render_job(job_id: str) -> None:
     elif state == FAILED:
         st.error(f"Training failed: {job.error}", icon=":material/error:")
     elif job.metrics is None:  # withdrawn from the queue before it started
-        st.info("Cancelled before it started: nothing was trained or saved.", icon=":material/block:")
+        why = f" {job.stop_reason[0].upper()}{job.stop_reason[1:]}." if job.stop_reason else ""
+        st.info(f"Cancelled before it started: nothing was trained or saved.{why}", icon=":material/block:")
     else:
         render_summary(job)
     if events:
@@ -321,8 +396,9 @@ def render_summary(job) -> None:
     acc, loss = m.test_accuracy or 0.0, m.test_loss or 0.0
     duration = format_duration(m.train_seconds)
     if job.state == STOPPED:
+        why = f" ({job.stop_reason})" if job.stop_reason else ""
         st.warning(
-            f"Stopped after {m.steps_done:,} steps: the model trained so far was saved. "
+            f"Stopped after {m.steps_done:,} steps{why}: the model trained so far was saved. "
             f"Test accuracy {acc * 100:.2f}% after {duration} of training.",
             icon=":material/stop_circle:",
         )

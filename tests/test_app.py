@@ -18,8 +18,10 @@ from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, checkpoint_file_bytes, list_runs, load_checkpoint, save_run
 from mnist.config import FIELD_SPECS, PRESETS, TrainConfig, range_text
+from mnist.cost import MAX_MINUTES_ENV
 from mnist.device import resolve_device, resolve_precision
 from mnist.errors import MnistError
+from mnist.jobs import REQUESTS_ENV
 from mnist.train import evaluate
 from studio.ownership import owner_of
 from studio.views import digit_canvas
@@ -171,9 +173,9 @@ def test_pages_render_without_data(without_data, page):
 # --- training through the page's own widgets -------------------------------------------------
 
 
-def start_training(images: int, epochs: int) -> AppTest:
+def start_training(images: int, epochs: int, **state) -> AppTest:
     """Open Train, set the run's size through the form's own widgets and press Start."""
-    at = open_app("train")
+    at = open_app("train", **state)
     at.text_input(key="cfg_train_limit").set_value(str(images))
     at.text_input(key="cfg_epochs").set_value(str(epochs))
     at.run()
@@ -271,7 +273,8 @@ def test_form_widgets_follow_the_field_specs(with_data):
 
 
 @pytest.mark.slow
-def test_queued_run_can_be_cancelled_and_running_run_stopped(with_data):
+def test_queued_run_can_be_cancelled_and_running_run_stopped(with_data, monkeypatch):
+    monkeypatch.setenv(REQUESTS_ENV, "2")  # the operator allows two requests per visitor: one can wait
     at = start_training(images=20_000, epochs=5)
     wait_for(at, lambda a: a.get("progress"), what="the first run to start")
     button(at, "Start training").click().run()  # the pool has one slot: this one waits
@@ -293,6 +296,43 @@ def test_queued_run_can_be_cancelled_and_running_run_stopped(with_data):
     assert len(runs) == 1  # the cancelled run never started, so it saved nothing
     assert runs[0].record.metrics.stopped is True
     assert runs[0].record.metrics.epochs_done < 5
+
+
+@pytest.mark.slow
+def test_five_starts_leave_one_request_and_a_second_visitor_is_next(with_data):
+    at = start_training(images=20_000, epochs=5)
+    for _ in range(4):
+        button(at, "Start training").click().run()
+        refusal = [e.value for e in at.error if e.value.startswith("Not started")]
+        assert refusal and "you already have a run waiting or training" in refusal[0], texts(at)
+    stops = [b for b in at.button if b.label.startswith("Stop job-")]  # the refusal offers the run's Stop
+    assert len(stops) == 1, [b.label for b in at.button]
+    assert "job_id" not in {w.key for w in at.selectbox}  # one run of theirs: no "Your runs" menu
+
+    other = start_training(images=2000, epochs=1, visitor_token="another-visitor")
+    queued = "\n".join(i.value for i in other.info)
+    assert "Queued: position 1" in queued or other.get("progress"), texts(other)  # next, not 5th in line
+    stops[0].click().run()
+    wait_for(other, lambda a: [s.value for s in a.success if "Finished" in s.value], what="the second visitor's run")
+
+
+@pytest.mark.slow
+def test_the_best_preset_is_refused_over_a_five_minute_cap_with_its_estimate(with_data, monkeypatch):
+    monkeypatch.setenv(MAX_MINUTES_ENV, "5")  # the best preset trains for 8-26 min on the CPUs measured
+    at = open_app("train")
+    at.segmented_control(key="cfg_preset").set_value("best").run()
+    refusal = wait_for(
+        at, lambda a: [e.value for e in a.error if "over its cap of 5 min" in e.value], what="the estimate"
+    )
+    minutes = int(re.search(r"would train for about (\d+) min on this server \(5,616 steps", refusal[0]).group(1))
+    assert minutes > 5
+    assert "lower the epochs, the training images or the seeds" in refusal[0]
+    assert button(at, "Start training").disabled
+    at.text_input(key="cfg_train_limit").set_value("1280")
+    at.text_input(key="cfg_epochs").set_value("1").run()  # 10 steps, not 5,616: under the cap
+    assert not [e.value for e in at.error if "over its cap" in e.value], texts(at)
+    assert not button(at, "Start training").disabled
+    assert "this server's cap is 5 min per request" in texts(at)
 
 
 def test_failed_run_shows_its_error(with_data, monkeypatch):
