@@ -130,3 +130,31 @@ def test_another_visitor_cannot_delete_your_run(page, app_server, browser):
         other.close()
     page.reload()  # the run is still there for its maker
     expect(page.get_by_role("button", name="Delete…")).to_be_visible(timeout=TRAIN_RUN_TIMEOUT_MS)
+
+
+def test_five_starts_leave_one_request_and_the_next_visitor_is_next(page, app_server, browser):
+    open_app(page, app_server.url)
+    go_to(page, "Train", "Train a model")
+    start_run(page, images=12000, epochs=4, batch=32)  # 1,500 steps: still training through the test
+    title = markdown(page, rf"{DEFAULT_ARCH} · 4 epochs · batch 32 · first 12,000 images · ")
+    expect(title).to_contain_text("· training", timeout=TRAIN_RUN_TIMEOUT_MS)
+    refusal = page.get_by_text(re.compile(r"Not started: you already have a run waiting or training")).first
+    for _ in range(4):  # an impatient visitor presses Start again and again
+        page.get_by_role("button", name="Start training").click()
+        expect(refusal).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile(r"^Stop job-\d+ \(training\)$"))).to_be_visible()
+    expect(page.get_by_role("combobox", name="Your runs")).to_have_count(0)  # still one run of theirs
+
+    other = new_visitor(browser)
+    try:
+        second = other.new_page()
+        open_app(second, app_server.url)
+        go_to(second, "Train", "Train a model")
+        start_run(second, images=1000, epochs=1, batch=50)  # 20 steps
+        expect(second.get_by_text("Queued: position 1 in line")).to_be_visible()  # next, not behind 4 extras
+        page.get_by_role("button", name=STOP_LABEL).click()
+        expect(title).to_contain_text("· stopped", timeout=TRAIN_RUN_TIMEOUT_MS)
+        finished = second.get_by_text(re.compile(r"Finished: test accuracy \d+\.\d\d% after")).first
+        expect(finished).to_be_visible(timeout=TRAIN_RUN_TIMEOUT_MS)
+    finally:
+        other.close()
