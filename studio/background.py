@@ -36,7 +36,7 @@ from mnist.jobs import lower_thread_priority
 from mnist.neighbours import NeighbourIndex, load_or_build_neighbour_index
 from mnist.records import ModelRef
 from mnist.verdict import FALLBACK, Calibration, calibration_for, save_calibration
-from studio import common
+from studio import common, disk_budget
 
 WORKERS = 1  # one background computation at a time: the other CPUs stay for Sketch
 MAX_TASKS = 8  # finished results kept in memory (a neighbour index is 31-138 MB); the oldest go first
@@ -139,19 +139,34 @@ def compute_neighbours(model: nn.Module, data: MnistData, folder: Path | None, p
     return load_or_build_neighbour_index(model, data, folder, threads=default_threads(), progress=progress)
 
 
+def within_budget(key: str, compute: Callable[[Progress], object]) -> Callable[[Progress], object]:
+    """compute, then (for a saved run, whose folder may have grown by a cache) the disk budget kept: the
+    model is someone's active one, so its files stay; other runs' caches or runs may go (mnist.disk)."""
+    if ModelRef.parse(key).kind != "run":
+        return compute  # the bundled model's caches and uploads are outside the budget
+    runs = common.runs_dir()
+
+    def computed_then_budget(progress: Progress) -> object:
+        result = compute(progress)
+        disk_budget.keep_budget(runs)
+        return result
+
+    return computed_then_budget
+
+
 def digit_map_task(key: str, data: MnistData) -> Task:
     """The (shared) task computing the digit map of the model behind `key` (an ensemble: its first member's)."""
     model = common.inside_model(key)
     shipped = BUNDLED_DIR if ModelRef.parse(key).kind == "bundled" else None
     compute = functools.partial(compute_digit_map, model, data, writable_folder(key), shipped)
-    return worker().task(f"digit-map|{common.model_identity(key)}", compute)
+    return worker().task(f"digit-map|{common.model_identity(key)}", within_budget(key, compute))
 
 
 def neighbours_task(key: str, data: MnistData) -> Task:
     """The (shared) task building the neighbour index of the model behind `key` (an ensemble: its first member's)."""
     model = common.inside_model(key)
     compute = functools.partial(compute_neighbours, model, data, writable_folder(key))
-    return worker().task(f"neighbours|{common.model_identity(key)}", compute)
+    return worker().task(f"neighbours|{common.model_identity(key)}", within_budget(key, compute))
 
 
 def compute_calibration(checkpoint: Checkpoint, save_to: Path | None) -> Calibration:
@@ -167,4 +182,4 @@ def calibration_task(key: str) -> Task:
     checkpoint = common.get_checkpoint(key)
     save_to = writable_folder(key) if ModelRef.parse(key).kind == "run" else None
     compute = functools.partial(compute_calibration, checkpoint, save_to)
-    return worker().task(f"verdict|{common.model_identity(key)}", lambda _progress: compute())
+    return worker().task(f"verdict|{common.model_identity(key)}", within_budget(key, lambda _progress: compute()))
