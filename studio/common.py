@@ -15,11 +15,13 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 from torch import nn
 
 from mnist.checkpoint import (
@@ -44,7 +46,7 @@ from mnist.data import (
 from mnist.device import describe_device, resolve_device
 from mnist.ensemble import first_member
 from mnist.errors import DataNotFoundError, MnistError
-from mnist.jobs import JobManager
+from mnist.jobs import DEFAULT_REQUESTS_PER_OWNER, Fairness, JobManager
 from mnist.records import ModelRef, RunRecord
 from mnist.train import EvalResult, evaluate
 from studio import disk_budget
@@ -59,6 +61,7 @@ from studio.ownership import (
     valid_token,
     visible_runs,
 )
+from studio.presence import Presence
 
 CANVAS_OVERRIDE_KEY = "sketch_canvas_override"  # tests: an image array used instead of the drawing
 SKETCH_IMAGE_KEY = "sketch_test_image"  # an MNIST test index: Sketch shows that image instead of the canvas
@@ -98,6 +101,7 @@ export default function (component) {{
 _visitor_cookie = st.components.v2.component("visitor_cookie", js=COOKIE_JS)
 ACTIVE_MODEL_KEY = "active_model"  # the sidebar's model selectbox; a model key (see model_choices)
 UPLOADS_KEY = "uploaded_models"  # model key -> Checkpoint, this session's uploads
+log = logging.getLogger(__name__)
 JOB_KEY = "job_id"  # the training job this session is looking at
 ENTRY_KEY = "_entered_through_app"  # set by streamlit_app.py on every run; see page_setup
 
@@ -160,8 +164,22 @@ def _training_data(root: str) -> MnistData:
 
 
 @st.cache_resource(show_spinner=False)
+def presence() -> Presence:
+    """Which visitors have a session open in this process (every run notes its own: init_session)."""
+    return Presence()
+
+
+@st.cache_resource(show_spinner=False)
 def _job_manager(root: str, runs_dir: str) -> JobManager:
-    return JobManager(load_data=functools.partial(_training_data, root), runs_dir=runs_dir)
+    load = functools.partial(_training_data, root)
+    try:
+        fairness = Fairness.from_env()
+    except MnistError as exc:  # fail safe: a misspelt setting must not let one visitor queue without limit
+        log.warning("%s; using one request per visitor until it is fixed", exc)
+        fairness = Fairness(requests_per_owner=DEFAULT_REQUESTS_PER_OWNER)
+    manager = JobManager(load_data=load, runs_dir=runs_dir, fairness=fairness)
+    manager.start_sweeping(presence().is_present)  # a visitor who left loses their queued runs
+    return manager
 
 
 def job_manager() -> JobManager:
@@ -234,6 +252,9 @@ def runs_policy() -> tuple[Policy, str | None]:
 def init_session() -> None:
     """Called by streamlit_app.py at the start of every run, before the page."""
     remember_visitor()
+    context = get_script_run_ctx()
+    if context is not None:
+        presence().note(owner_id(), context.session_id)
     st.session_state.setdefault(UPLOADS_KEY, {})
     st.session_state[ENTRY_KEY] = True
 
