@@ -44,6 +44,7 @@ import configparser
 import contextlib
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -71,7 +72,6 @@ EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 STAND_IN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # the bundle update-ca-certificates writes
 PYPI_INDEX = "https://pypi.org/simple"  # PyPI's torch: the CUDA build
 CPU_WHEEL = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
-APP_PORT = 7860  # the image's own port (Dockerfile EXPOSE, README app_port)
 CONTAINER_USER = "1000"  # Spaces runs every container as uid 1000
 CONTAINER_CPUS = 1.0
 CONTAINER_MEMORY = "2g"
@@ -353,7 +353,7 @@ def ensure_base_image(work: Path) -> dict:
 def build_image(builder: str, tag: str, torch_index: str, no_cache: bool, work: Path) -> dict:
     """`docker build` with the classic builder or BuildKit; its time, exit code and log."""
     log_path = work / f"build-{builder}.log"
-    env = {"DOCKER_BUILDKIT": "1" if builder == "buildkit" else "0", "PATH": "/usr/local/bin:/usr/bin:/bin"}
+    env = {**os.environ, "DOCKER_BUILDKIT": "1" if builder == "buildkit" else "0"}
     args = [docker_cli(), "build", "--network", "host", "--build-arg", f"TORCH_INDEX_URL={torch_index}", "-t", tag]
     if builder == "buildkit":
         args += ["--progress", "plain"]
