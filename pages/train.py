@@ -21,7 +21,7 @@ from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, BusyError
 from mnist.models import ARCHS, build_model, count_parameters, summarize_model
 from mnist.records import ModelRef
 from mnist.train import History
-from studio import common, insight_views
+from studio import common, disk_budget, insight_views
 from studio.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
 from studio.form import FORM_FIELDS, fields_left_out, fields_shown, form_state, form_values, parse_field, render_field
 from studio.views import format_duration, queue_text, run_row, training_progress
@@ -599,6 +599,8 @@ def saved_runs() -> None:
     st.subheader("Saved runs")
     policy, policy_problem = common.runs_policy()
     st.caption(f":material/group: {policy.description}")
+    if limit := disk_budget.budget():
+        st.caption(f":material/hard_drive: {disk_budget.policy_text(limit)}")
     if policy_problem:
         st.error(f"The server's run policy is misconfigured: {policy_problem}.")
     runs = common.runs_list()

@@ -29,18 +29,12 @@ from mnist.disk import (
 )
 from mnist.errors import MnistError
 from mnist.records import ModelRef
+from studio.presence import session_is_active
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _registries: dict[Path, ActiveRuns] = {}  # runs folder -> its registry; the training threads reach it too
 _watching = False
-
-
-def session_is_active(session_id: str) -> bool:
-    """Whether Streamlit still holds this session (an open tab); True where there is no runtime (AppTest)."""
-    from streamlit import runtime
-
-    return not runtime.exists() or runtime.get_instance().is_active_session(session_id)
 
 
 class ActiveRuns:
