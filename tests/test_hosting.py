@@ -105,3 +105,14 @@ def test_community_cloud_entry_points_are_at_the_root():
     requirements = (REPO / "requirements.txt").read_text()
     for package in ("torch==", "torchvision==", "streamlit==", "streamlit-drawable-canvas=="):
         assert package in requirements
+
+
+def test_the_image_caps_a_requests_cost_and_the_visitors_disk():
+    """Settings the code reads, with values it accepts: a renamed variable would silently cap nothing."""
+    from mnist.cost import MAX_MINUTES_ENV, read_max_minutes
+    from mnist.disk import BUDGET_ENV
+
+    docker = (REPO / "Dockerfile").read_text()
+    settings = dict(re.findall(r"\b(MNIST_[A-Z_]+)=(\S+)", docker))
+    assert read_max_minutes({MAX_MINUTES_ENV: settings[MAX_MINUTES_ENV]}) >= 26  # the best preset fits
+    assert int(settings[BUDGET_ENV]) > 0
