@@ -66,18 +66,23 @@ from studio.presence import Presence
 CANVAS_OVERRIDE_KEY = "sketch_canvas_override"  # tests: an image array used instead of the drawing
 SKETCH_IMAGE_KEY = "sketch_test_image"  # an MNIST test index: Sketch shows that image instead of the canvas
 TOKEN_KEY = "visitor_token"  # this browser's secret token (see studio.ownership)
-COOKIE_OK_KEY = "visitor_cookie_ok"  # the browser keeps the token's cookie: the address needs no copy
+# Whether the browser keeps the token's cookie: True (it arrived with it, or the page read it back), False
+# (the page could not: the address must carry the token), absent while not known yet.
+COOKIE_OK_KEY = "visitor_cookie_ok"
 COOKIE_COMPONENT_KEY = "visitor_cookie"
+COOKIE_SESSION_KEY = "visitor_cookie_session"  # not a secret: tells one session's report from the next one's
 MODEL_GONE_KEY = "model_gone_notice"  # why the active model changed without the visitor's doing
 VISITOR_PARAM = "visitor"
 VISITOR_COOKIE = "mnist_studio_visitor"
 COOKIE_MAX_AGE = 365 * 24 * 3600  # seconds
 # Runs in the app's page (a components.v2 component, not an iframe), given the token as data. Writes the
 # cookie (on https partitioned SameSite=None, which also works inside another site's iframe: Spaces), and
-# reads it back: once it sticks, drops ?visitor= from the address at once and tells the server (cookie_ok).
+# reads it back: if it sticks, drops any ?visitor= from the address at once; either way it tells the
+# server (cookie_ok), once per session (a repeated report would rerun the script for nothing).
 # The referrer meta: while the address holds ?visitor=, no request of the page may carry it as Referer
 # (studio.serve's nginx sends the same policy as a header; plain `streamlit run` cannot send headers).
 COOKIE_JS = f"""
+let reportedSession = null;
 export default function (component) {{
   const token = component.data.token;
   if (!document.querySelector('meta[name="referrer"]')) {{
@@ -89,13 +94,15 @@ export default function (component) {{
   let attrs = "; Path=/; Max-Age={COOKIE_MAX_AGE}";
   attrs += location.protocol === "https:" ? "; SameSite=None; Secure; Partitioned" : "; SameSite=Lax";
   document.cookie = "{VISITOR_COOKIE}=" + token + attrs;
-  if (!document.cookie.split("; ").includes("{VISITOR_COOKIE}=" + token)) return;  // refused: keep the address
+  const works = document.cookie.split("; ").includes("{VISITOR_COOKIE}=" + token);
   const url = new URL(location.href);
-  if (url.searchParams.has("{VISITOR_PARAM}")) {{
+  if (works && url.searchParams.has("{VISITOR_PARAM}")) {{
     url.searchParams.delete("{VISITOR_PARAM}");
     history.replaceState(history.state, "", url);
   }}
-  component.setStateValue("cookie_ok", true);
+  if (reportedSession === component.data.session) return;
+  reportedSession = component.data.session;
+  component.setStateValue("cookie_ok", works);
 }}
 """
 _visitor_cookie = st.components.v2.component("visitor_cookie", js=COOKIE_JS)
@@ -200,35 +207,44 @@ def visitor_token() -> str:
         cookie = valid_token(st.context.cookies.get(VISITOR_COOKIE))
         token = cookie or valid_token(st.query_params.get(VISITOR_PARAM)) or new_token()
         st.session_state[TOKEN_KEY] = token
-        st.session_state[COOKIE_OK_KEY] = cookie == token
+        if cookie == token:
+            st.session_state[COOKIE_OK_KEY] = True
     return st.session_state[TOKEN_KEY]
 
 
 def remember_visitor() -> None:
-    """Keep the token in the browser: a cookie, and the address only until the cookie is seen to work.
+    """Keep the token in the browser: a cookie, and the address (?visitor=) only where cookies are refused.
 
     The cookie is written by JavaScript (COOKIE_JS: Streamlit can read cookies, not set them), which reads
-    it back and reports. Until then ?visitor= stays in the address, so a reload keeps the token where the
-    browser refuses the cookie (a third-party iframe, as on Hugging Face Spaces, may). The address is a
-    secret's carrier (history, shared links, Referer), hence cleaned as soon as the cookie is known to work:
-    at once by the script, and on the server, which stops putting it back.
+    it back and reports. Only where the browser refuses it (a third-party iframe, as on Hugging Face Spaces,
+    may) does the address carry the token, so that a reload keeps it. The address is a secret's poor
+    carrier (history, shared links, Referer, logs): where the cookie works it never gets the token, and a
+    token it arrived with (a reload before, a shared link) is removed at once.
     """
     token = visitor_token()
-    if not st.session_state.get(COOKIE_OK_KEY):
+    if st.session_state.get(COOKIE_OK_KEY) is not True:
+        session = st.session_state.setdefault(COOKIE_SESSION_KEY, new_token())
         with st.sidebar:
-            _visitor_cookie(key=COOKIE_COMPONENT_KEY, data={"token": token}, on_cookie_ok_change=_note_cookie_ok)
-    if st.session_state.get(COOKIE_OK_KEY):
+            _visitor_cookie(
+                key=COOKIE_COMPONENT_KEY,
+                data={"token": token, "session": session},
+                on_cookie_ok_change=_note_cookie_report,
+            )
+    cookie_ok = st.session_state.get(COOKIE_OK_KEY)
+    if cookie_ok:
         if VISITOR_PARAM in st.query_params:
             del st.query_params[VISITOR_PARAM]
-        return
-    if st.query_params.get(VISITOR_PARAM) != token:
-        st.query_params[VISITOR_PARAM] = token  # page switches drop query parameters: put it back
+    elif (cookie_ok is False or VISITOR_PARAM in st.query_params) and st.query_params.get(VISITOR_PARAM) != token:
+        # Refused: page switches drop query parameters, put it back. Not known yet: leave the address alone,
+        # unless it holds another (an invalid) token.
+        st.query_params[VISITOR_PARAM] = token
 
 
-def _note_cookie_ok() -> None:
-    """The cookie script read the cookie back: from now on the address needs no copy of the token."""
-    if (st.session_state.get(COOKIE_COMPONENT_KEY) or {}).get("cookie_ok"):
-        st.session_state[COOKIE_OK_KEY] = True
+def _note_cookie_report() -> None:
+    """The cookie script's report: whether the browser keeps the cookie."""
+    report = (st.session_state.get(COOKIE_COMPONENT_KEY) or {}).get("cookie_ok")
+    if report is not None:
+        st.session_state[COOKIE_OK_KEY] = bool(report)
 
 
 def owner_id() -> str:
