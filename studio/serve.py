@@ -67,6 +67,10 @@ UPLOAD_SLACK_MB = 10  # nginx's body limit above Streamlit's server.maxUploadSiz
 STREAMLIT_CONFIG = REPO / ".streamlit" / "config.toml"
 NGINX_TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # each nginx writes to <kind>_temp_path
 LONG_TIMEOUT = "1d"  # a websocket stays open as long as the tab
+# nginx drops an idle connection to a backend before the backend does (Streamlit's uvicorn: after 5 s), so
+# it never sends a request down a connection being closed: that showed as "recv() failed (104: Connection
+# reset by peer)" in the log, and the GET was retried on ANOTHER backend, which lacks the session's media.
+UPSTREAM_IDLE_TIMEOUT_S = 4
 
 
 def default_processes(given: Machine | None = None) -> int:
@@ -113,6 +117,7 @@ http {{
     hash $remote_addr consistent;
 {servers}
     keepalive 16;
+    keepalive_timeout {UPSTREAM_IDLE_TIMEOUT_S}s;
   }}
   server {{
     listen {address}:{port};

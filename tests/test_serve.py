@@ -44,6 +44,7 @@ def test_config_routes_one_browser_to_one_backend(tmp_path):
     assert text.count("server 127.0.0.1:") == 2 and "127.0.0.1:8601" in text
     assert "hash $remote_addr consistent;" in text  # a browser's address always picks the same backend
     assert "proxy_set_header Upgrade $http_upgrade;" in text  # websockets pass through
+    assert f"keepalive_timeout {serve.UPSTREAM_IDLE_TIMEOUT_S}s;" in text  # closes idle links before uvicorn does
     assert str(tmp_path) in text  # nginx writes nothing outside the temporary folder
     assert f"client_max_body_size {serve.streamlit_upload_mb() + serve.UPLOAD_SLACK_MB}m;" in text
 
