@@ -10,12 +10,6 @@ ENV HOME=/home/user \
     MNIST_DATA_DIR=/home/user/data \
     MNIST_RUNS_DIR=/home/user/runs \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
-# Strangers share this server. One request may train for at most 30 estimated minutes: the best preset
-# (about 26 min on a 2-vCPU AVX2 host) fits, five seeds of it (2 hours of the only training slot) do not.
-# Visitors' runs may use 2,000 MB: about 28 runs with their Explore caches (70 MB each), or 16,000 without,
-# on a host disk that is 50 GB and not persistent on Spaces. Override either with docker run -e.
-ENV MNIST_MAX_RUN_MINUTES=30 \
-    MNIST_RUNS_MAX_MB=2000
 # The app folder is made here, as root, and given to the user: the classic builder (DOCKER_BUILDKIT=0)
 # creates a WORKDIR as root, and `pip install -e .` then cannot write mnist_studio.egg-info into it.
 RUN useradd --create-home --uid 1000 user && mkdir "$HOME/app" && chown user:user "$HOME/app"
@@ -40,6 +34,14 @@ RUN pip install --no-cache-dir --user --no-deps -e .
 RUN mkdir -p "$MNIST_DATA_DIR" "$MNIST_RUNS_DIR" \
     && (python -c "from mnist.data import load_mnist; load_mnist()" \
         || echo "MNIST download failed at build time: the app will try again at first use")
+
+# Strangers share this server. One request may train for at most 30 estimated minutes: the best preset
+# (about 26 min on a 2-vCPU AVX2 host) fits, five seeds of it (2 hours of the only training slot) do not.
+# Visitors' runs may use 2,000 MB: about 28 runs with their Explore caches (70 MB each), or 16,000 without,
+# on a host disk that is 50 GB and not persistent on Spaces. Override either with docker run -e.
+# (Set late: changing them rebuilds no layer above.)
+ENV MNIST_MAX_RUN_MINUTES=30 \
+    MNIST_RUNS_MAX_MB=2000
 
 EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \

@@ -118,6 +118,11 @@ def launch_chromium(playwright):
 
 # --- drawing on the Sketch canvas -------------------------------------------------------------
 
+# What a browser that refuses cookies looks like to the page (a third-party iframe may): writes vanish,
+# reads find nothing. The app then keeps the visitor's token in the address (?visitor=).
+REFUSE_COOKIES_JS = """Object.defineProperty(Document.prototype, "cookie", {
+  configurable: true, get() { return ""; }, set(value) {},
+});"""
 CANVAS_SELECTOR = "canvas.dc-canvas.upper-canvas"  # fabric.js's top layer: the one that takes the mouse
 PREDICTION_SELECTOR = ".st-key-prediction"
 

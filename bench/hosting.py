@@ -24,8 +24,10 @@ What it does, in order (every build and run uses `--network host`, and every req
              container, counted on the host's /proc) are no more than the CPU quota; Sketch predicts over
              the websocket (bench/load.py, with a training session when MNIST is mounted) with 0 errors;
              with MNIST, a safetensors checkpoint uploaded in Chromium through nginx is loaded (no
-             403/413 from /_stcore/upload_file). When the run starts a single backend (no nginx), the
-             upload check runs in one more container started with --processes 2, so nginx is in front.
+             403/413 from /_stcore/upload_file) by a visitor whose browser refuses cookies (so the token
+             sits in the address), and no line of the container's log holds that token. When the run
+             starts a single backend (no nginx), the upload check runs in one more container started with
+             --processes 2, so nginx is in front.
   figures    image sizes, the CUDA libraries inside (nvidia*, triton*, torch/lib/*cuda*), per-process
              RSS and peak RSS, build times; the expected size of the CPU image (an estimate: the CUDA
              image minus its torch, nvidia and triton packages plus a CPU torch wheel's installed size,
@@ -53,6 +55,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from bench import benchlib, procfs
 from bench.harness import free_port
@@ -88,6 +91,7 @@ NO_DATA_LOAD_ARGS = ("--no-ramp", "--sessions", "2", "--trainers", "0", "--step-
 SETTINGS_EXPANDER = "Model, device and your own checkpoint"  # the Sketch page's expander with the uploaders
 WEIGHTS_LABEL = "Upload a checkpoint (model.safetensors)"
 UPLOAD_PATH = "/_stcore/upload_file"
+TOKEN_PARAM = "visitor"  # studio.common.VISITOR_PARAM: the address keeps the token where cookies are refused
 UPLOAD_ARCH = "cnn-bn-fast"
 UPLOAD_PROCESSES = 2  # when a run has one backend (no nginx), the upload check gets a container with nginx
 # What CPU hardware never loads, relative to site-packages (fnmatch patterns on the path).
@@ -500,21 +504,30 @@ def write_upload_model(folder: Path) -> Path:
 
 
 def upload_check(url: str, work: Path) -> dict:
-    """A checkpoint uploaded in Chromium through the front port; the upload requests' statuses."""
+    """A checkpoint uploaded in Chromium through the front port; the upload requests' statuses.
+
+    The visitor's browser refuses cookies, so the app keeps their token in the address (?visitor=), the
+    case where a log could quote it; result["token"] is that token, for the log check.
+    """
     from playwright.sync_api import sync_playwright
 
     from bench import harness
 
     model = write_upload_model(work)
     statuses: list[int] = []
-    result = {"file_kb": round(model.stat().st_size / 1024), "statuses": statuses, "loaded": False, "error": None}
+    result = {"file_kb": round(model.stat().st_size / 1024), "statuses": statuses, "loaded": False, "error": None,
+              "token": None}  # fmt: skip
     with sync_playwright() as playwright:
         browser = harness.launch_chromium(playwright)
         try:
-            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+            context.add_init_script(harness.REFUSE_COOKIES_JS)
+            page = context.new_page()
             page.on("response", lambda r: statuses.append(r.status) if UPLOAD_PATH in r.url else None)
             page.goto(url + "/")
             page.locator(harness.CANVAS_SELECTOR).wait_for(timeout=UPLOAD_TIMEOUT_MS)
+            page.wait_for_url(f"**{TOKEN_PARAM}=*", timeout=UPLOAD_TIMEOUT_MS)
+            result["token"] = address_token(page.url)
             page.get_by_text(SETTINGS_EXPANDER).click()
             uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text=WEIGHTS_LABEL)
             uploader.locator('input[type="file"]').set_input_files(str(model))
@@ -527,6 +540,18 @@ def upload_check(url: str, work: Path) -> dict:
             browser.close()
     result["ok"] = result["loaded"] and bool(statuses) and all(s < 400 for s in statuses)
     return result
+
+
+def address_token(url: str) -> str | None:
+    return (parse_qs(urlsplit(url).query).get("visitor") or [None])[0]
+
+
+def token_in_log(name: str, token: str | None) -> bool | None:
+    """Whether the container's whole log (nginx's and Streamlit's output) holds the visitor's token."""
+    if not token:
+        return None
+    done = subprocess.run([docker_cli(), "logs", name], capture_output=True, text=True, timeout=60, check=False)
+    return token in done.stdout + done.stderr
 
 
 def check_run(image: str, label: str, mnist_dir: Path | None, work: Path, sketch: bool = True) -> dict:
@@ -546,7 +571,7 @@ def check_run(image: str, label: str, mnist_dir: Path | None, work: Path, sketch
         if sketch:
             result["load"] = run_load(url, host_pid, mnist_dir is not None, work, label)
         if sketch and mnist_dir is not None:
-            result["upload"] = upload_through_nginx(image, url, result["nginx"], mnist_dir, work)
+            result["upload"] = upload_through_nginx(image, url, result["nginx"], mnist_dir, work, name)
         result.update(observe(name))  # the process table again, after the load: its peak RSS
         return result
     finally:
@@ -580,11 +605,14 @@ def container_uid(host_pid: int) -> int | None:
     return None
 
 
-def upload_through_nginx(image: str, url: str, nginx_in_front: bool, mnist_dir: Path, work: Path) -> dict:
+def upload_through_nginx(
+    image: str, url: str, nginx_in_front: bool, mnist_dir: Path, work: Path, container_name: str
+) -> dict:
     """The upload check, through nginx: this run's port, or one more container with two backends."""
     if nginx_in_front:
         print("check: upload through nginx (Chromium) ...", flush=True)
-        return {"via": "nginx (this run)", **upload_check(url, work)}
+        result = {"via": "nginx (this run)", **upload_check(url, work)}
+        return {**result, "token_in_log": token_in_log(container_name, result["token"])}
     name = "mnist-hosting-upload"
     port = free_port()
     print(f"check: upload: one backend and no nginx in this run, so through a container started with "
@@ -597,6 +625,7 @@ def upload_through_nginx(image: str, url: str, nginx_in_front: bool, mnist_dir: 
             "via": f"nginx (--processes {UPLOAD_PROCESSES} container)",
             **upload_check(f"http://127.0.0.1:{port}", work),
         }
+        result["token_in_log"] = token_in_log(name, result["token"])
         after = observe(name)
         result["ok"] = result["ok"] and seen["nginx"]  # else it was not through nginx
         result.update(nginx=seen["nginx"], backends=seen["backends"], processes=after["processes"])
@@ -622,6 +651,8 @@ def failed_checks(builds: list[dict], runs: list[dict]) -> list[str]:
             failures.append(f"{run['label']}: runs as uid {run['uid']}")
         if "load" in run and not run["load"]["ok"]:
             failures.append(f"{run['label']}: Sketch over the websocket (exit {run['load']['exit_code']})")
+        if "upload" in run and run["upload"].get("token_in_log") is not False:
+            failures.append(f"{run['label']}: the visitor's token in the log: {run['upload'].get('token_in_log')}")
         if "upload" in run and not run["upload"]["ok"]:
             up = run["upload"]
             failures.append(f"{run['label']}: upload via {up['via']}: {up['statuses']} {up['error'] or ''}")
@@ -650,6 +681,8 @@ def print_runs(runs: list[dict]) -> None:
                 f"  upload via {up['via']}: {up['file_kb']} KB, {UPLOAD_PATH} statuses {up['statuses']}, "
                 f"loaded {up['loaded']} ({benchlib.status(up['ok'])}){' ' + up['error'] if up['error'] else ''}"
             )
+            print(f"  the visitor's token (cookies refused: in the address) in the container's log: "
+                  f"{up.get('token_in_log')} ({benchlib.status(up.get('token_in_log') is False)})")  # fmt: skip
             if "processes" in up:
                 print_process_table(up["processes"])
 
@@ -676,6 +709,7 @@ def summary(builds: list[dict], runs: list[dict], sizes: dict, base: dict) -> di
         "backends_cpus1": with_data.get("backends"),
         "backend_peak_rss_mb": max((p["peak_mb"] or 0 for p in backends), default=None),
         "upload_ok": (with_data.get("upload") or {}).get("ok"),
+        "token_in_logs": (with_data.get("upload") or {}).get("token_in_log"),
     }
 
 

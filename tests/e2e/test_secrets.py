@@ -38,10 +38,6 @@ SETTINGS = "Model, device and your own checkpoint"  # the Sketch expander holdin
 WEIGHTS_LABEL = "Upload a checkpoint (model.safetensors)"
 UPLOAD_PATH = "/_stcore/upload_file/"
 LARGE_UPLOAD_MB = serve.streamlit_upload_mb() - 5  # near server.maxUploadSize: bigger than any nginx buffer
-# What a browser that refuses cookies looks like to the page: writes vanish, reads find nothing.
-REFUSE_COOKIES_JS = """Object.defineProperty(Document.prototype, "cookie", {
-  configurable: true, get() { return ""; }, set(value) {},
-});"""
 PAGES = (("Train", "Train a model"), ("Explore", "Explore"), ("Sketch", "Sketch a digit"))
 
 
@@ -63,7 +59,7 @@ def new_visitor(browser, refuse_cookies: bool = False):
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(TIMEOUT_MS)
     if refuse_cookies:
-        context.add_init_script(REFUSE_COOKIES_JS)
+        context.add_init_script(harness.REFUSE_COOKIES_JS)
     page = context.new_page()
     page.requests, page.responses = [], []
     page.on("request", lambda request: page.requests.append(request.url))
