@@ -57,6 +57,7 @@ TRAIN_SKETCH_SECONDS = 20.0  # the sketcher's step while the fast preset trains;
 LOAD_SECONDS = 40.0  # bench/load.py's default step
 LOAD_SESSIONS = 50
 LOAD_TRAIN_IMAGES = 5000  # bench/load.py's default trainer: the fast preset on the first 5,000 images
+STOP_SECONDS = 10.0
 RUN_SAVED_TIMEOUT = 300.0  # seconds for the server's training run to finish after the sketchers stop
 
 
@@ -293,6 +294,16 @@ def wait_for_saved_run(runs: Path, before: set[str], process: subprocess.Popen, 
     return False
 
 
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after STOP_SECONDS (a server stopping mid-training waits for the run's step)."""
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def load_args(scenario: Scenario, url: str, pid: int) -> list[str]:
     return [
         "--url", url, "--server-pid", str(pid), "--no-ramp", "--sessions", str(scenario.sessions),
@@ -350,8 +361,7 @@ def measure_server(scenario: Scenario) -> dict:
         )
         if group is not None:
             figures["cgroup"] = read_cgroup(group)
-        server.process.terminate()  # before the group is removed (run_app waits for it too)
-        server.process.wait(timeout=30)
+        stop_server(server.process)  # before the group is removed
         figures["log_errors"] = load.server_log_errors(log_path.read_text(errors="replace"))
         log_path.unlink(missing_ok=True)
     errors = (figures["load"] or {}).get("errors", 0)
