@@ -255,7 +255,7 @@ class JobManager:
         what = "a run" if limit == 1 else f"{len(active)} runs"
         raise BusyError(
             f"you already have {what} waiting or training on this server ({', '.join(a.id for a in active)}); "
-            f"one visitor may have {limit} at a time: stop it, or wait for it to finish",
+            f"one visitor may have {'one' if limit == 1 else limit} at a time here: stop it, or wait for it to finish",
             active,
         )
 
