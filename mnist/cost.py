@@ -18,13 +18,12 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from .config import TrainConfig
 from .constants import MNIST_TEST_IMAGES, MNIST_TRAIN_IMAGES
-from .data import MnistData
+from .data import random_mnist
 from .errors import MnistError
 from .jobs import default_max_runs, lower_thread_priority, threads_per_run
 from .train import DoneEvent, StepEvent, evaluate, train
@@ -90,22 +89,11 @@ def probe_key(config: TrainConfig) -> TrainConfig:
     )
 
 
-def random_data(train: int, test: int) -> MnistData:
-    g = torch.Generator().manual_seed(PROBE_SEED)
-    return MnistData(
-        train_images=torch.randint(0, 256, (train, 28, 28), dtype=torch.uint8, generator=g),
-        train_labels=torch.randint(0, 10, (train,), generator=g),
-        test_images=torch.randint(0, 256, (test, 28, 28), dtype=torch.uint8, generator=g),
-        test_labels=torch.randint(0, 10, (test,), generator=g),
-        source=Path("random"),
-    )
-
-
 def measure_step_cost(key: TrainConfig) -> StepCost:
     """A few real training steps of `key` (see probe_key) on random images, timed."""
     steps = WARMUP_STEPS + TIMED_STEPS
     config = key.replace(epochs=1, train_limit=steps * key.batch_size, log_every=1)
-    data = random_data(steps * key.batch_size, PROBE_TEST_IMAGES)
+    data = random_mnist(steps * key.batch_size, PROBE_TEST_IMAGES, seed=PROBE_SEED)
     elapsed: dict[int, float] = {}
     for event in train(config, data):
         if isinstance(event, StepEvent):

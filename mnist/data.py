@@ -161,6 +161,18 @@ def load_mnist(root: Path | str | None = None, *, download: bool = True) -> Mnis
     return MnistData(train_images, train_labels, test_images, test_labels, files["train_images"].parent)
 
 
+def random_mnist(train: int, test: int, seed: int = 0) -> MnistData:
+    """MNIST-shaped random images and labels: for timing probes and tests, where the pixels do not matter."""
+    g = torch.Generator().manual_seed(seed)
+    return MnistData(
+        train_images=torch.randint(0, 256, (train, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=g),
+        train_labels=torch.randint(0, NUM_CLASSES, (train,), generator=g),
+        test_images=torch.randint(0, 256, (test, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.uint8, generator=g),
+        test_labels=torch.randint(0, NUM_CLASSES, (test,), generator=g),
+        source=Path("random"),
+    )
+
+
 def mnist_available(root: Path | str | None = None) -> bool:
     root = Path(root) if root is not None else default_data_dir()
     return find_mnist_files(root) is not None

@@ -17,16 +17,9 @@ SHARED_MNIST = REPO.parent / "shared" / "mnist"
 
 def random_mnist(train: int, test: int, seed: int = 0):
     """MnistData of random images and labels: `train` training and `test` test images (jobs, pools, faults)."""
-    from mnist.data import MnistData
+    from mnist.data import random_mnist as make
 
-    g = torch.Generator().manual_seed(seed)
-    return MnistData(
-        train_images=torch.randint(0, 256, (train, 28, 28), dtype=torch.uint8, generator=g),
-        train_labels=torch.randint(0, 10, (train,), generator=g),
-        test_images=torch.randint(0, 256, (test, 28, 28), dtype=torch.uint8, generator=g),
-        test_labels=torch.randint(0, 10, (test,), generator=g),
-        source=Path("synthetic"),
-    )
+    return make(train, test, seed)
 
 
 def real_mnist_dir() -> Path | None:
