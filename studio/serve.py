@@ -19,6 +19,11 @@ every response says Referrer-Policy: no-referrer (no request, not even to this o
 address), and uploads stream to the backend (proxy_request_buffering off) instead of being buffered to
 a temporary file, whose warning in the log used to quote the referrer.
 
+Lighter pages (issue 24): nginx gzips what Streamlit sends uncompressed (its JavaScript bundles and the
+HTML: a first visit's ~2.8-7 MB become ~1.5-3 MB), marks files with a content hash in their name as
+cacheable for a year, and tells each page that the server is at the root, so that it does not first ask
+/<page>/_stcore/health (a 404 in the console). Figures: docs/pages.md, bench/transfer.py.
+
 Per process: the training pool (MNIST_MAX_TRAINING_RUNS, a visitor's run reattaches in the process its
 browser is routed to), uploads, caches (~0.7 GB each). Saved runs are on disk and shared by all.
 
@@ -71,6 +76,31 @@ LONG_TIMEOUT = "1d"  # a websocket stays open as long as the tab
 # it never sends a request down a connection being closed: that showed as "recv() failed (104: Connection
 # reset by peer)" in the log, and the GET was retried on ANOTHER backend, which lacks the session's media.
 UPSTREAM_IDLE_TIMEOUT_S = 4
+# Streamlit sends its JavaScript bundles (~2 MB for a page, 4.7 MB more for Plotly) and the HTML
+# uncompressed, on purpose: it leaves compression to a proxy in front (streamlit/web/server/starlette/
+# starlette_gzip_middleware.py). gzip -6 makes them ~3-4x smaller (bench/transfer.py, docs/pages.md); woff2
+# fonts and PNG images are compressed already, and websocket frames are not HTTP responses.
+GZIP_LEVEL = 6
+GZIP_MIN_BYTES = 1024  # below this the header costs more than it saves
+GZIP_TYPES = (
+    "text/css", "application/javascript", "text/javascript", "application/json", "image/svg+xml",
+    "text/plain", "font/ttf", "font/otf", "application/vnd.ms-fontobject",
+)  # fmt: skip
+COMPRESSION = f"""\
+  gzip on;
+  gzip_proxied any;  # every response here comes from a backend
+  gzip_comp_level {GZIP_LEVEL};
+  gzip_min_length {GZIP_MIN_BYTES};
+  gzip_vary on;
+  gzip_types {" ".join(GZIP_TYPES)};"""
+# A file whose name carries a content hash: Streamlit's /static/ bundles and fonts (Vite: index.DormvYxC.js,
+# 8 characters), a component's build (CRA: main.1a2b3c4d.chunk.js). Not the page, /_stcore/, /media/.
+HASHED_FILE_PATTERN = r"^/(static|component)/.+\.[A-Za-z0-9_-]{8}(\.chunk)?\.(js|css|woff2?|ttf|svg|png|wasm)$"
+PROXY_BUFFERS = "32 16k"  # 512 kB per response in memory for the hashed files above, then passed on as read
+CACHE_YEAR_S = 365 * 24 * 3600
+HASHED_CACHE_CONTROL = f"public, max-age={CACHE_YEAR_S}, immutable"
+# Injected into the page's <head>: the server is at this origin's root (see nginx_config's location /).
+BACKEND_AT_ROOT_JS = "<script>window.__streamlit={BACKEND_BASE_URL:location.origin}</script>"
 
 
 def default_processes(given: Machine | None = None) -> int:
@@ -119,22 +149,49 @@ http {{
     keepalive 16;
     keepalive_timeout {UPSTREAM_IDLE_TIMEOUT_S}s;
   }}
+{COMPRESSION}
+  # Hashed files (a content hash in the name) never change: a year in the browser's cache. Streamlit says
+  # so itself for /static/ (not for a component's files), but an HTML page it serves at a missing file's
+  # address must not be cached.
+  map $upstream_http_content_type $hashed_cache_control {{
+    "~^text/html" "no-cache";
+    default "{HASHED_CACHE_CONTROL}";
+  }}
   server {{
     listen {address}:{port};
+    proxy_http_version 1.1;
+    proxy_set_header Upgrade $http_upgrade;
+    proxy_set_header Connection $connection_upgrade;
+    proxy_set_header Host $host;
+    proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    # nginx compresses (see COMPRESSION), not the backends' Python event loop; the HTML arrives plain for
+    # sub_filter below.
+    proxy_set_header Accept-Encoding "";
+    proxy_read_timeout {LONG_TIMEOUT};
+    proxy_send_timeout {LONG_TIMEOUT};
+    proxy_buffering off;
+    # Uploads go to the backend as they arrive: nothing is written to a temporary file (whose warning
+    # quotes the request's referrer), and nothing depends on the worker's rights to the temp folder.
+    proxy_request_buffering off;
+    location ~ "{HASHED_FILE_PATTERN}" {{
+      proxy_pass http://studio;
+      # Buffered, so that gzip compresses the file as one stream: unbuffered, every chunk read from the
+      # backend is flushed on its own and the Plotly bundle came out 33 kB (2%) larger. In memory only.
+      proxy_buffering on;
+      proxy_buffers {PROXY_BUFFERS};
+      proxy_max_temp_file_size 0;
+      proxy_hide_header Cache-Control;
+      add_header Cache-Control $hashed_cache_control;
+      add_header Referrer-Policy {REFERRER_POLICY} always;
+    }}
     location / {{
       proxy_pass http://studio;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_read_timeout {LONG_TIMEOUT};
-      proxy_send_timeout {LONG_TIMEOUT};
-      proxy_buffering off;
-      # Uploads go to the backend as they arrive: nothing is written to a temporary file (whose warning
-      # quotes the request's referrer), and nothing depends on the worker's rights to the temp folder.
-      proxy_request_buffering off;
       add_header Referrer-Policy {REFERRER_POLICY} always;
+      # Streamlit's page looks for its server first under the page's own path (/train/_stcore/health, a
+      # 404 in the console), then at the root. The app is always at the root here: say so before its
+      # script runs (window.__streamlit is read once, when Streamlit's bundle loads).
+      sub_filter_once on;
+      sub_filter "<head>" "<head>{BACKEND_AT_ROOT_JS}";
     }}
   }}
 }}

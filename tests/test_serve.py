@@ -7,6 +7,7 @@ log line of a run through it carries a visitor's token, by tests/e2e/test_secret
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.server
 import os
 import shutil
@@ -84,9 +85,9 @@ class PortHandler(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def running_nginx(tmp_path, backends: int):
+def running_nginx(tmp_path, backends: int, handler=PortHandler):
     """nginx with studio.serve's config in front of `backends` stand-in backends; its front URL."""
-    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), PortHandler) for _ in range(backends)]
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) for _ in range(backends)]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     port = harness.free_port()
@@ -128,6 +129,74 @@ def test_a_client_cannot_choose_its_backend(tmp_path):
             assert backend_for(url, f"{forged}, {PROXY_ADDRESS}")[0] == chosen, forged
         others = {backend_for(url, f"203.0.113.{i}")[0] for i in range(24)}
         assert len(others) > 1  # other clients do spread over the backends
+
+
+def test_config_compresses_and_caches_hashed_files(tmp_path):
+    text = serve.nginx_config("0.0.0.0", 7860, [8600], tmp_path)
+    assert "gzip on;" in text and "gzip_proxied any;" in text  # the backends' responses are all proxied
+    assert "application/javascript" in text and "text/css" in text
+    assert f'location ~ "{serve.HASHED_FILE_PATTERN}"' in text
+    assert serve.HASHED_CACHE_CONTROL == "public, max-age=31536000, immutable"
+    assert text.count(f"add_header Referrer-Policy {serve.REFERRER_POLICY} always;") == text.count("location ")
+
+
+HASHED_JS = "/static/js/index.DormvYxC.js"  # a Streamlit bundle's name: a content hash before .js
+COMPONENT_JS = "/component/streamlit_drawable_canvas.st_canvas/static/js/main.1a2b3c4d.chunk.js"
+MISSING_JS = "/static/js/gone.AbCd1234.js"  # Streamlit answers a missing static file with its page
+ASSET_BYTES = 50_000
+
+
+class AssetHandler(http.server.BaseHTTPRequestHandler):
+    """A stand-in backend that answers as Streamlit does: the page (also for a missing file), JavaScript."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        if self.path in (HASHED_JS, COMPONENT_JS):
+            body, kind, cache = b"var streamlit = 1;\n" * (ASSET_BYTES // 19), "application/javascript", "public"
+        else:
+            body, kind, cache = b"<html><head><title>t</title></head><body></body></html>", "text/html", "no-cache"
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Cache-Control", cache)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:  # quiet
+        pass
+
+
+def fetch(url: str, gzip: bool = True) -> tuple[bytes, dict[str, str]]:
+    """The body (as sent) and the headers, retried until nginx answers."""
+    deadline = time.monotonic() + NGINX_START_TIMEOUT_S
+    while True:
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gzip else {})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.read(), {k.lower(): v for k, v in response.headers.items()}
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_nginx_gzips_assets_and_caches_hashed_ones(tmp_path):
+    if not serve.nginx_available():
+        pytest.skip("nginx is not installed")
+    with running_nginx(tmp_path, backends=1, handler=AssetHandler) as url:
+        for path in (HASHED_JS, COMPONENT_JS):
+            body, headers = fetch(url + path)
+            assert headers.get("content-encoding") == "gzip", path
+            assert len(body) < ASSET_BYTES / 10 and gzip.decompress(body).startswith(b"var streamlit")
+            assert headers["cache-control"] == serve.HASHED_CACHE_CONTROL, path
+            assert headers["referrer-policy"] == serve.REFERRER_POLICY
+        body, headers = fetch(url + HASHED_JS, gzip=False)
+        assert "content-encoding" not in headers and len(body) >= ASSET_BYTES * 0.9  # plain when not asked
+        for path in ("/", "/train", MISSING_JS):  # pages are never cached for long
+            body, headers = fetch(url + path, gzip=False)
+            assert headers["cache-control"] == "no-cache", path
+            assert headers["referrer-policy"] == serve.REFERRER_POLICY
+            # A page asks for the server's health at the root only, not at /train/_stcore/health (a 404).
+            assert (serve.BACKEND_AT_ROOT_JS in body.decode()) == (path != MISSING_JS), path
 
 
 def test_processes_out_of_range_is_refused(capsys):
