@@ -25,7 +25,7 @@ except MnistError as exc:  # the operator's MNIST_CPUS or MNIST_MEMORY_MB is not
     st.error(f"This server is misconfigured: {exc}.")
     st.stop()
 
-from studio import common
+from studio import canvas_style, common
 
 machine.size_torch_threads()  # once per process; torch is loaded by now
 
@@ -33,6 +33,7 @@ machine.size_torch_threads()  # once per process; torch is loaded by now
 # and every request to another origin tells it the page's address (which may carry ?visitor=).
 PAGE_ICON = Path(__file__).resolve().parent / "studio" / "assets" / "page-icon.png"
 st.set_page_config(page_title="MNIST Studio", page_icon=str(PAGE_ICON), layout="wide")
+canvas_style.style_page()  # every page: phone header, focus rings, no mode bar on touch
 common.init_session()
 
 navigation = st.navigation(

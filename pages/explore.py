@@ -17,6 +17,7 @@ from studio.views import (
     WRONG_FRAME_RGB,
     filter_mistakes,
     framed,
+    image_alt,
     paginate,
     prediction_caption,
     upscale,
@@ -60,6 +61,7 @@ def data_set_tab(state: common.DataState) -> None:
                 col.image(
                     upscale(mean / max(float(mean.max()), 1e-6), 3),
                     caption=f"{digit} · {stats['train_counts'][digit]:,}",
+                    alt=f"mean training image of digit {digit}",
                     width="stretch",
                 )
         st.caption(
@@ -115,6 +117,7 @@ def show_samples(images, labels, shown: list[int], predicted: list[int] | None) 
         st.image(
             [upscale(images[i], THUMB_SCALE) for i in shown],
             caption=[f"{int(labels[i])}" for i in shown],
+            alt=[image_alt("sample image", i, int(labels[i])) for i in shown],
             width=THUMB_SCALE * 28,
         )
         return
@@ -125,6 +128,7 @@ def show_samples(images, labels, shown: list[int], predicted: list[int] | None) 
             for i, t, p in zip(shown, truth, predicted, strict=True)
         ],
         caption=[prediction_caption(t, p) for t, p in zip(truth, predicted, strict=True)],
+        alt=[image_alt("sample image", i, t, p) for i, t, p in zip(shown, truth, predicted, strict=True)],
         width=THUMB_SCALE * 28,
     )
 
@@ -223,7 +227,8 @@ def mistakes_tab(state: common.DataState, key: str) -> None:
     st.caption(page.caption("mistakes") + " · under each image: test index, true → predicted digit, confidence")
     shown = rows[page.start : page.stop]
     captions = [f"#{r['index']}: {r['label']}→{r['predicted']} {r['confidence'] * 100:.0f}%" for r in shown]
-    st.image([upscale(state.data.test_images[r["index"]], 3) for r in shown], caption=captions, width=84)
+    alts = [image_alt("test image", r["index"], r["label"], r["predicted"], r["confidence"]) for r in shown]
+    st.image([upscale(state.data.test_images[r["index"]], 3) for r in shown], caption=captions, width=84, alt=alts)
     open_mistake_row([r["index"] for r in shown], captions)
 
 

@@ -18,8 +18,11 @@ from studio import background, canvas_style, common, inside_views, uploads
 from studio.charts import probabilities_figure
 from studio.views import (
     CANVAS_SIZE,
+    image_alt,
+    input_alt,
     mnist_input,
     prediction_text,
+    saliency_alt,
     saliency_overlay,
     sketch_image_caption,
     upscale,
@@ -28,6 +31,7 @@ from studio.views import (
 CONFIDENCE_THRESHOLD = verdict.CONFIDENT  # below this the page says the model is unsure: one fact, the verdict's
 CALIBRATION_WAIT_SECONDS = 1.0  # a stroke waits this long at most for a model's verdict calibration
 DIGIT_PREVIEW_SCALE = 4  # each digit of a number shown at 112x112
+PROBABILITIES_HEIGHT = 190  # pixels: on a phone the chart fits under the canvas with the verdict, in one screen
 DIGIT_CHART_HEIGHT = 160  # pixels: one small probabilities chart per digit of a number
 NOT_A_DIGIT_HINT = "Draw one digit, 0 to 9, as one shape, or several digits side by side with a gap between them."
 DEFAULT_STROKE = 20  # canvas pixels; the digit is rescaled anyway, this looks like MNIST's pen
@@ -35,6 +39,10 @@ PREVIEW_SCALE = 8  # the 28x28 input shown at 224x224
 COLUMNS = [1, 1.35]  # canvas | prediction, relative widths
 CANVAS_VERSION_KEY = "canvas_version"  # bumped by Clear: a new canvas key remounts an empty canvas
 TOOLBAR_CAPTION = "Above the canvas: ↶ Undo the last stroke · ↷ Redo it. Clear starts over."
+# streamlit-drawable-canvas 0.13 keeps Undo's history across a new width, but resets it whenever it is handed a
+# drawing (initial_drawing), which this page must do at each width change (CANVAS_RESTORE_KEY): it has no way to
+# hand back the history itself.
+STROKE_HINT = "A new width keeps the drawing, but Undo then starts from it: the canvas component forgets its history."
 CANVAS_DRAWING_KEY = "canvas_drawing"  # the drawing (fabric.js JSON) the canvas last reported
 # The drawing passed back to the canvas as its initial_drawing, taken at each stroke-width change. A new width
 # changes the component's data, and two changes in quick succession race in Streamlit's component loader: the
@@ -185,6 +193,11 @@ def why_caption(model, digit: int) -> str:
     return f"Why {digit}: pixels that pushed towards it glow (integrated gradients{whose})"
 
 
+def hidden_heading(text: str) -> None:
+    """A heading for screen readers only: the page's sections in order (h1 title, h2 sections, h3 verdict)."""
+    st.markdown(f'<h2 class="sr-only">{text}</h2>', unsafe_allow_html=True)
+
+
 def heading(reading: Reading) -> str:
     """The one line in the `prediction` container: Prediction: D (P%), Number: 17, Not a digit: a dot."""
     if reading.verdict == "not_a_digit":
@@ -226,13 +239,18 @@ def show_prediction(key: str, label: str, array) -> None:
         return
     group = reading.groups[0]
     st.plotly_chart(
-        probabilities_figure(group.probabilities, CONFIDENCE_THRESHOLD),
+        probabilities_figure(group.probabilities, CONFIDENCE_THRESHOLD, height=PROBABILITIES_HEIGHT),
         key="probabilities",
         config={"displayModeBar": False},
     )
     seen, why = st.columns(2)
     with seen:
-        st.image(upscale(group.pixels, PREVIEW_SCALE), caption="What the model sees: 28×28, centred like MNIST")
+        read = None if reading.verdict == "not_a_digit" else group.digit
+        st.image(
+            upscale(group.pixels, PREVIEW_SCALE),
+            caption="What the model sees: 28×28, centred like MNIST",
+            alt=input_alt(read),
+        )
     if reading.verdict == "not_a_digit":
         return  # no digit to explain
     with why:
@@ -244,16 +262,20 @@ def show_prediction(key: str, label: str, array) -> None:
             st.image(
                 saliency_overlay(group.pixels, saliency, PREVIEW_SCALE),
                 caption=why_caption(model, group.digit),
+                alt=saliency_alt(group.digit),
             )
 
 
 def show_digits(reading: Reading) -> None:
     """Several digits: each one's crop as the model sees it, its reading and its ten probabilities."""
-    for column, group in zip(st.columns(len(reading.groups)), reading.groups, strict=True):
+    count = len(reading.groups)
+    for place, (column, group) in enumerate(zip(st.columns(count), reading.groups, strict=True), start=1):
         with column:
             what = "not sure" if group.verdict == "unsure" else ""
             st.image(
-                upscale(group.pixels, DIGIT_PREVIEW_SCALE), caption=f"{group.digit} ({group.confidence:.0%}) {what}"
+                upscale(group.pixels, DIGIT_PREVIEW_SCALE),
+                caption=f"{group.digit} ({group.confidence:.0%}) {what}",
+                alt=f"Digit {place} of {count} as the model sees it, read as {group.digit} at {group.confidence:.0%}",
             )
             st.plotly_chart(
                 probabilities_figure(group.probabilities, CONFIDENCE_THRESHOLD, height=DIGIT_CHART_HEIGHT),
@@ -272,8 +294,13 @@ def show_test_image(key: str | None, label: str | None, index: int) -> None:
     data = common.get_data().data
     known = data is not None and 0 <= index < len(data.test_labels)
     with left:
+        hidden_heading("The test image")
         if known:
-            st.image(upscale(data.test_images[index], CANVAS_SIZE // 28), width=CANVAS_SIZE)
+            st.image(
+                upscale(data.test_images[index], CANVAS_SIZE // 28),
+                width=CANVAS_SIZE,
+                alt=image_alt("MNIST test image", index, int(data.test_labels[index])),
+            )
             st.caption(sketch_image_caption(index, int(data.test_labels[index])))
         else:
             st.warning(f"MNIST test image #{index} is not available here (is MNIST installed?).")
@@ -284,6 +311,7 @@ def show_test_image(key: str | None, label: str | None, index: int) -> None:
             args=(common.SKETCH_IMAGE_KEY, None),
         )
     with right:
+        hidden_heading("The model's answer")
         if key is None:
             with st.container(key="prediction"):
                 st.info("No model yet: train one on the Train page (about 20 s) or upload a checkpoint below.")
@@ -303,7 +331,7 @@ def show_test_image(key: str | None, label: str | None, index: int) -> None:
             st.markdown(f"### {prediction_text(digit, probabilities[digit], probabilities, CONFIDENCE_THRESHOLD)}")
         st.caption(label)
         st.plotly_chart(
-            probabilities_figure(probabilities, CONFIDENCE_THRESHOLD),
+            probabilities_figure(probabilities, CONFIDENCE_THRESHOLD, height=PROBABILITIES_HEIGHT),
             key="probabilities",
             config={"displayModeBar": False},
         )
@@ -311,7 +339,27 @@ def show_test_image(key: str | None, label: str | None, index: int) -> None:
         why.image(
             saliency_overlay(image.pixels, saliency, PREVIEW_SCALE),
             caption=why_caption(model, digit),
+            alt=saliency_alt(digit),
         )
+
+
+def show_controls() -> int:
+    """The stroke-width slider and Clear, side by side (on a phone too: studio.canvas_style); the width."""
+    width, clear = st.columns([3, 1], vertical_alignment="bottom")
+    with width:
+        stroke = st.slider(
+            "Stroke width",
+            6,
+            40,
+            DEFAULT_STROKE,
+            key="stroke_width",
+            persist_state="session",
+            on_change=keep_drawing,
+            help=STROKE_HINT,
+        )
+    with clear:
+        st.button("Clear", icon=":material/delete:", on_click=clear_canvas, width="stretch")
+    return stroke
 
 
 @st.fragment
@@ -325,27 +373,21 @@ def sketch(key: str | None, label: str | None) -> None:
     if common.SKETCH_IMAGE_KEY in st.session_state:  # a test image opened from Explore
         show_test_image(key, label, st.session_state[common.SKETCH_IMAGE_KEY])
         return
-    left, right = st.columns(COLUMNS, gap="large")
+    with st.container(key=canvas_style.SKETCH_LAYOUT_KEY):
+        left, right = st.columns(COLUMNS, gap="large")
     with left:
+        hidden_heading("Your drawing")
         canvas_style.style_canvas_toolbar()  # its toolbar always shown, above the canvas: the room is the canvas's
         canvas_slot = st.container()
-        controls = st.columns([3, 1], vertical_alignment="bottom")
-        with controls[0]:
-            stroke = st.slider(
-                "Stroke width",
-                6,
-                40,
-                DEFAULT_STROKE,
-                key="stroke_width",
-                persist_state="session",
-                on_change=keep_drawing,
-            )
-        with controls[1]:
-            st.button("Clear", icon=":material/delete:", on_click=clear_canvas, width="stretch")
+        with st.container(key=canvas_style.CONTROLS_KEY):
+            stroke = show_controls()
         with canvas_slot:
             drawing = read_drawing(stroke)
         st.caption(TOOLBAR_CAPTION)
+        if key is not None:
+            inside_views.show_toggle()  # under the canvas, whose height is fixed: it stays in sight
     with right:
+        hidden_heading("The model's answer")
         if key is None:
             with st.container(key="prediction"):
                 st.info("No model yet: train one on the Train page (about 20 s) or upload a checkpoint below.")

@@ -1,4 +1,9 @@
-"""The Sketch canvas's toolbar, made usable without a mouse: always shown, above the drawing area, no hidden buttons.
+"""The app's own CSS: every page's (style_page), and the Sketch canvas's (style_canvas_toolbar).
+
+Every page: on a phone, a header trimmed to its menu button and a smaller title; visible keyboard focus; no Plotly
+mode bar on touch screens (it covered the charts' titles and legends, and a confusion-matrix cell took two taps).
+
+The Sketch canvas's toolbar, made usable without a mouse: always shown, above the drawing area, no hidden buttons.
 
 streamlit-drawable-canvas shows its toolbar only on hover, 1rem above the canvas's top-right corner: on a touch
 screen it never appears yet still takes taps over the top ~30 px of the drawing, so strokes started there draw
@@ -14,6 +19,43 @@ import streamlit as st
 
 TOOLBAR_HEIGHT_REM = 2.4  # the toolbar's card with touch-sized buttons (1rem icon + padding)
 HIDDEN_CONTAINER_KEY = "canvas_style"  # the script's element: hidden, it takes no room in the layout
+PHONE_MAX_WIDTH_PX = 640  # Streamlit stacks columns below this width: the phone layout's breakpoint
+TITLE_INDENT_REM = 2.25  # on a phone the title sits beside the header's menu button, not under it
+FOCUS_RING_PX = 3  # keyboard focus outline: Streamlit's own ring on Undo and the page links was faint
+CANVAS_LABEL = "Drawing canvas: draw one digit, 0 to 9, with the mouse or a finger"
+SKETCH_LAYOUT_KEY = "sketch-layout"  # Sketch's canvas and answer columns
+CONTROLS_KEY = "sketch-controls"  # the stroke width and Clear, one row even on a phone
+
+# Every page. Phone: Streamlit's header is 60 px tall and the content starts 96 px down, which left about 110 px
+# of empty header above the title; the title now sits in the header's row, beside its menu button. Focus: an outline in the theme's
+# accent colour on whatever the keyboard reaches (buttons, links, the sidebar's page links). Code in captions
+# (the sidebar's folders) gets the caption's own colour: Streamlit's failed the contrast check on the dark theme.
+PAGE_CSS = f"""
+<style>
+:is(button, a, [role="button"], [role="tab"], [role="option"], input, [tabindex]):focus-visible {{
+  outline: {FOCUS_RING_PX}px solid #FF8C42 !important;
+  outline-offset: 2px !important;
+}}
+[data-testid="stSidebarNav"] a:focus-visible {{ background: rgba(255, 140, 66, 0.18) !important; }}
+[data-testid="stCaptionContainer"] code {{ color: inherit; background: rgba(255, 255, 255, 0.08); }}
+@media (pointer: coarse) {{
+  .modebar-container {{ display: none !important; }}
+}}
+@media (max-width: {PHONE_MAX_WIDTH_PX}px) {{
+  [data-testid="stHeader"] {{ height: 2.75rem !important; min-height: 0 !important; background: transparent; }}
+  [data-testid="stMainBlockContainer"] {{ padding-top: 0.4rem !important; }}
+  h1 {{ font-size: 1.6rem !important; padding: 0.25rem 0 0 {TITLE_INDENT_REM}rem !important; }}
+  h3 {{ font-size: 1.35rem !important; padding: 0.25rem 0 !important; }}
+  .st-key-{SKETCH_LAYOUT_KEY} [data-testid="stHorizontalBlock"] {{ row-gap: 0.5rem !important; }}
+  .st-key-{CONTROLS_KEY} [data-testid="stHorizontalBlock"] {{ flex-wrap: nowrap !important; }}
+  .st-key-{CONTROLS_KEY} [data-testid="stColumn"] {{ min-width: 0 !important; }}
+}}
+[data-testid="stElementContainer"]:has(.sr-only) {{ position: absolute !important; }}
+.sr-only {{
+  position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap;
+}}
+</style>
+"""
 
 # Inside the component's shadow root. The toolbar sits in room of its own above the canvas, always visible.
 # !important throughout: the component may add its own stylesheet after this one, with selectors as specific.
@@ -52,9 +94,27 @@ INJECT_JS = """
       style.textContent = css;
       root.appendChild(style);
     });
+    label();
     if (pending && frames > 0) requestAnimationFrame(() => inject(frames - 1));
   };
-  new MutationObserver(() => inject(MAX_FRAMES)).observe(document.body, {childList: true, subtree: true});
+  // The verdict's container is kept across reruns (a keyed container): a live region there is announced
+  // whenever its text changes. The canvas (and its component's host) gets a name.
+  const label = () => {
+    document.querySelectorAll('.st-key-prediction:not([aria-live])').forEach((box) => {
+      box.setAttribute('aria-live', 'polite');
+      box.setAttribute('role', 'status');
+    });
+    document.querySelectorAll('[data-testid="stBidiComponentIsolated"]').forEach((host) => {
+      const canvas = host.shadowRoot && host.shadowRoot.querySelector('canvas.upper-canvas');
+      if (!canvas || canvas.getAttribute('aria-label')) return;
+      canvas.setAttribute('aria-label', %s);
+      canvas.setAttribute('role', 'img');  // a canvas has no role of its own, and a name needs one
+      host.setAttribute('role', 'group');
+      host.setAttribute('aria-label', %s);
+    });
+  };
+  new MutationObserver(() => { label(); inject(MAX_FRAMES); }).observe(document.body, {childList: true, subtree: true});
+  label();
   inject(MAX_FRAMES);
 })();
 </script>
@@ -63,7 +123,13 @@ INJECT_JS = """
 
 
 def inject_js() -> str:
-    return INJECT_JS % (json.dumps(TOOLBAR_CSS), HIDDEN_CONTAINER_KEY)
+    label = json.dumps(CANVAS_LABEL)
+    return INJECT_JS % (json.dumps(TOOLBAR_CSS), label, label, HIDDEN_CONTAINER_KEY)
+
+
+def style_page() -> None:
+    """Every page's CSS (see the module's docstring); once per run, before the page. Style only: takes no room."""
+    st.html(PAGE_CSS)
 
 
 def style_canvas_toolbar() -> None:

@@ -17,7 +17,21 @@ ACCENT = "#FF8C42"  # the theme's primary colour (.streamlit/config.toml)
 MUTED = "#7A8394"
 TRAIN_COLOR = "#4C9BE8"
 TEST_COLOR = ACCENT
-PALETTE = qualitative.Plotly + qualitative.D3
+PALETTE = qualitative.Plotly + qualitative.D3  # runs compared on Train: any number of them
+# One colour per digit on the digit map, told apart on the dark theme: Tableau 10 (its red and pink, the closest
+# pair, are on 3 and 6, digits the map keeps apart). Plotly's default put reds on 1 and 6 and two pinks on 3 and 8.
+DIGIT_PALETTE = (
+    "#4E79A7",  # 0 blue
+    "#F28E2B",  # 1 orange
+    "#59A14F",  # 2 green
+    "#E15759",  # 3 red
+    "#76B7B2",  # 4 teal
+    "#EDC948",  # 5 yellow
+    "#FF9DA7",  # 6 pink
+    "#B07AA1",  # 7 purple
+    "#9C755F",  # 8 brown
+    "#BAB0AC",  # 9 grey
+)
 DEFAULT_SMOOTHING = 0.6  # TensorBoard's default; applied per logged point (every log_every steps)
 
 

@@ -29,8 +29,8 @@ from mnist.errors import MnistError
 from mnist.inside import Filters, LayerActivation, extract_filters, inspect_drawing
 from mnist.preprocess import CanvasImage, preprocess_canvas
 from studio import background, common
-from studio.charts import ACCENT, PALETTE, _layout, probabilities_figure
-from studio.views import upscale
+from studio.charts import DIGIT_PALETTE, _layout, probabilities_figure
+from studio.views import image_alt, upscale
 
 TOGGLE_KEY = "inside_on"
 VIEWS_KEY = "inside_views"
@@ -53,6 +53,10 @@ MARKER_SIZE = 4  # px, a test image's dot on the map
 NEIGHBOUR_SCALE = 3  # 28x28 training images shown at 84x84
 SELECTED_SCALE = 4
 STAR_NAME = "your drawing"  # the map's trace of the drawing
+# The drawing's marker: white with a black edge and five times a test point's size, so that it stands out on
+# every digit's colour (the accent-orange star with a thin white edge got lost among the light-blue 5s).
+STAR_SIZE = 26  # px
+STAR_EDGE = 3  # px
 MAP_FIGURE_KEY = "inside_map_figure"  # (model identity, this session's map figure, each trace's test indices)
 PNG_LEVEL = 1  # zlib level: these images are a few KB, encoding speed matters more (on every stroke)
 # Images are sent at their own size and enlarged by the browser without smoothing: enlarging them here
@@ -245,7 +249,7 @@ def base_map_figure(identity: str, _digit_map: DigitMap) -> tuple[go.Figure, lis
                 y=xy[where, 1],
                 mode="markers",
                 name=str(digit),
-                marker=dict(size=MARKER_SIZE, color=PALETTE[digit], opacity=0.75),
+                marker=dict(size=MARKER_SIZE, color=DIGIT_PALETTE[digit], opacity=0.75),
                 customdata=where.astype(np.int16),  # the prediction too would add 20 KB to every stroke
                 hovertemplate="test #%{customdata}: a " + str(digit) + " (ringed if the model is wrong)<extra></extra>",
             )
@@ -269,7 +273,7 @@ def base_map_figure(identity: str, _digit_map: DigitMap) -> tuple[go.Figure, lis
             y=[0.0],  # moved to the drawing's place on every stroke (place_drawing)
             mode="markers",
             name=STAR_NAME,
-            marker=dict(size=20, symbol="star", color=ACCENT, line=dict(color="white", width=2)),
+            marker=dict(size=STAR_SIZE, symbol="star", color="white", line=dict(color="black", width=STAR_EDGE)),
             hovertemplate="your drawing<extra></extra>",
         )
     )
@@ -325,17 +329,25 @@ def selected_test_index(event, indices: list[np.ndarray]) -> int | None:
 # --- the views ------------------------------------------------------------------------------
 
 
-def show_inside(key: str, drawing) -> None:
-    """The toggle, then the chosen views of the model `key` for the canvas's RGBA `drawing` (or None)."""
+def show_toggle() -> bool:
+    """The views' on/off switch, and whether they are on.
+
+    Sketch shows it under the canvas, whose height is fixed: below the views' column it sank out of sight as the
+    prediction column above it grew.
+    """
     if TOGGLE_KEY not in st.session_state:
         st.session_state[TOGGLE_KEY] = st.query_params.get(QUERY_PARAM, "").lower() in QUERY_ON
-    on = st.toggle(
+    return st.toggle(
         "Inside the model",
         key=TOGGLE_KEY,
         help="What each layer computes for your drawing, the first layer's filters, where the drawing lands "
         "among the 10,000 test images, its nearest training images, and a change that fools the model.",
     )
-    if not on:
+
+
+def show_inside(key: str, drawing) -> None:
+    """The chosen views of the model `key` for the canvas's RGBA `drawing` (or None), if show_toggle is on."""
+    if not st.session_state.get(TOGGLE_KEY):
         return
     st.html(GALLERY_CSS)
     chosen = st.pills(
@@ -454,6 +466,7 @@ def show_map(key: str, digit_map: DigitMap, features: np.ndarray, data) -> None:
         st.image(
             upscale(data.test_images[chosen], SELECTED_SCALE),
             caption=f"test #{chosen}: a {label}, read as {predicted} ({digit_map.confidences[chosen]:.0%})",
+            alt=image_alt("test image", chosen, label, predicted, float(digit_map.confidences[chosen])),
         )
 
 
@@ -478,7 +491,8 @@ def drawing_digest(image: CanvasImage) -> str:
 
 def show_fool(model: nn.Module, image: CanvasImage, prediction: int) -> None:
     st.markdown("**Fool the model**: the smallest change that makes it read another digit")
-    target = st.segmented_control("Target digit", list(range(NUM_CLASSES)), default=3, key="fool_target")
+    # Required: a click on the chosen digit no longer deselects it, which greyed out the button without a word.
+    target = st.segmented_control("Target digit", list(range(NUM_CLASSES)), default=3, required=True, key="fool_target")
     norm_col, budget_col = st.columns([1, 2], vertical_alignment="bottom")
     with norm_col:
         norm = st.radio("Budget", list(NORM_LABELS), format_func=NORM_LABELS.get, key="fool_norm")
@@ -488,7 +502,6 @@ def show_fool(model: nn.Module, image: CanvasImage, prediction: int) -> None:
     st.button(
         "Fool the model",
         icon=":material/auto_fix_high:",
-        disabled=target is None,
         on_click=st.session_state.__setitem__,
         args=(FOOL_REQUEST_KEY, True),
         key="fool_go",
@@ -528,8 +541,19 @@ def show_attack(result: AttackResult) -> None:
         )
     original, change, adversarial, probs = st.columns([1, 1, 1, 1.6])
     scale = SELECTED_SCALE * 2
-    original.image(upscale(result.original, scale), caption=f"original: {int(result.original_probabilities.argmax())}")
-    change.image(enlarge(change_image(result), scale), caption=f"the change, amplified ({size})")
-    adversarial.image(upscale(result.adversarial, scale), caption=f"result: the model reads {result.prediction}")
+    first = int(result.original_probabilities.argmax())
+    original.image(upscale(result.original, scale), caption=f"original: {first}", alt=f"Your drawing, read as {first}")
+    change.image(
+        enlarge(change_image(result), scale),
+        caption=f"the change, amplified ({size})",
+        alt="The change, amplified: red where ink was added, blue where it was removed, grey unchanged",
+    )
+    adversarial.image(
+        upscale(result.adversarial, scale),
+        caption=f"result: the model reads {result.prediction}",
+        alt=f"Your drawing with the change, read as {result.prediction}",
+    )
     with probs:
-        st.plotly_chart(probabilities_figure(result.probabilities), key="fool_probabilities")
+        st.plotly_chart(
+            probabilities_figure(result.probabilities), key="fool_probabilities", config={"displayModeBar": False}
+        )

@@ -19,7 +19,7 @@ from mnist.train import EpochEvent
 from studio import common
 from studio.charts import confusion_figure
 from studio.inside_views import filters_image
-from studio.views import upscale
+from studio.views import image_alt, upscale
 
 CONFUSION_HEIGHT = 380  # px
 PANEL_SCALE = 2  # the panel's 28x28 test digits shown at 56x56
@@ -84,7 +84,8 @@ def show_insight(insights: list[EpochInsight], prefix: str) -> None:
         config={"displayModeBar": False},
     )
     st.caption(f"Epoch {insight.epoch}: {correct:,} of {total:,} test images right; mistakes in red.")
-    st.image(filters_image(insight.filters), caption=filters_caption(insight), width=FILTERS_WIDTH)
+    caption = filters_caption(insight)
+    st.image(filters_image(insight.filters), caption=caption, width=FILTERS_WIDTH, alt=f"Filters: {caption}")
     show_panel(insight)
 
 
@@ -108,7 +109,12 @@ def show_panel(insight: EpochInsight) -> None:
         for y, p, c in zip(insight.panel_labels, predictions, confidence, strict=True)
     ]
     images = [upscale(data.test_images[int(i)], PANEL_SCALE) for i in insight.panel_indices]
+    alts = [
+        image_alt("test image", int(i), int(y), int(p), float(c))
+        for i, y, p, c in zip(insight.panel_indices, insight.panel_labels, predictions, confidence, strict=True)
+    ]
     right = int((predictions == insight.panel_labels).sum())
     st.markdown(f"**{len(images)} test digits** (the first of each digit, then six hard ones): {right} right")
     for start in range(0, len(images), PANEL_COLUMNS):
-        st.image(images[start : start + PANEL_COLUMNS], caption=captions[start : start + PANEL_COLUMNS])
+        row = slice(start, start + PANEL_COLUMNS)
+        st.image(images[row], caption=captions[row], alt=alts[row])

@@ -148,6 +148,29 @@ def sketch_image_caption(index: int, label: int) -> str:
     return f"MNIST test image #{index} (label {label})"
 
 
+# --- alt text: what an image shows, for a screen reader (read in place of the picture) ----------
+
+
+def image_alt(what: str, index: int, label: int, predicted: int | None = None, confidence: float | None = None) -> str:
+    """`test image #3422, label 6, predicted 0 at 69%`; without a prediction, `training image #5, label 2`."""
+    text = f"{what} #{index}, label {label}"
+    if predicted is not None:
+        text += f", predicted {predicted}"
+        if confidence is not None:
+            text += f" at {confidence:.0%}"
+    return text
+
+
+def input_alt(digit: int | None) -> str:
+    """The 28×28 input Sketch shows next to its verdict."""
+    read = "" if digit is None else f", read as {digit}"
+    return f"Your drawing as the model sees it: 28 by 28 pixels, centred like MNIST{read}"
+
+
+def saliency_alt(digit: int) -> str:
+    return f"Saliency map for {digit}: the pixels that pushed the model towards {digit} glow red to yellow"
+
+
 def second_choice(probabilities) -> int:
     """The runner-up digit of ten probabilities."""
     return int(np.argsort(np.asarray(probabilities))[-2])
