@@ -25,7 +25,7 @@ except MnistError as exc:  # the operator's MNIST_CPUS or MNIST_MEMORY_MB is not
     st.error(f"This server is misconfigured: {exc}.")
     st.stop()
 
-from studio import canvas_style, common
+from studio import canvas_style, common, remembered
 
 machine.size_torch_threads()  # once per process; torch is loaded by now
 
@@ -35,6 +35,7 @@ PAGE_ICON = Path(__file__).resolve().parent / "studio" / "assets" / "page-icon.p
 st.set_page_config(page_title="MNIST Studio", page_icon=str(PAGE_ICON), layout="wide")
 canvas_style.style_page()  # every page: phone header, focus rings, no mode bar on touch
 common.init_session()
+remembered.sync_session(common.owner_id())  # before any widget: a new tab starts as the last one left off
 
 navigation = st.navigation(
     [

@@ -31,7 +31,13 @@ ANY = None
 DIGIT_OPTIONS = [ANY, *range(NUM_CLASSES)]
 SKETCH_PAGE = "pages/sketch.py"
 SWITCH_KEY = "explore_open_in_sketch"  # set by an Open in Sketch button's callback; the page then switches
+KEEP = {"persist_state": "session"}  # filters survive a visit to another page (and studio.remembered: a reload)
 PAGE_PREDICTIONS_CACHE = 64  # pages of training-image predictions kept (60 ints each): a visitor paging back and forth
+
+
+def count_text(n: int, noun: str) -> str:
+    """ "1 misclassified test image", "2 misclassified test images"."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def digit_label(value) -> str:
@@ -65,22 +71,26 @@ def data_set_tab(state: common.DataState) -> None:
                     width="stretch",
                 )
         st.caption(
-            f"{len(data.train_labels):,} training and {len(data.test_labels):,} test images from `{data.source}`. "
+            f"{len(data.train_labels):,} training and {len(data.test_labels):,} test images. "
             "Under each mean: the digit and its number of training images."
         )
 
     st.markdown("**Samples**")
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
-    split = c1.segmented_control("Split", ["train", "test"], key="sample_split", required=True, default="train")
-    digit = c2.selectbox("Digit", DIGIT_OPTIONS, format_func=digit_label, placeholder="any", key="sample_digit")
+    st.session_state.setdefault("sample_split", "train")  # not default=: the value may be a remembered one
+    split = c1.segmented_control("Split", ["train", "test"], key="sample_split", required=True, **KEEP)
+    digit = c2.selectbox("Digit", DIGIT_OPTIONS, format_func=digit_label, placeholder="any", key="sample_digit", **KEEP)
     images, labels = data.split(split or "train")
     indices = indices_of(labels, digit)
     pages = paginate(len(indices), 1, SAMPLES_PER_PAGE).count
     number = c3.number_input(f"Page (of {pages:,})", 1, pages, 1, key=f"sample_page_{split}_{digit}")
     page = paginate(len(indices), int(number), SAMPLES_PER_PAGE)
     shown = indices[page.start : page.stop].tolist()
-    show_predictions = c4.toggle("Show the model's predictions", key="sample_predictions")
-    st.caption(page.caption(f"{split} images" + ("" if digit is None else f" of {digit}")))
+    show_predictions = c4.toggle("Show the model's predictions", key="sample_predictions", **KEEP)
+    opens = ": type it below to open the image in Sketch" if split == "test" else ""
+    st.caption(
+        page.caption(f"{split} images" + ("" if digit is None else f" of {digit}")) + f" · under each: its #{opens}"
+    )
     predicted = sample_predictions(state, split or "train", shown) if show_predictions and shown else None
     if shown:
         show_samples(images, labels, shown, predicted)
@@ -116,7 +126,7 @@ def show_samples(images, labels, shown: list[int], predicted: list[int] | None) 
     if predicted is None:
         st.image(
             [upscale(images[i], THUMB_SCALE) for i in shown],
-            caption=[f"{int(labels[i])}" for i in shown],
+            caption=[f"#{i} · {int(labels[i])}" for i in shown],
             alt=[image_alt("sample image", i, int(labels[i])) for i in shown],
             width=THUMB_SCALE * 28,
         )
@@ -127,7 +137,7 @@ def show_samples(images, labels, shown: list[int], predicted: list[int] | None) 
             framed(upscale(images[i], THUMB_SCALE), None if p == t else WRONG_FRAME_RGB)
             for i, t, p in zip(shown, truth, predicted, strict=True)
         ],
-        caption=[prediction_caption(t, p) for t, p in zip(truth, predicted, strict=True)],
+        caption=[f"#{i} · {prediction_caption(t, p)}" for i, t, p in zip(shown, truth, predicted, strict=True)],
         alt=[image_alt("sample image", i, t, p) for i, t, p in zip(shown, truth, predicted, strict=True)],
         width=THUMB_SCALE * 28,
     )
@@ -205,15 +215,14 @@ def mistakes_tab(state: common.DataState, key: str) -> None:
         st.plotly_chart(per_class_accuracy_figure(result.per_class_accuracy), key="per_class")
         f1, f2 = st.columns(2)
         digit_filter = {"format_func": digit_label, "placeholder": "any"}  # None ("any") shows the placeholder
-        true = f1.selectbox("True digit", DIGIT_OPTIONS, key=TRUE_KEY, **digit_filter)
-        predicted = f2.selectbox("Predicted digit", DIGIT_OPTIONS, key=PRED_KEY, **digit_filter)
-        order = st.segmented_control(
-            "Sort by confidence", MISTAKE_ORDERS, key="mistake_order", required=True, default=MISTAKE_ORDERS[0]
-        )
+        true = f1.selectbox("True digit", DIGIT_OPTIONS, key=TRUE_KEY, **digit_filter, **KEEP)
+        predicted = f2.selectbox("Predicted digit", DIGIT_OPTIONS, key=PRED_KEY, **digit_filter, **KEEP)
+        st.session_state.setdefault("mistake_order", MISTAKE_ORDERS[0])
+        order = st.segmented_control("Sort by confidence", MISTAKE_ORDERS, key="mistake_order", required=True, **KEEP)
 
     rows = filter_mistakes(mistakes, true, predicted, order or MISTAKE_ORDERS[0])
     what = f"true {digit_label(true)}, predicted {digit_label(predicted)}"
-    st.markdown(f"**{len(rows):,} misclassified test images** ({what})")
+    st.markdown(f"**{count_text(len(rows), 'misclassified test image')}** ({what})")
     if not rows:
         st.caption("No mistakes match: pick another cell or digit.")
         return

@@ -24,32 +24,34 @@ from mnist.train import History
 from studio import common, disk_budget, insight_views
 from studio.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
 from studio.form import FORM_FIELDS, fields_left_out, fields_shown, form_state, form_values, parse_field, render_field
+from studio.remembered import RUN_NAME_KEY, SEEDS_KEY
+from studio.remembered import TRAIN_PREFIX as PREFIX
 from studio.views import format_duration, queue_text, run_row, training_progress
 
 REFRESH_SECONDS = 1.0  # the live panel reruns (alone) this often while a run is queued or training
-PREFIX = "cfg_"  # session-state keys of the form's fields: cfg_<TrainConfig field>
 # The form in reading order, two fields a row, each row its own st.columns(2): on a phone the columns
-# stack row by row, so the order stays this one. arch is above the rows and every other field below.
+# stack row by row, so the order stays this one. The preset, arch and QUICK_ROWS come before Start (a
+# short Tab path to it); FORM_ROWS, every other field (full width) and the run's name and seeds are in the
+# More settings expander, after it.
+QUICK_ROWS = (("epochs", "train_limit"),)
 FORM_ROWS = (
-    ("epochs", "batch_size"),
+    ("batch_size", "seed"),
     ("optimizer", "lr"),
     ("momentum", "nesterov"),
     ("weight_decay", "scheduler"),
     ("step_size", "gamma"),
     ("label_smoothing", "ema"),
-    ("train_limit", "seed"),
     ("device", "precision"),
-    ("augment",),
-)
-RUN_NAME_KEY = "new_run_name"  # the optional name of the next run's folder; empty: an automatic one
+)  # augment is left out: its label needs the full width (in a half column it was cut to "Augment (ra…")
+MORE_SETTINGS = "More settings: batch size, optimizer, schedule, augmentation, device, run name, seeds"
 BETWEEN_FIELDS = ""  # the key of a problem that no single field has (batch size vs training images, ...)
 STATE_LABELS = {QUEUED: "queued", RUNNING: "training", DONE: "finished", STOPPED: "stopped", FAILED: "failed"}
 MAX_COMPARED = 8
 DELETE_CONFIRM_KEY = "confirm_delete"
 DELETE_ERROR_KEY = "delete_error"  # why the last rename or delete was refused
 RENAME_KEY = "rename_to"
-SEEDS_KEY = "new_run_seeds"  # how many seeds the next Start trains: 1, or an ensemble of that many runs
 START_ERROR_KEY = "start_error"  # why the last Start was refused by the pool
+RUN_PICK_KEY = "runs_to_watch"  # prefix of "Your runs"' key (see choose_run_to_watch)
 ENSEMBLE_PICK_KEY = "ensemble_runs"  # the saved runs chosen for a new ensemble
 ENSEMBLE_NAME_KEY = "ensemble_name"
 ENSEMBLE_RESULT_KEY = "ensemble_result"  # (ok, message) of the last Make the ensemble
@@ -86,16 +88,16 @@ def arch_summary(arch: str) -> tuple[int, list[dict]]:
 
 
 def precision_label(name: str) -> str:
-    """'auto (bfloat16 here)': what auto means on this machine's auto device; the others as the spec says."""
+    """'auto (bfloat16 here)': what auto means on this machine's auto device (short: a half column shows about
+    20 characters); the others as the spec says."""
     if name != "auto":
         return PRECISION_LABELS[name]
-    return f"auto ({dtype_name(resolve_precision(name, resolve_device('auto')))} on this machine)"
+    return f"auto ({dtype_name(resolve_precision(name, resolve_device('auto')))} here)"
 
 
 def config_form(data_ready: bool) -> None:
-    if PREFIX + "epochs" not in st.session_state:
-        st.session_state[PREFIX + "preset"] = "fast"
-        apply_preset()
+    """Preset, architecture, epochs and images, then Start: a short Tab path; every other field under More settings."""
+    fill_missing_fields()
     keep = {"persist_state": "session"}  # keep the values when the user visits another page
 
     st.segmented_control("Preset", list(PRESETS), key=PREFIX + "preset", on_change=apply_preset, required=True, **keep)
@@ -120,7 +122,35 @@ def config_form(data_ready: bool) -> None:
         st.dataframe(rows, hide_index=True, width="stretch")
 
     config, problems = build_config()
-    for row in FORM_ROWS:
+    show_rows(QUICK_ROWS, problems, show)
+    name_problem = run_name_problem(run_name(), config)
+    with st.container():  # its messages come and go: the expander below keeps its place (and what is typed in it)
+        start_area(config, problems, name_problem, data_ready)
+    # One label always: a new label would be a new expander, closed while its fields are being edited.
+    with st.expander(MORE_SETTINGS, icon=":material/tune:"):
+        show_rows(FORM_ROWS, problems, show)
+        for name in fields_left_out({"arch"}.union(*QUICK_ROWS, *FORM_ROWS)):
+            show(name, st)
+        run_name_and_seeds(keep)
+        if name_problem:
+            st.error(name_problem, icon=":material/error:")
+
+
+def fill_missing_fields() -> None:
+    """Every field a value before its widget exists: the preset's, where neither the visitor nor their
+    remembered choices (studio.remembered) gave one."""
+    preset = st.session_state.setdefault(PREFIX + "preset", "fast")
+    config = preset_config(preset or "fast")
+    for field in FORM_FIELDS:
+        if st.session_state.get(PREFIX + field) is None:
+            st.session_state[PREFIX + field] = form_state(FIELD_SPECS[field], getattr(config, field))
+    if st.session_state[PREFIX + "device"] not in device_options():
+        st.session_state[PREFIX + "device"] = "auto"
+
+
+def show_rows(form_rows, problems: dict[str, str], show) -> None:
+    """Fields two a row, each row its own st.columns(2), with their problems under the row."""
+    for row in form_rows:
         shown = fields_shown(row, PREFIX)
         if not shown:
             continue  # nothing in the row applies (step size and gamma without step decay): no empty row
@@ -132,9 +162,32 @@ def config_form(data_ready: bool) -> None:
             for name in shown:  # under the row, full width: in a half column the message wraps every two words
                 if name in problems:
                     st.error(problems[name], icon=":material/error:")
-    for name in fields_left_out({"arch"}.union(*FORM_ROWS)):
-        show(name, st)
 
+
+def start_area(config: TrainConfig | None, problems: dict[str, str], name_problem: str | None, ready: bool) -> None:
+    """The estimate, what blocks Start (whichever field it is), and Start."""
+    cost_problem = show_estimate(config) if ready else None
+    if BETWEEN_FIELDS in problems:
+        st.error(problems[BETWEEN_FIELDS], icon=":material/error:")
+    refused = [FIELD_SPECS[n].label for n in problems if n != BETWEEN_FIELDS] + (["Run name"] if name_problem else [])
+    if refused:  # the field may be a screen away, or in the collapsed More settings: say which ones
+        st.caption(f":material/block: To start, fix: {', '.join(refused)}.")
+    if not ready:
+        st.caption("Training needs MNIST: see the message at the top of the page.")
+    if START_ERROR_KEY in st.session_state:
+        st.error(st.session_state.pop(START_ERROR_KEY), icon=":material/error:")
+        show_busy_requests()
+    st.button(
+        "Start training",
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=config is None or name_problem is not None or cost_problem is not None or not ready,
+        on_click=start_run,
+        width="stretch",
+    )
+
+
+def run_name_and_seeds(keep: dict) -> None:
     st.text_input(
         "Run name",
         key=RUN_NAME_KEY,
@@ -151,28 +204,6 @@ def config_form(data_ready: bool) -> None:
         help=f"1: one run. {MIN_MEMBERS} to {MAX_MEMBERS}: one run per seed (seed, seed + 1, …), then their ensemble, "
         "saved as a run of its own when all have finished (with a name, the runs are NAME-seedS).",
         **keep,
-    )
-    cost_problem = show_estimate(config) if data_ready else None
-    name_problem = run_name_problem(run_name(), config)
-    if name_problem:
-        st.error(name_problem, icon=":material/error:")
-    if BETWEEN_FIELDS in problems:
-        st.error(problems[BETWEEN_FIELDS], icon=":material/error:")
-    refused = [FIELD_SPECS[n].label for n in problems if n != BETWEEN_FIELDS] + (["Run name"] if name_problem else [])
-    if refused:  # on a phone the field may be a screen away: say which ones
-        st.caption(f":material/block: To start, fix: {', '.join(refused)}.")
-    if not data_ready:
-        st.caption("Training needs MNIST: see the message at the top of the page.")
-    if START_ERROR_KEY in st.session_state:
-        st.error(st.session_state.pop(START_ERROR_KEY), icon=":material/error:")
-        show_busy_requests()
-    st.button(
-        "Start training",
-        type="primary",
-        icon=":material/play_arrow:",
-        disabled=config is None or name_problem is not None or cost_problem is not None or not data_ready,
-        on_click=start_run,
-        width="stretch",
     )
 
 
@@ -470,6 +501,26 @@ def seed_groups() -> None:
         (show_seed_group if group.is_finished else live_seed_group)(group)
 
 
+def choose_run_to_watch(labels: dict[str, str]) -> None:
+    """ "Your runs": which of this visitor's runs the panel shows, each labelled with its state now.
+
+    The widget's key names every run's state: a key kept across a state change (training -> stopped) kept
+    the browser's old label of the chosen run. A new key is a new widget, drawn with the labels of now;
+    JOB_KEY holds the choice across them.
+    """
+    states = "-".join(label.rsplit(" · ", 1)[-1] for label in labels.values())
+    key = f"{RUN_PICK_KEY}_{len(labels)}_{states}"
+    ids = list(labels)
+    st.selectbox(
+        "Your runs",
+        ids,
+        index=ids.index(st.session_state[common.JOB_KEY]),
+        key=key,
+        format_func=lambda i: labels.get(i, i),
+        on_change=lambda: st.session_state.update({common.JOB_KEY: st.session_state[key]}),
+    )
+
+
 def run_panel() -> None:
     seed_groups()
     jobs = my_jobs()
@@ -491,15 +542,9 @@ def run_panel() -> None:
         return
     labels = {j.id: f"{job_title(j)} · {STATE_LABELS.get(j.state, j.state)}" for j in jobs}
     if st.session_state.get(common.JOB_KEY) not in labels:  # a new session (a reload, a second tab)
-        st.session_state[common.JOB_KEY] = first_to_watch(jobs).id  # before the selectbox exists: allowed
+        st.session_state[common.JOB_KEY] = first_to_watch(jobs).id
     if len(jobs) > 1:
-        st.selectbox(
-            "Your runs",
-            list(labels),
-            key=common.JOB_KEY,
-            format_func=lambda i: labels.get(i, i),
-            persist_state="session",
-        )
+        choose_run_to_watch(labels)
     job = manager.get(st.session_state[common.JOB_KEY])
     if job.is_finished:
         render_job(job.id)
@@ -605,7 +650,7 @@ def saved_runs() -> None:
         st.error(f"The server's run policy is misconfigured: {policy_problem}.")
     runs = common.runs_list()
     if not runs:
-        st.info(f"No saved runs yet in `{runs_dir}`. Every finished or stopped run is saved there.")
+        st.info("No saved runs yet. Every finished or stopped run is saved here.")  # its folder: the operator's log
         return
     st.dataframe(
         [run_row(r.name, r.record, common.run_access(r).made_by) for r in runs],
@@ -615,6 +660,7 @@ def saved_runs() -> None:
             "test accuracy %": st.column_config.NumberColumn(format="%.2f"),
             "lr": st.column_config.NumberColumn(format="%g"),
             "parameters": st.column_config.NumberColumn(format="localized"),
+            "stopped early": st.column_config.CheckboxColumn("stopped", help="Stopped before its last epoch"),
         },
     )
     names = [r.name for r in runs]

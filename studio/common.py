@@ -17,6 +17,7 @@ import functools
 import hashlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,7 +142,7 @@ def get_data() -> DataState:
     """The data set, loaded (or downloaded into the data folder) once per process; never raises."""
     root = data_root()
     present = mnist_available(root)
-    message = "Loading MNIST…" if present else f"MNIST is not in {root}: downloading it (about 11 MB)…"
+    message = "Loading MNIST…" if present else "MNIST is not on this server yet: downloading it (about 11 MB)…"
     with st.spinner(message):
         return _load_data(str(root), present)
 
@@ -151,9 +152,10 @@ def retry_data() -> None:
 
 
 def show_data_help(state: DataState) -> None:
-    """One message saying what is missing and how to provide it."""
+    """One message saying what is missing and how to provide it (the folder's path is in the server's log)."""
+    error = (state.error or "").replace(str(state.root), "the server's data folder")
     st.warning(
-        f"**MNIST is not available, so this page cannot work yet.** {state.error}\n\n"
+        f"**MNIST is not available, so this page cannot work yet.** {error}\n\n"
         f"How to provide it: put the four files in `./{DEFAULT_DATA_DIR}` next to `streamlit_app.py`, or start "
         f"the app with `{DATA_DIR_ENV}=/path/to/folder streamlit run streamlit_app.py`. With internet access "
         "the app downloads them into that folder by itself. The Sketch page works without MNIST.",
@@ -343,6 +345,7 @@ class ModelChoice:
     ref: ModelRef
     label: str
     record: RunRecord
+    where: str = ""  # short: "Bundled", the run's name, "uploaded NAME" (the sidebar's narrow menu shows this)
 
     @property
     def key(self) -> str:
@@ -371,11 +374,12 @@ def model_choices() -> dict[str, ModelChoice]:
             record = None  # a damaged bundled model is left out, not shown broken
         if record is not None:
             label = f"Bundled: {record.model_text} {record.metrics.accuracy_text()}"
-            choices.append(ModelChoice(ModelRef.bundled(), label, record))
+            choices.append(ModelChoice(ModelRef.bundled(), label, record, "Bundled"))
     for run in runs_list():
-        choices.append(ModelChoice(run.ref, _label(run.record, f"run {run.name}"), run.record))
+        choices.append(ModelChoice(run.ref, _label(run.record, f"run {run.name}"), run.record, run.name))
     for key, (name, ckpt) in st.session_state.get(UPLOADS_KEY, {}).items():
-        choices.append(ModelChoice(ModelRef.parse(key), _label(ckpt.record, f"uploaded {name}"), ckpt.record))
+        where = f"uploaded {name}"
+        choices.append(ModelChoice(ModelRef.parse(key), _label(ckpt.record, where), ckpt.record, where))
     return {choice.key: choice for choice in choices}
 
 
@@ -465,6 +469,12 @@ def _device_text() -> str:
     return describe_device(resolve_device("auto"))
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _announce_folders(root: str, runs: str) -> None:
+    """Once per process (and folder pair): where MNIST and the saved runs are, on the command line."""
+    print(f"MNIST Studio: MNIST folder {root}; saved runs in {runs}", file=sys.stderr, flush=True)
+
+
 def sidebar() -> None:
     """Device, MNIST availability, the active model (selectable) with its accuracy, training load."""
     choices = model_choices()
@@ -487,20 +497,22 @@ def sidebar() -> None:
             st.selectbox(
                 "Active model",
                 options=list(choices),
-                format_func=lambda k: choices[k].label if k in choices else k,
+                format_func=lambda k: choices[k].where if k in choices else k,  # the rest is in the caption
                 key=ACTIVE_MODEL_KEY,
                 help="Used by Sketch and Explore. Train a model or upload a checkpoint on Sketch to add one.",
             )
             record = choices[active].record
-            st.caption(f":material/neurology: {record.model_text} · {record.metrics.accuracy_text(' test accuracy')}")
+            accuracy = record.metrics.accuracy_text(" test accuracy")
+            st.caption(f":material/neurology: {choices[active].where} · {record.model_text} · {accuracy}")
         else:
             st.info("No model yet: train one on the Train page.", icon=":material/neurology:")
         st.caption(f":material/memory: Device: {_device_text()}")
         root = data_root()
+        _announce_folders(str(root), str(runs_dir()))  # the server's paths are for the operator, not visitors
         if mnist_available(root):
-            st.caption(f":material/dataset: MNIST: available in `{root}`")
+            st.caption(":material/dataset: MNIST: available")
         else:
-            st.caption(f":material/dataset: MNIST: not found in `{root}` (Sketch still works)")
+            st.caption(":material/dataset: MNIST: not found on this server (Sketch still works)")
         running, queued = job_manager().active_count()
         if running or queued:
             st.caption(f":material/model_training: Training now: {running} running, {queued} queued")

@@ -30,7 +30,7 @@ from mnist.inside import Filters, LayerActivation, extract_filters, inspect_draw
 from mnist.preprocess import CanvasImage, preprocess_canvas
 from studio import background, common
 from studio.charts import DIGIT_PALETTE, _layout, probabilities_figure
-from studio.views import image_alt, upscale
+from studio.views import a_digit, image_alt, upscale
 
 TOGGLE_KEY = "inside_on"
 VIEWS_KEY = "inside_views"
@@ -475,7 +475,7 @@ def show_neighbours(index, features: np.ndarray, data) -> None:
     figures = []
     for n in nearest:
         gray = np.repeat(data.train_images[n.index].numpy()[..., None], 3, axis=2)  # (28, 28, 3) uint8
-        figures.append((png_bytes(gray), 28 * NEIGHBOUR_SCALE, f"a {n.label} · distance {n.distance:.2f}"))
+        figures.append((png_bytes(gray), 28 * NEIGHBOUR_SCALE, f"{a_digit(n.label)} · distance {n.distance:.2f}"))
     st.html(gallery(figures))
     labels = [n.label for n in nearest]
     top = max(set(labels), key=labels.count)
@@ -515,7 +515,7 @@ def show_fool(model: nn.Module, image: CanvasImage, prediction: int) -> None:
         st.session_state[FOOL_RESULT_KEY] = (drawing_digest(image), result)
     found = st.session_state.get(FOOL_RESULT_KEY)
     if found is None or found[0] != drawing_digest(image):
-        st.caption(f"The model reads a {prediction}. Choose a target and press the button (about a second).")
+        st.caption(f"The model reads {a_digit(prediction)}. Choose a target and press the button (about a second).")
         return
     show_attack(found[1])
 
@@ -529,15 +529,15 @@ def change_image(result: AttackResult) -> np.ndarray:
 def show_attack(result: AttackResult) -> None:
     size = f"largest pixel change {result.linf:.3f}, L2 size {result.l2:.2f}"
     if result.steps == 0:
-        st.info(f"The model already reads a {result.target}: choose another target digit.")
+        st.info(f"The model already reads {a_digit(result.target)}: choose another target digit.")
         return
     if result.success:
-        st.success(f"After {result.steps} steps the model reads a {result.target} ({size}).")
+        st.success(f"After {result.steps} steps the model reads {a_digit(result.target)} ({size}).")
     else:
         best = result.probabilities[result.target]
         st.warning(
             f"The budget is not enough: the best change found gives {result.target} only {best:.0%} and the "
-            f"model still reads a {result.prediction}. Allow a larger change."
+            f"model still reads {a_digit(result.prediction)}. Allow a larger change."
         )
     original, change, adversarial, probs = st.columns([1, 1, 1, 1.6])
     scale = SELECTED_SCALE * 2

@@ -117,6 +117,11 @@ def saliency_overlay(
     return upscale(rgb, factor)
 
 
+def a_digit(digit) -> str:
+    """The digit with its article, as it is read aloud: "an 8", "a 7"."""
+    return f"{'an' if int(digit) == 8 else 'a'} {digit}"
+
+
 # --- a model's mistakes -----------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +88,13 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(autouse=True)
 def _seed_torch():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def forget_remembered_choices():
+    """Each test starts with no visitor's remembered choices: studio.remembered keeps them per process, and
+    tests that share a visitor token would otherwise start where the last one left off."""
+    yield
+    remembered = sys.modules.get("studio.remembered")  # not imported: nothing remembered
+    if remembered is not None:
+        remembered.store.clear()

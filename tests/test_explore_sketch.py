@@ -73,14 +73,15 @@ def test_test_samples_mark_the_evaluations_right_and_wrong(with_data, mnist_data
     at = open_explore()
     at.segmented_control(key="sample_split").set_value("test").run()
     at.number_input(key="sample_page_test_None").set_value(page).run()
-    assert at.image[SAMPLE_GRID].captions == [str(int(mnist_data.test_labels[i])) for i in range(*page_range(page))]
+    shown = range(*page_range(page))
+    assert at.image[SAMPLE_GRID].captions == [f"#{i} · {int(mnist_data.test_labels[i])}" for i in shown]
 
     at.toggle(key="sample_predictions").set_value(True).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     captions = at.image[SAMPLE_GRID].captions
-    shown = range(*page_range(page))
-    assert captions == [expected_caption(int(result.labels[i]), int(result.predictions[i])) for i in shown]
-    assert f"true {int(result.labels[first_mistake])} → {int(result.predictions[first_mistake])} ✗" in captions
+    assert captions == [f"#{i} · {expected_caption(int(result.labels[i]), int(result.predictions[i]))}" for i in shown]
+    wrong = f"true {int(result.labels[first_mistake])} → {int(result.predictions[first_mistake])} ✗"
+    assert f"#{first_mistake} · {wrong}" in captions
 
 
 def page_range(page: int) -> tuple[int, int]:
@@ -106,7 +107,9 @@ def test_train_samples_are_predicted_one_page_at_a_time(with_data, mnist_data, m
     start, stop = page_range(TRAIN_PAGE)
     predicted = real(model, normalize(mnist_data.train_images[start:stop])).argmax(1).tolist()
     labels = mnist_data.train_labels[start:stop].tolist()
-    assert at.image[SAMPLE_GRID].captions == [expected_caption(t, p) for t, p in zip(labels, predicted, strict=True)]
+    pairs = enumerate(zip(labels, predicted, strict=True), start=start)
+    expected = [f"#{i} · {expected_caption(t, p)}" for i, (t, p) in pairs]
+    assert at.image[SAMPLE_GRID].captions == expected
     assert batches and max(batches) <= PER_PAGE, batches  # a page's batch, never the training set
 
 

@@ -60,8 +60,20 @@ def markdown(page: Page, pattern: str):
     return page.locator('[data-testid="stMarkdownContainer"]').filter(has_text=re.compile(pattern)).first
 
 
+MORE_SETTINGS = "More settings"  # Train's expander of the fields after Start (pages/train.py MORE_SETTINGS)
+
+
+def open_more_settings(page: Page) -> None:
+    """Open Train's More settings expander (its fields are hidden while it is closed)."""
+    summary = page.locator('[data-testid="stExpander"] summary').filter(has_text=MORE_SETTINGS).first
+    if summary.locator("xpath=..").get_attribute("open") is None:
+        summary.click()
+
+
 def set_number(page: Page, label: str, value: int) -> None:
     field = page.locator(f'input[aria-label="{label}"]')
+    if not field.is_visible():  # on Train, a field under More settings
+        open_more_settings(page)
     field.fill(str(value))
     field.press("Enter")  # commits the value: the app reruns
     expect(field).to_have_value(str(value))

@@ -16,6 +16,7 @@ from bench import harness
 from mnist.config import FIELD_SPECS, TrainConfig
 
 from .conftest import TIMEOUT_MS, VIEWPORT
+from .test_browser import open_more_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -34,12 +35,25 @@ def label_boxes(browser, url: str, **context_args) -> dict[str, dict]:
         page = context.new_page()
         page.goto(f"{url}/train")
         expect(page.get_by_role("heading", name="Train a model", exact=True)).to_be_visible()
+        open_more_settings(page)  # every field in view: the order is the page's, expander or not
         boxes = {}
         for label in LABELS:
             box = page.locator(LABEL_SELECTOR).get_by_text(label, exact=True).first.bounding_box()
             assert box is not None, f"no field labelled {label!r} on the Train page"
             boxes[label] = box
         return boxes
+    finally:
+        context.close()
+
+
+def start_button_top(browser, url: str) -> float:
+    """The top of Start on the Train page at the desktop's size, More settings open."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.goto(f"{url}/train")
+        open_more_settings(page)
+        return page.get_by_role("button", name="Start training").bounding_box()["y"]
     finally:
         context.close()
 
@@ -60,8 +74,11 @@ def test_phone_form_keeps_the_desktops_reading_order(browser, app_server):
     phone = label_boxes(browser, app_server.url, **PHONE)
 
     desktop_order = reading_order(desktop)
-    assert desktop_order.index("Epochs") + 1 == desktop_order.index("Batch size")
-    assert desktop["Epochs"]["y"] == pytest.approx(desktop["Batch size"]["y"], abs=4)  # side by side on a desktop
+    images = FIELD_SPECS["train_limit"].label  # Epochs and the training images: above Start, side by side
+    assert desktop_order.index("Epochs") + 1 == desktop_order.index(images)
+    assert desktop["Epochs"]["y"] == pytest.approx(desktop[images]["y"], abs=4)  # side by side on a desktop
+    start = start_button_top(browser, app_server.url)
+    assert desktop["Epochs"]["y"] < start < desktop["Batch size"]["y"]  # a short Tab path: Start before the rest
     tops = [phone[label]["y"] for label in desktop_order]
     assert all(a + 10 < b for a, b in zip(tops, tops[1:], strict=False)), dict(zip(desktop_order, tops, strict=True))
     half = PHONE["viewport"]["width"] / 2
@@ -72,6 +89,7 @@ def test_a_field_keeps_what_is_being_typed_while_a_message_appears_above_it(page
     page.goto(f"{app_server.url}/train")
     expect(page.get_by_role("heading", name="Train a model", exact=True)).to_be_visible()
     harness.wait_until_idle(page, TIMEOUT_MS)
+    open_more_settings(page)
     epochs, seed = page.get_by_label("Epochs", exact=True), page.get_by_label("Seed", exact=True)
     epochs.fill("0")
     epochs.press("Enter")  # the rerun draws a message under the first row...

@@ -1,0 +1,50 @@
+"""A visitor's choices survive a reload and a second tab (studio.remembered): the active model and the preset."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # conftest.py skips every test with the reason (in CI: fails them)
+    expect = None
+
+from .test_browser import TRAIN_RUN_TIMEOUT_MS, go_to, open_app, start_run
+
+pytestmark = pytest.mark.e2e
+
+ACTIVE_PRESET = '[data-testid="stBaseButton-segmented_controlActive"]'  # the chosen preset's button
+
+
+def expect_choices(page, run_name: str) -> None:
+    """The sidebar's model is the visitor's run and the Train form is on the best preset."""
+    expect(page.get_by_role("combobox", name=re.compile("Active model"))).to_have_value(run_name)
+    go_to(page, "Train", "Train a model")
+    expect(page.locator(ACTIVE_PRESET)).to_have_text("best")
+
+
+def test_the_chosen_model_and_preset_survive_a_reload_and_a_second_tab(page, app_server):
+    open_app(page, app_server.url)
+    go_to(page, "Train", "Train a model")
+    start_run(page, images=1000, epochs=1, batch=50)  # 20 steps: seconds
+    summary = page.get_by_text(re.compile(r"Finished: test accuracy \d+\.\d\d% after")).first
+    expect(summary).to_be_visible(timeout=TRAIN_RUN_TIMEOUT_MS)
+    page.get_by_role("button", name="Use this model in Sketch and Explore").click()
+    saved = page.get_by_text(re.compile(r"Saved as .* the active model")).first
+    expect(saved).to_be_visible()
+    run_name = re.search(r"Saved as (\S+) ·", saved.inner_text()).group(1).strip("`")
+    page.locator('[data-testid="stButtonGroup"]').get_by_role("button", name="best", exact=True).click()
+    expect(page.locator(ACTIVE_PRESET)).to_have_text("best")
+    expect(page.get_by_label("Epochs", exact=True)).not_to_have_value("1")  # the best preset's fields are in
+    page.wait_for_timeout(1000)  # the change's rerun has started: it saved the preset
+
+    page.reload()
+    expect(page.get_by_role("heading", name="Train a model", exact=True)).to_be_visible()
+    expect_choices(page, run_name)
+
+    tab = page.context.new_page()  # a second tab at the bare address: a new session of the same visitor
+    open_app(tab, app_server.url)
+    expect_choices(tab, run_name)
+    tab.close()
