@@ -15,14 +15,16 @@ from .test_browser import TRAIN_RUN_TIMEOUT_MS, go_to, open_app, start_run
 
 pytestmark = pytest.mark.e2e
 
-ACTIVE_PRESET = '[data-testid="stBaseButton-segmented_controlActive"]'  # the chosen preset's button
+
+def best_preset(page):
+    return page.get_by_role("radiogroup", name="Preset").get_by_role("radio", name="best", exact=True)
 
 
 def expect_choices(page, run_name: str) -> None:
     """The sidebar's model is the visitor's run and the Train form is on the best preset."""
     expect(page.get_by_role("combobox", name=re.compile("Active model"))).to_have_value(run_name)
     go_to(page, "Train", "Train a model")
-    expect(page.locator(ACTIVE_PRESET)).to_have_text("best")
+    expect(best_preset(page)).to_be_checked()
 
 
 def test_the_chosen_model_and_preset_survive_a_reload_and_a_second_tab(page, app_server):
@@ -35,8 +37,8 @@ def test_the_chosen_model_and_preset_survive_a_reload_and_a_second_tab(page, app
     saved = page.get_by_text(re.compile(r"Saved as .* the active model")).first
     expect(saved).to_be_visible()
     run_name = re.search(r"Saved as (\S+) ·", saved.inner_text()).group(1).strip("`")
-    page.locator('[data-testid="stButtonGroup"]').get_by_role("button", name="best", exact=True).click()
-    expect(page.locator(ACTIVE_PRESET)).to_have_text("best")
+    best_preset(page).click()
+    expect(best_preset(page)).to_be_checked()
     expect(page.get_by_label("Epochs", exact=True)).not_to_have_value("1")  # the best preset's fields are in
     page.wait_for_timeout(1000)  # the change's rerun has started: it saved the preset
 
