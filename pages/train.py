@@ -641,7 +641,7 @@ def manage_controls(run) -> None:
 
 
 def saved_runs() -> None:
-    st.subheader("Saved runs")
+    st.header("Saved runs")
     policy, policy_problem = common.runs_policy()
     st.caption(f":material/group: {policy.description}")
     if limit := disk_budget.budget():
@@ -784,10 +784,10 @@ if data_state.data is None:
 form_col, run_col = st.columns([1.15, 1.6], gap="large")
 with form_col:
     with st.container(border=True):
-        st.subheader("New run")
+        st.header("New run")
         config_form(data_state.data is not None)
 with run_col:
-    st.subheader("Progress")
+    st.header("Progress")
     run_panel()
 
 st.divider()

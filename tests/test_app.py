@@ -100,7 +100,7 @@ def open_app(page: str = "sketch", **state) -> AppTest:
 def texts(at: AppTest) -> str:
     """Every piece of visible text, for searching."""
     parts = []
-    for kind in ("markdown", "caption", "info", "warning", "success", "error", "title", "subheader"):
+    for kind in ("markdown", "caption", "info", "warning", "success", "error", "title", "header", "subheader"):
         parts += [str(e.value) for e in getattr(at, kind)]
     return "\n".join(parts)
 

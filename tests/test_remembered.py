@@ -54,7 +54,7 @@ def session(page: str, token: str = VISITOR) -> AppTest:
 
 def visible_text(at: AppTest) -> str:
     parts = []
-    for kind in ("markdown", "caption", "info", "warning", "success", "error", "title", "subheader"):
+    for kind in ("markdown", "caption", "info", "warning", "success", "error", "title", "header", "subheader"):
         parts += [str(e.value) for e in getattr(at, kind)]
     return "\n".join(parts)
 
