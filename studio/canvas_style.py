@@ -26,9 +26,10 @@ CANVAS_LABEL = "Drawing canvas: draw one digit, 0 to 9, with the mouse or a fing
 SKETCH_LAYOUT_KEY = "sketch-layout"  # Sketch's canvas and answer columns
 CONTROLS_KEY = "sketch-controls"  # the stroke width and Clear, one row even on a phone
 
-# Every page. Phone: Streamlit's header is 60 px tall and the content starts 96 px down, which left about 110 px
-# of empty header above the title; the title now sits in the header's row, beside its menu button. Focus: an outline in the theme's
-# accent colour on whatever the keyboard reaches (buttons, links, the sidebar's page links). Code in captions
+# Every page. Phone: Streamlit's header is 60 px tall and the content starts 96 px down, which left about
+# 110 px of empty header above the title; the title now sits in the header's row, beside its menu button.
+# Focus: an outline in the theme's accent colour on whatever the keyboard reaches (buttons, links, the
+# sidebar's page links). Code in captions
 # (the sidebar's folders) gets the caption's own colour: Streamlit's failed the contrast check on the dark theme.
 PAGE_CSS = f"""
 <style>
