@@ -108,7 +108,7 @@ def test_choosing_another_model_in_the_sidebar_redoes_the_prediction(sketch):
     sent = Sent(page)
     model = page.get_by_role("combobox", name="Active model")
     model.click()
-    model.fill(f"run {RUN_NAME}")  # the select box filters its options by what is typed
+    model.fill(RUN_NAME)  # the select box filters its options (a run's name) by what is typed
     page.keyboard.press("Enter")
     expect(caption).to_contain_text(f"run {RUN_NAME}")  # the same drawing, predicted by the other model
     assert harness.prediction_heading(page).startswith("Prediction: ")
