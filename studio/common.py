@@ -392,6 +392,15 @@ def active_model_key(choices: dict[str, ModelChoice] | None = None) -> str | Non
     return next(iter(choices), None)
 
 
+def model_name(key: str) -> str | None:
+    """A model key's name for visitors; None when the value names no model at all (a stale or forged
+    widget value: the menu then falls back to the default, with no notice and no error)."""
+    try:
+        return ModelRef.parse(key).name or key
+    except MnistError:
+        return None
+
+
 def set_active_model(key: str) -> None:
     """Callback-safe: make `key` the session's model (used by Sketch and Explore)."""
     st.session_state[ACTIVE_MODEL_KEY] = key
@@ -480,11 +489,12 @@ def sidebar() -> None:
     choices = model_choices()
     active = active_model_key(choices)
     previous = st.session_state.get(ACTIVE_MODEL_KEY)
-    if previous is not None and previous not in choices and active is not None:
+    gone = None if previous is None or previous in choices else model_name(previous)
+    if gone is not None and active is not None:
         # Its maker deleted (or renamed) the run this visitor was using: say so, never switch silently.
         st.session_state[MODEL_GONE_KEY] = (
-            f"The model you were using ({ModelRef.parse(previous).name or previous}) was deleted or renamed by "
-            f"its maker. You now have: {choices[active].label}."
+            f"The model you were using ({gone}) was deleted or renamed by its maker. "
+            f"You now have: {choices[active].label}."
         )
     if active is not None and previous != active:
         st.session_state[ACTIVE_MODEL_KEY] = active  # before the widget exists: allowed

@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 import streamlit as st
 
+from mnist.errors import MnistError
 from mnist.records import ModelRef
 
 MAX_VISITORS = 4096  # remembered per process; the least recently seen visitor is forgotten first
@@ -113,10 +114,18 @@ def is_remembered(key: str) -> bool:
     return key in (MODEL_KEY, DEVICE_KEY) or key in EXPLORE_KEYS or is_train_key(key)
 
 
+def names_a_model(value: str) -> bool:
+    try:
+        ModelRef.parse(value)
+    except MnistError:
+        return False
+    return True
+
+
 def worth_keeping(key: str, value: object) -> bool:
     """Plain values only, of a bounded size; an uploaded model is gone with its session, so not kept."""
-    if key == MODEL_KEY:
-        return isinstance(value, str) and ModelRef.parse(value).kind != "upload"
+    if key == MODEL_KEY:  # a value that names no model (stale, forged) is not kept either
+        return isinstance(value, str) and names_a_model(value) and ModelRef.parse(value).kind != "upload"
     if isinstance(value, str):
         return len(value) <= MAX_TEXT_CHARS
     return value is None or isinstance(value, bool | int | float)

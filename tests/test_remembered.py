@@ -136,6 +136,22 @@ def test_a_remembered_model_that_is_gone_falls_back_with_the_notice(visitors_run
     assert again.session_state["active_model"] == "bundled"
 
 
+@pytest.mark.parametrize(
+    ("forged", "notice"),
+    [("Bundled: ensemble of 4 · cnn-bn 99.75%", False), ("", False), ("run:../../etc", True), ("upload:x", True)],
+)
+def test_a_value_that_names_no_model_falls_back_without_an_error(with_data, forged, notice):
+    """A stale or forged menu value (a replayed old label, a hand-made message) is no crash; a value of a
+    model's form that is not there reads as a model that is gone (the usual notice)."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["visitor_token"] = "visitor-token-forging-a-value-03"
+    at.session_state["active_model"] = forged
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["active_model"] == "bundled"
+    assert bool([w.value for w in at.sidebar.warning if "deleted or renamed" in w.value]) == notice
+
+
 @pytest.mark.parametrize("page", list(PAGES))
 def test_no_page_shows_the_servers_folders(with_data, mnist_dir, page):
     at = session(page)

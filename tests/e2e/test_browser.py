@@ -63,16 +63,22 @@ def markdown(page: Page, pattern: str):
 MORE_SETTINGS = "More settings"  # Train's expander of the fields after Start (pages/train.py MORE_SETTINGS)
 
 
+def more_settings(page: Page):
+    return page.locator('[data-testid="stExpander"] summary').filter(has_text=MORE_SETTINGS).first
+
+
 def open_more_settings(page: Page) -> None:
     """Open Train's More settings expander (its fields are hidden while it is closed)."""
-    summary = page.locator('[data-testid="stExpander"] summary').filter(has_text=MORE_SETTINGS).first
+    summary = more_settings(page)
     if summary.locator("xpath=..").get_attribute("open") is None:
         summary.click()
 
 
 def set_number(page: Page, label: str, value: int) -> None:
     field = page.locator(f'input[aria-label="{label}"]')
-    if not field.is_visible():  # on Train, a field under More settings
+    # Wait for the page: the field, or (on Train) the closed expander that hides it; then open that if needed.
+    expect(field.or_(more_settings(page)).first).to_be_visible()
+    if not field.is_visible():
         open_more_settings(page)
     field.fill(str(value))
     field.press("Enter")  # commits the value: the app reruns
