@@ -39,6 +39,9 @@ DEFAULT_REQUESTS_PER_OWNER = 1
 DEFAULT_ABANDON_AFTER_S = 120.0
 SWEEP_INTERVAL_S = 10.0  # how often the sweeper looks for visitors who left
 OVERRUN_FACTOR = 2.0  # a run that trains this many times its estimated time is stopped (its model kept)
+# ... plus this much: the estimate is measured once, maybe on an idle server, and a short run slowed by a
+# burst of visitors must not be cut short; the cap is there for the long runs.
+DEFAULT_OVERRUN_GRACE_S = 60.0
 MAX_FINISHED_KEPT = 200  # finished jobs remembered in memory; their runs stay on disk anyway
 CORES_PER_RUN = 2  # default pool size: one training run per this many cores
 # Nice value of a training thread (and of the OpenMP workers it creates). Against a nice-0 thread, such
@@ -65,6 +68,7 @@ class Fairness:
     requests_per_owner: int | None = None  # None: no limit (the library's default; the app reads the env)
     abandon_after_s: float = DEFAULT_ABANDON_AFTER_S
     stop_abandoned_runs: bool = False  # False: a running request of a visitor who left finishes and is saved
+    overrun_grace_s: float = DEFAULT_OVERRUN_GRACE_S  # added to OVERRUN_FACTOR x a run's estimate
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Fairness:
@@ -427,12 +431,12 @@ class JobManager:
             if overrun is not None:
                 overrun.cancel()
 
-    @staticmethod
-    def _start_overrun_timer(job: Job) -> threading.Timer | None:
-        """Stop `job` (its model is saved as trained so far) once it runs OVERRUN_FACTOR times its estimate."""
+    def _start_overrun_timer(self, job: Job) -> threading.Timer | None:
+        """Stop `job` (its model is saved as trained so far) once it runs OVERRUN_FACTOR times its estimate,
+        plus Fairness.overrun_grace_s."""
         if job.estimate_s is None:
             return None
-        limit = OVERRUN_FACTOR * job.estimate_s
+        limit = OVERRUN_FACTOR * job.estimate_s + self.fairness.overrun_grace_s
 
         def stop() -> None:
             job.stop_reason = (

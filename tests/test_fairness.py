@@ -17,6 +17,7 @@ from mnist.config import TrainConfig, preset_config
 from mnist.errors import MnistError
 from mnist.jobs import (
     ABANDON_ENV,
+    DONE,
     QUEUED,
     REQUESTS_ENV,
     RUNNING,
@@ -133,7 +134,7 @@ def test_the_operator_can_stop_abandoned_runs_too(pool):
 
 
 def test_a_run_past_twice_its_estimate_is_stopped_and_keeps_its_model(pool, tmp_path):
-    manager = pool(Fairness())
+    manager = pool(Fairness(overrun_grace_s=0.0))
     job = manager.submit(LONG, "alice", estimate_s=0.5)  # LONG trains for minutes: it will overrun
     wait_until(lambda: job.is_finished, "the overrun stop")
     assert job.state == STOPPED
@@ -141,6 +142,14 @@ def test_a_run_past_twice_its_estimate_is_stopped_and_keeps_its_model(pool, tmp_
     assert job.metrics.steps_done < LONG.epochs * (LONG.train_limit // LONG.batch_size)
     (run,) = list_runs(tmp_path)
     assert run.record.metrics.stopped is True
+
+
+def test_a_short_run_gets_a_grace_beyond_twice_its_estimate(pool):
+    """A fast run estimated on an idle server is not cut short when visitors slow it down."""
+    manager = pool(Fairness())
+    job = manager.submit(SHORT, "alice", estimate_s=0.01)  # 4 steps, however slow: far under 2 x 0.01 s + 60 s
+    wait_until(lambda: job.is_finished, "the run")
+    assert job.state == DONE and job.stop_reason is None
 
 
 # --- the estimate ---------------------------------------------------------------------------------
