@@ -51,6 +51,7 @@ from pathlib import Path
 
 from mnist.errors import MnistError
 from mnist.machine import MIB, Machine, this_machine
+from studio.page_css import PAGE_CSS
 
 REPO = Path(__file__).resolve().parent.parent
 APP = "streamlit_app.py"
@@ -101,6 +102,14 @@ CACHE_YEAR_S = 365 * 24 * 3600
 HASHED_CACHE_CONTROL = f"public, max-age={CACHE_YEAR_S}, immutable"
 # Injected into the page's <head>: the server is at this origin's root (see nginx_config's location /).
 BACKEND_AT_ROOT_JS = "<script>window.__streamlit={BACKEND_BASE_URL:location.origin}</script>"
+
+
+def head_css() -> str:
+    """The app's page CSS on one line, for nginx's single-quoted sub_filter string (it has no ' $ or \\)."""
+    css = " ".join(PAGE_CSS.split())
+    if any(c in css for c in "'$\\"):
+        raise ValueError("studio.page_css.PAGE_CSS holds a character nginx's quoted string cannot carry")
+    return css
 
 
 def default_processes(given: Machine | None = None) -> int:
@@ -190,8 +199,10 @@ http {{
       # Streamlit's page looks for its server first under the page's own path (/train/_stcore/health, a
       # 404 in the console), then at the root. The app is always at the root here: say so before its
       # script runs (window.__streamlit is read once, when Streamlit's bundle loads).
+      # The app's CSS goes in too, so the page is laid out as it will stay before its first paint (else the
+      # header and paddings change when the script's copy arrives: a layout shift).
       sub_filter_once on;
-      sub_filter "<head>" "<head>{BACKEND_AT_ROOT_JS}";
+      sub_filter "<head>" '<head>{BACKEND_AT_ROOT_JS}{head_css()}';
     }}
   }}
 }}

@@ -21,7 +21,7 @@ import pytest
 
 from bench import harness, procfs
 from mnist import machine
-from studio import serve
+from studio import page_css, serve
 
 
 def test_nginx_accepts_the_config(tmp_path):
@@ -197,6 +197,10 @@ def test_nginx_gzips_assets_and_caches_hashed_ones(tmp_path):
             assert headers["referrer-policy"] == serve.REFERRER_POLICY
             # A page asks for the server's health at the root only, not at /train/_stcore/health (a 404).
             assert (serve.BACKEND_AT_ROOT_JS in body.decode()) == (path != MISSING_JS), path
+            # The app's CSS is in the page's <head> before its first paint (no layout shift when it arrives).
+            head = body.decode().split("</head>")[0]
+            assert (serve.head_css() in head) == (path != MISSING_JS), path
+            assert f"outline: {page_css.FOCUS_RING_PX}px solid" in serve.head_css() and "\n" not in serve.head_css()
 
 
 def test_processes_out_of_range_is_refused(capsys):
