@@ -11,7 +11,8 @@ try:
 except ImportError:  # conftest.py skips every test with the reason (in CI: fails them)
     expect = None
 
-from .test_browser import TRAIN_RUN_TIMEOUT_MS, go_to, open_app, start_run
+from .test_browser import go_to, open_app
+from .test_visitors import train_and_use_a_run
 
 pytestmark = pytest.mark.e2e
 
@@ -28,15 +29,7 @@ def expect_choices(page, run_name: str) -> None:
 
 
 def test_the_chosen_model_and_preset_survive_a_reload_and_a_second_tab(page, app_server):
-    open_app(page, app_server.url)
-    go_to(page, "Train", "Train a model")
-    start_run(page, images=1000, epochs=1, batch=50)  # 20 steps: seconds
-    summary = page.get_by_text(re.compile(r"Finished: test accuracy \d+\.\d\d% after")).first
-    expect(summary).to_be_visible(timeout=TRAIN_RUN_TIMEOUT_MS)
-    page.get_by_role("button", name="Use this model in Sketch and Explore").click()
-    saved = page.get_by_text(re.compile(r"Saved as .* the active model")).first
-    expect(saved).to_be_visible()
-    run_name = re.search(r"Saved as (\S+) ·", saved.inner_text()).group(1).strip("`")
+    run_name = train_and_use_a_run(page, app_server.url)
     best_preset(page).click()
     expect(best_preset(page)).to_be_checked()
     expect(page.get_by_label("Epochs", exact=True)).not_to_have_value("1")  # the best preset's fields are in

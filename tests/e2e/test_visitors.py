@@ -100,16 +100,21 @@ def test_a_reload_during_seeds_shows_the_seed_that_trains(page, app_server):
     expect(second).to_contain_text("· stopped", timeout=TRAIN_RUN_TIMEOUT_MS)
 
 
-def test_another_visitor_cannot_delete_your_run(page, app_server, browser):
-    open_app(page, app_server.url)
+def train_and_use_a_run(page, url: str) -> str:
+    """A new visitor trains a 20-step run (seconds), makes it the active model; the run's name."""
+    open_app(page, url)
     go_to(page, "Train", "Train a model")
-    start_run(page, images=1000, epochs=1, batch=50)  # 20 steps: seconds
+    start_run(page, images=1000, epochs=1, batch=50)
     summary = page.get_by_text(re.compile(r"Finished: test accuracy \d+\.\d\d% after")).first
     expect(summary).to_be_visible(timeout=TRAIN_RUN_TIMEOUT_MS)
     page.get_by_role("button", name="Use this model in Sketch and Explore").click()
     saved = page.get_by_text(re.compile(r"Saved as .* the active model")).first
     expect(saved).to_be_visible()
-    run_name = re.search(r"Saved as (\S+) ·", saved.inner_text()).group(1).strip("`")
+    return re.search(r"Saved as (\S+) ·", saved.inner_text()).group(1).strip("`")
+
+
+def test_another_visitor_cannot_delete_your_run(page, app_server, browser):
+    run_name = train_and_use_a_run(page, app_server.url)
     choose_run(page, run_name)
     expect(page.get_by_text(re.compile(r"· made by you$")).first).to_be_visible()
     expect(page.get_by_role("button", name="Delete…")).to_be_visible()
