@@ -2,7 +2,7 @@
 # and routes traffic to app_port (7860, set in README.md's front matter).
 FROM python:3.11-slim
 
-# nginx spreads visitors over one Streamlit process per core (python -m studio.serve, see README).
+# nginx spreads visitors over one Streamlit process per CPU given (python -m studio.serve, see README).
 RUN apt-get update && apt-get install -y --no-install-recommends nginx-light && rm -rf /var/lib/apt/lists/*
 ENV HOME=/home/user \
     PATH=/home/user/.local/bin:$PATH \
@@ -46,5 +46,5 @@ ENV MNIST_MAX_RUN_MINUTES=30 \
 EXPOSE 7860
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://localhost:7860/_stcore/health', timeout=4)"
-# One Streamlit process per core behind nginx on 7860 (50 sketching visitors on 2 vCPU: README, Hosting).
+# One Streamlit process per CPU given behind nginx on 7860 (50 sketching visitors on 2 vCPU: README, Hosting).
 CMD ["python", "-m", "studio.serve", "--address", "0.0.0.0", "--port", "7860"]

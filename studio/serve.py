@@ -4,7 +4,7 @@ Why several processes: Streamlit runs every session's script in threads of ONE P
 visitors' strokes queue for one GIL. Measured with bench/load.py on 2 cores (50 sketching sessions, one
 training job): one process stays at ~1.3 cores and strokes wait (p50 0.3-0.8 s); see the README.
 
-How: N backends (default: one per core) each run `streamlit run streamlit_app.py` on a local port, and
+How: N backends (default: one per CPU given, see below) each run `streamlit run streamlit_app.py` on a local port, and
 nginx listens on --port. nginx sends every request of one browser to the same backend, because a
 session's websocket, its images (/media/...) and its uploads (/_stcore/upload_file/...) live in the
 memory of the process that holds the session. The key is the client's address as the trusted proxies
