@@ -67,6 +67,16 @@ def wait_for_health(url: str, process: subprocess.Popen, timeout: float) -> None
     raise TimeoutError(f"{url}/_stcore/health did not answer within {timeout:.0f}s")
 
 
+def stop_process(process: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within timeout_s; waited for either way."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextlib.contextmanager
 def run_app(
     env: dict[str, str] | None = None,
@@ -101,12 +111,7 @@ def run_app(
         wait_for_health(url, process, timeout)
         yield Server(url, process, started, time.perf_counter())
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s=10)
         if log_path:
             log.close()
 

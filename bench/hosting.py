@@ -58,9 +58,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from bench import benchlib, procfs
-from bench.harness import free_port
+from bench.harness import free_port, stop_process
 
 REPO = benchlib.REPO
+DOCKERD_STOP_TIMEOUT_S = 30  # the engine stops its containers first
 IMAGE = "mnist-studio"
 BASE_IMAGE = "python:3.11-slim"
 STAND_IN_LABEL = "mnist-studio.stand-in"  # set on the stand-in base image, so a report can say what it ran on
@@ -240,12 +241,7 @@ def docker_engine() -> Iterator[str]:
             time.sleep(1)
         yield f"started here (pid {dockerd.pid}, log {DOCKERD_LOG})"
     finally:
-        dockerd.terminate()
-        try:
-            dockerd.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            dockerd.kill()
-            dockerd.wait()
+        stop_process(dockerd, timeout_s=DOCKERD_STOP_TIMEOUT_S)
 
 
 def buildx_status() -> str:

@@ -73,13 +73,14 @@ class Fairness:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Fairness:
         return cls(
-            requests_per_owner=int(read_number(env, REQUESTS_ENV, DEFAULT_REQUESTS_PER_OWNER, minimum=1)),
+            requests_per_owner=machine.read_positive_int(env, REQUESTS_ENV) or DEFAULT_REQUESTS_PER_OWNER,
             abandon_after_s=read_number(env, ABANDON_ENV, DEFAULT_ABANDON_AFTER_S, minimum=1),
             stop_abandoned_runs=env.get(STOP_ABANDONED_ENV, "").strip() in ("1", "true", "yes"),
         )
 
 
 def read_number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    """A number from the environment (unset: `default`), refused in words below `minimum`."""
     value = env.get(name, "").strip()
     if not value:
         return default
@@ -87,9 +88,8 @@ def read_number(env: Mapping[str, str], name: str, default: float, minimum: floa
         number = float(value)
     except ValueError:
         number = minimum - 1
-    if number < minimum or (default == int(default) and number != int(number)):
-        kind = "a whole number" if default == int(default) else "a number"
-        raise MnistError(f"{name} must be {kind} >= {minimum:g}, got {value!r}")
+    if not number >= minimum:
+        raise MnistError(f"{name} must be a number >= {minimum:g}, got {value!r}")
     return number
 
 
@@ -100,16 +100,8 @@ def cpu_count() -> int:
 
 def default_max_runs() -> int:
     """From $MNIST_MAX_TRAINING_RUNS, else one run per CORES_PER_RUN cores (at least one)."""
-    value = os.environ.get(MAX_RUNS_ENV)
-    if value:
-        try:
-            n = int(value)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise MnistError(f"{MAX_RUNS_ENV} must be a whole number >= 1, got {value!r}")
-        return n
-    return max(1, cpu_count() // CORES_PER_RUN)
+    n = machine.read_positive_int(os.environ, MAX_RUNS_ENV)
+    return n if n is not None else max(1, cpu_count() // CORES_PER_RUN)
 
 
 def threads_per_run(max_runs: int) -> int:
