@@ -43,6 +43,7 @@ from .ensemble import Ensemble, build_ensemble, members_of
 from .errors import CheckpointError
 from .inside import digest_model
 from .insight import INSIGHT_FILE, encode_insight
+from .io import atomic_write_bytes, atomic_write_json
 from .models import build_model, count_parameters, ready_for_inference
 from .records import MemberRecord, ModelRef, Provenance, RunMetrics, RunRecord
 from .train import History, evaluate
@@ -80,27 +81,6 @@ class Checkpoint:
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV) or DEFAULT_RUNS_DIR)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside path, fsync, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; runs are ordinary readable files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True).encode())
 
 
 def check_run_name(name: str) -> str:

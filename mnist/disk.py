@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .checkpoint import SavedRun, atomic_write_json, delete_run, list_runs
+from .checkpoint import SavedRun, delete_run, list_runs
 from .digit_map import DIGIT_MAP_FILE
 from .errors import CheckpointError, MnistError
+from .io import atomic_write_json
 from .neighbours import TRAIN_FEATURES_FILE
 from .verdict import CALIBRATION_FILE
 

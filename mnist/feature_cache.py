@@ -2,7 +2,7 @@
 
 A cache file is a safetensors file (raw tensors, never unpickled) whose string metadata holds its format
 name and version and the `CacheKey` it was computed for: the model's weights digest and the data's digest.
-It is written atomically (checkpoint.atomic_write_bytes). Reading returns None, never raises, for a file
+It is written atomically (mnist.io.atomic_write_bytes). Reading returns None, never raises, for a file
 that is missing, too large, damaged, of another format or version, or made for another model or data
 set: the caller recomputes it.
 """
@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from .checkpoint import atomic_write_bytes
+from .io import atomic_write_bytes
 
 MAX_CACHE_BYTES = 256 * 1024 * 1024  # the largest: 60,000 training features of cnn-bn-fast, 576-D float16 = 69 MB
 log = logging.getLogger(__name__)
