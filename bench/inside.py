@@ -32,8 +32,9 @@ from bench.benchlib import Figure
 from mnist.attack import fool
 from mnist.checkpoint import load_checkpoint
 from mnist.digit_map import FEATURES_SHARE, PLACE_EPSILON, PLACE_NEIGHBOURS, DigitMap, compute_digit_map
-from mnist.inside import default_threads, inspect_drawing
+from mnist.inside import inspect_drawing
 from mnist.layout import exact_knn
+from mnist.machine import background_threads
 from mnist.neighbours import build_neighbour_index
 from mnist.preprocess import preprocess_canvas
 
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     path, description = benchlib.checkpoint_path()
     model = load_checkpoint(path).model
     data = benchlib.load_data()
-    threads = args.threads or default_threads()
+    threads = args.threads or background_threads()
     print(f"model: {description}; digit map and index on {threads} thread(s) ...", flush=True)
     digit_map, map_s, features_s = time_digit_map(model, data, limit_map, threads)
     print(f"digit map: {map_s:.1f} s ({features_s:.1f} s features)", flush=True)

@@ -49,13 +49,12 @@ from .errors import MnistError
 from .feature_cache import CacheKey, read_cache, write_cache
 from .inside import (
     Progress,
-    default_threads,
     digest_images,
     digest_model,
     features_and_probabilities,
-    limited_threads,
 )
 from .layout import LAYOUT_EPOCHS, embed_neighbour_graph, pca_basis
+from .machine import background_threads, limited_threads
 from .predict import single_thread
 
 DIGIT_MAP_FILE = "digit_map.safetensors"
@@ -151,7 +150,7 @@ def compute_digit_map(
         raise MnistError(f"unknown digit map method {method!r}; choose one of {', '.join(METHODS)}")
     started = time.perf_counter()
     images, labels = data.test_images[:limit], data.test_labels[:limit]
-    with limited_threads(threads or default_threads()):
+    with limited_threads(threads or background_threads()):
         features_progress = scaled_progress(progress, 0.0, FEATURES_SHARE)
         features, probabilities = features_and_probabilities(model, images, stop=stop, progress=features_progress)
         x = torch.from_numpy(features)

@@ -42,10 +42,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import machine
 from .constants import IMAGE_SIZE
 from .data import normalize
 from .errors import MnistError
+from .machine import limited_threads
 from .predict import model_device, single_thread
 from .preprocess import CanvasImage
 
@@ -123,27 +123,6 @@ class _Capture:
     kind: LayerKind
     source: nn.Module
     stages: tuple[str, ...]
-
-
-def default_threads() -> int:
-    """Torch threads for a background computation: half the cores, so Sketch keeps the other half."""
-    return max(1, machine.this_machine().cpus // 2)
-
-
-@contextmanager
-def limited_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with `threads` torch threads in the calling thread (None: unchanged), then restore."""
-    previous = torch.get_num_threads()
-    if threads is None or threads == previous:
-        yield
-        return
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @contextmanager

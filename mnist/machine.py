@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -260,3 +261,29 @@ def size_torch_threads() -> int:
     except RuntimeError:  # inter-op work already ran: the pool exists and cannot be resized
         pass
     return cpus
+
+
+def background_threads() -> int:
+    """Torch threads for a background computation: half the CPUs, so Sketch's predictions keep the other half."""
+    return max(1, this_machine().cpus // 2)
+
+
+@contextmanager
+def limited_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with `threads` torch threads in the calling thread (None: unchanged), then restore.
+
+    The one thread limiter: predict.single_thread is this with 1, for batch-1 work.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is None or threads == previous:
+        yield
+        return
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -31,7 +31,8 @@ from .constants import NUM_CLASSES
 from .data import MnistData
 from .errors import MnistError
 from .feature_cache import CacheKey, read_cache, write_cache
-from .inside import Progress, default_threads, digest_images, digest_model, extract_features
+from .inside import Progress, digest_images, digest_model, extract_features
+from .machine import background_threads
 from .predict import single_thread
 
 TRAIN_FEATURES_FILE = "train_features.safetensors"
@@ -101,7 +102,7 @@ def build_neighbour_index(
     """Features of the training images (the first `limit`; None: all 60,000). Thread-safe like
     inside.extract_features; threads default to half the cores."""
     images, labels = data.train_images[:limit], data.train_labels[:limit]
-    features = extract_features(model, images, threads=threads or default_threads(), stop=stop, progress=progress)
+    features = extract_features(model, images, threads=threads or background_threads(), stop=stop, progress=progress)
     key = neighbour_index_key(model, data, limit)
     return NeighbourIndex(at_float16_precision(torch.from_numpy(features)), labels.long().numpy(), key)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from torch import nn
 
 from .data import background_value
 from .errors import MnistError
+from .machine import limited_threads
 from .preprocess import CanvasImage, preprocess_canvas
 
 IG_STEPS = 16  # integrated-gradients path points by default, run as one batch
@@ -33,19 +33,10 @@ def model_device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@contextmanager
 def single_thread(enabled: bool = True):
     """Run tiny CPU work on one thread: on 2 busy cores, waking a second thread for a 1 ms forward pass
     costs more than it saves (bench/predict_latency.py: p99 52 -> 6 ms, p50 +0.2 ms)."""
-    previous = torch.get_num_threads()
-    if not enabled or previous == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    return limited_threads(1 if enabled else None)
 
 
 @torch.inference_mode()

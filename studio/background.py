@@ -3,7 +3,7 @@
 A model's digit map (the 10,000 test images in 2-D) and its neighbour index (the 60,000 training images'
 features, ~110 s per model) are computed once per model by one st.cache_resource worker shared by every
 session: WORKERS threads at the training pool's lower priority (mnist.jobs.lower_thread_priority), each on
-half the CPUs the host gives (mnist.inside.default_threads: 1 of 2), so Sketch's predictions keep the rest.
+half the CPUs the host gives (mnist.machine.background_threads: 1 of 2), so Sketch's predictions keep the rest.
 A page asks for a `Task` and shows its progress until it is done; asking again for the same model returns
 the same task.
 
@@ -31,8 +31,9 @@ from torch import nn
 from mnist.checkpoint import BUNDLED_DIR, Checkpoint
 from mnist.data import MnistData
 from mnist.digit_map import DIGIT_MAP_FILE, DigitMap, digit_map_key, load_digit_map, load_or_compute_digit_map
-from mnist.inside import Progress, default_threads
+from mnist.inside import Progress
 from mnist.jobs import lower_thread_priority
+from mnist.machine import background_threads
 from mnist.neighbours import NeighbourIndex, load_or_build_neighbour_index
 from mnist.records import ModelRef
 from mnist.verdict import FALLBACK, Calibration, calibration_for, save_calibration
@@ -132,11 +133,11 @@ def compute_digit_map(
     found = None if shipped is None else load_digit_map(shipped / DIGIT_MAP_FILE, digit_map_key(model, data))
     if found is not None:
         return found
-    return load_or_compute_digit_map(model, data, folder, threads=default_threads(), progress=progress)
+    return load_or_compute_digit_map(model, data, folder, threads=background_threads(), progress=progress)
 
 
 def compute_neighbours(model: nn.Module, data: MnistData, folder: Path | None, progress: Progress) -> NeighbourIndex:
-    return load_or_build_neighbour_index(model, data, folder, threads=default_threads(), progress=progress)
+    return load_or_build_neighbour_index(model, data, folder, threads=background_threads(), progress=progress)
 
 
 def within_budget(key: str, compute: Callable[[Progress], object]) -> Callable[[Progress], object]:
