@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import torch
@@ -49,7 +50,18 @@ CORES_PER_RUN = 2  # default pool size: one training run per this many cores
 TRAINING_NICE = 10
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
+
+class JobState(StrEnum):
+    """Where a job or a seed group is; a str, so pages and logs show it as the word."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+QUEUED, RUNNING, DONE, STOPPED, FAILED = JobState  # the names pages and tests import
 FINISHED = (DONE, STOPPED, FAILED)
 
 
@@ -132,7 +144,7 @@ class Job:
     config: TrainConfig
     owner: str  # who started it (the app's visitor id); saved as the run's owner
     name: str | None = None  # the run folder's name, chosen by its maker; None: an automatic one
-    state: str = QUEUED
+    state: JobState = QUEUED
     events: list[StepEvent | EpochEvent] = field(default_factory=list)  # in order
     error: str | None = None
     run_dir: Path | None = None
@@ -158,7 +170,7 @@ class SeedGroup:
     owner: str
     name: str | None  # the ensemble's run name (its members': NAME-seedS); None: automatic names
     jobs: list[Job] = field(default_factory=list)
-    state: str = RUNNING  # RUNNING until the ensemble is saved (DONE) or cannot be (FAILED)
+    state: JobState = RUNNING  # RUNNING until the ensemble is saved (DONE) or cannot be (FAILED)
     error: str | None = None
     run_dir: Path | None = None  # the ensemble's run folder
 
@@ -340,7 +352,7 @@ class JobManager:
             job.stop_event.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _finish(self, job: Job, state: str, error: str | None = None) -> None:
+    def _finish(self, job: Job, state: JobState, error: str | None = None) -> None:
         with self._lock:
             job.state, job.error, job.finished = state, error, time.time()
 
@@ -375,7 +387,7 @@ class JobManager:
             group.run_dir = run_dir
         self._finish_group(group, DONE)
 
-    def _finish_group(self, group: SeedGroup, state: str, error: str | None = None) -> None:
+    def _finish_group(self, group: SeedGroup, state: JobState, error: str | None = None) -> None:
         with self._lock:
             group.state, group.error = state, error
 
