@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import procfs
+import numpy as np
+import psutil
+
+from bench import processes, procfs
 from mnist import machine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,14 +50,9 @@ def core_count() -> int:
     return machine.this_machine().cpus
 
 
-def busy_cores(seconds: float = 0.5) -> float | None:
+def busy_cores(seconds: float = 0.5) -> float:
     """How many cores were busy over the next `seconds` (measured while this process sleeps)."""
-    before = procfs.read_system_cpu()
-    time.sleep(seconds)
-    after = procfs.read_system_cpu()
-    if before is None or after is None or after[1] <= before[1]:
-        return None
-    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+    return psutil.cpu_percent(interval=seconds) / 100 * (os.cpu_count() or 1)
 
 
 class ContentionMeter:
@@ -65,11 +63,10 @@ class ContentionMeter:
 
     @staticmethod
     def _state() -> tuple[float, float, float] | None:
-        system = procfs.read_system_cpu()
-        own = procfs.read_process_cpu_seconds("self", children=True)
-        if system is None or own is None:
+        own = processes.read_cpu_seconds("self", children=True)
+        if own is None:
             return None
-        return system[0] / procfs.clock_ticks(), own, time.perf_counter()
+        return processes.read_system_busy_seconds(), own, time.perf_counter()
 
     def other_busy_cores(self) -> float | None:
         end = self._state()
@@ -233,19 +230,6 @@ def mnist_canvas(digit, rng, size: int = 280, scale: int | None = None):
 # Figures
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) by linear interpolation between closest ranks (numpy's default)."""
-    if not values:
-        raise ValueError("percentile of an empty sequence")
-    if not 0 <= q <= 100:
-        raise ValueError(f"q must be in [0, 100], got {q}")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    low = math.floor(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
 def spread(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value): how seeds' figures are reported."""
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -254,11 +238,12 @@ def spread(values: Sequence[float]) -> tuple[float, float]:
 def latency_stats(seconds: Sequence[float]) -> dict:
     """p50, p90, p99, max and mean, in milliseconds."""
     ms = [s * 1000 for s in seconds]
+    p50, p90, p99 = (float(p) for p in np.percentile(ms, [50, 90, 99]))
     return {
         "n": len(ms),
-        "p50_ms": percentile(ms, 50),
-        "p90_ms": percentile(ms, 90),
-        "p99_ms": percentile(ms, 99),
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
         "max_ms": max(ms),
         "mean_ms": sum(ms) / len(ms),
     }

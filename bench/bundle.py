@@ -77,7 +77,8 @@ def stroke_model_cpu_ms(candidate: Candidate, canvas: np.ndarray) -> float:
 
 
 def candidate_figures(candidate: Candidate, accuracy: float, loss: float, errors: int) -> list[Figure]:
-    stats = {"p50": benchlib.percentile(candidate.cpu_ms, 50), "p90": benchlib.percentile(candidate.cpu_ms, 90)}
+    p50, p90 = (float(p) for p in np.percentile(candidate.cpu_ms, [50, 90]))
+    stats = {"p50": p50, "p90": p90}
     fits = candidate.size_bytes < BUDGET_BYTES
     key, label = candidate.name, f"{candidate.name} ({candidate.checkpoint.record.model_text})"
     return [

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import procfs
+from bench import processes, procfs
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout (the project installs editable: pip install -e .)
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -41,11 +41,11 @@ class Server:
 
     def rss_mb(self) -> float | None:
         """Resident memory of the server process in MB; None once it has exited."""
-        return procfs.read_status_mb(self.process.pid, "VmRSS")
+        return processes.read_rss_mb(self.process.pid)
 
     def peak_rss_mb(self) -> float | None:
         """Peak resident memory (VmHWM) of the server process in MB; None once it has exited."""
-        return procfs.read_status_mb(self.process.pid, "VmHWM")
+        return procfs.read_peak_rss_mb(self.process.pid)
 
 
 def free_port() -> int:

@@ -57,7 +57,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from bench import benchlib, procfs
+from bench import benchlib, processes, procfs
 from bench.harness import free_port, stop_process
 
 REPO = benchlib.REPO
@@ -441,20 +441,12 @@ def container_log_tail(name: str) -> str:
     return (done.stdout + done.stderr).strip()
 
 
-def read_argv(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
 def container_processes(host_pid: int) -> list[dict]:
     """The container's processes as the host's /proc sees them: kind, RSS and peak RSS (MB)."""
     rows = []
-    for pid in procfs.process_tree(host_pid):
-        argv = read_argv(pid)
-        rss, peak = procfs.read_status_mb(pid, "VmRSS"), procfs.read_status_mb(pid, "VmHWM")
+    for pid in processes.process_tree(host_pid):
+        argv = processes.read_command_line(pid)
+        rss, peak = processes.read_rss_mb(pid), procfs.read_peak_rss_mb(pid)
         if argv:  # a kernel thread or a process that just exited has none
             rows.append({"pid": pid, "kind": process_kind(argv), "rss_mb": rss and round(rss),
                          "peak_mb": peak and round(peak)})  # fmt: skip

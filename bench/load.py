@@ -80,12 +80,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 from google.protobuf import json_format
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from bench import benchlib
-from bench.procfs import clock_ticks, read_system_cpu, read_tree_cpu_seconds, read_tree_status_mb
+from bench.processes import read_system_busy_seconds, read_tree_cpu_seconds, read_tree_rss_mb
+from bench.procfs import read_tree_status_mb
 from studio import serve
 
 RECORDING = benchlib.BENCH_DIR / "recorded" / "sketch_session.json"
@@ -403,11 +405,12 @@ def latency_summary(seconds: list[float]) -> dict:
     if not seconds:
         return {"n": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None, "max_ms": None}
     ms = [s * 1000 for s in seconds]
+    p50, p90, p99 = (round(float(p), 1) for p in np.percentile(ms, [50, 90, 99]))
     return {
         "n": len(ms),
-        "p50_ms": round(benchlib.percentile(ms, 50), 1),
-        "p90_ms": round(benchlib.percentile(ms, 90), 1),
-        "p99_ms": round(benchlib.percentile(ms, 99), 1),
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
         "max_ms": round(max(ms), 1),
     }
 
@@ -469,12 +472,11 @@ class Usage:
 
     @classmethod
     def now(cls, server_pid: int | None) -> Usage:
-        system = read_system_cpu()
         return cls(
             wall=time.perf_counter(),
             generator_cpu=time.process_time(),
             server_cpu=read_tree_cpu_seconds(server_pid) if server_pid else None,
-            system_busy=None if system is None else system[0] / clock_ticks(),
+            system_busy=read_system_busy_seconds(),
         )
 
     def until(self, end: Usage) -> dict:
@@ -945,7 +947,7 @@ class RssSampler:
             await asyncio.sleep(RSS_SAMPLE_INTERVAL)
 
     def sample(self) -> None:
-        rss = read_tree_status_mb(self.pid, "VmRSS")
+        rss = read_tree_rss_mb(self.pid)
         if rss is not None:
             self.peak_mb = max(rss, self.peak_mb or 0.0)
 

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import benchlib, procfs
+from bench import benchlib, processes, procfs
 from bench.benchlib import Figure
 
 TARGET_PREDICT_MB = 1024.0
@@ -63,7 +63,7 @@ RUN_SAVED_TIMEOUT = 300.0  # seconds for the server's training run to finish aft
 
 def memory_now() -> dict[str, float]:
     """Current and peak (VmHWM) resident set size of this process, in MiB."""
-    return {"rss_mb": procfs.read_status_mb("self", "VmRSS"), "peak_mb": procfs.read_status_mb("self", "VmHWM")}
+    return {"rss_mb": processes.read_rss_mb("self"), "peak_mb": procfs.read_peak_rss_mb("self")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ def drive_server(scenario: Scenario, url: str, pid: int) -> dict:
     args = load.parse_args(load_args(scenario, url, pid))
     with contextlib.redirect_stdout(sys.stderr):  # its per-step lines: progress, not this script's output
         result = load.run_load(args, url, pid)
-    return load.headline(args, result, procfs.read_status_mb(pid, "VmHWM"), [], {})
+    return load.headline(args, result, procfs.read_peak_rss_mb(pid), [], {})
 
 
 def measure_server(scenario: Scenario) -> dict:
@@ -353,8 +353,8 @@ def measure_server(scenario: Scenario) -> dict:
         figures.update(
             alive=alive,
             exit_code=server.process.returncode,
-            peak_rss_mb=procfs.read_status_mb(pid, "VmHWM") if alive else None,
-            rss_mb=procfs.read_status_mb(pid, "VmRSS") if alive else None,
+            peak_rss_mb=procfs.read_peak_rss_mb(pid) if alive else None,
+            rss_mb=processes.read_rss_mb(pid) if alive else None,
             rss_anon_mb=procfs.read_status_mb(pid, "RssAnon") if alive else None,
             sampled_peak_rss_mb=sampler.peak["VmRSS"],
             sampled_peak_anon_mb=sampler.peak["RssAnon"],

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from bench import benchlib, best, browser, bundle, memory, predict_latency, procfs, run_all, train_speed
+from bench import benchlib, best, browser, bundle, memory, predict_latency, processes, procfs, run_all, train_speed
 from mnist.config import PRESETS
-
-
-@pytest.mark.parametrize("n", [1, 2, 7, 100, 1001])
-def test_percentile_matches_numpy(n):
-    values = list(np.random.default_rng(n).exponential(size=n))
-    for q in (0, 1, 50, 90, 99, 100):
-        assert benchlib.percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
-
-
-def test_percentile_rejects_empty_and_out_of_range():
-    with pytest.raises(ValueError):
-        benchlib.percentile([], 50)
-    with pytest.raises(ValueError):
-        benchlib.percentile([1.0], 101)
 
 
 def test_latency_stats_are_milliseconds():
@@ -125,13 +112,6 @@ def test_cpu_model_parsing():
     assert procfs.parse_cpu_model("processor\t: 0\nBogoMIPS\t: 50.00\n") is None
 
 
-def test_system_cpu_parsing():
-    stat = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 50 0 25 400 25 0 0 0 0 0\n"
-    assert procfs.parse_system_cpu(stat) == (150, 1000)  # idle and iowait are not busy
-    with pytest.raises(ValueError):
-        procfs.parse_system_cpu("cpu0 50 0 25 400 25 0 0 0 0 0\n")
-
-
 def test_status_parsing_reads_kilobytes():
     text = "Name:\tpython\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\nThreads:\t3\n"
     assert procfs.parse_status_kb(text, "VmRSS") == 102400
@@ -140,22 +120,40 @@ def test_status_parsing_reads_kilobytes():
     assert procfs.parse_status_kb(text, "VmSwap") is None
 
 
-def test_process_cpu_parsing_survives_odd_command_names():
-    # pid (comm) state ppid ... utime=14 stime=15 cutime=16 cstime=17 (1-based fields); comm may hold ") ("
-    fields_after_comm = ["S", "1", "1", "1", "0", "-1", "0", "0", "0", "0", "0", "300", "40", "5", "2", "20"]
-    text = "1234 (a) (b c) " + " ".join(fields_after_comm) + "\n"
-    assert procfs.parse_process_cpu_ticks(text) == 340
-    assert procfs.parse_process_cpu_ticks(text, children=True) == 347
-
-
 def test_readers_see_this_process_and_none_for_a_gone_one():
-    assert 0 < procfs.read_status_mb("self", "VmRSS") <= procfs.read_status_mb("self", "VmHWM")
-    assert procfs.read_process_cpu_seconds("self") > 0
-    busy, total = procfs.read_system_cpu()
-    assert 0 < busy < total
+    assert 0 < processes.read_rss_mb("self") <= procfs.read_peak_rss_mb("self")
+    assert processes.read_cpu_seconds("self") > 0
+    assert processes.read_cpu_seconds("self", children=True) >= processes.read_cpu_seconds("self")
     gone = 2**22 + 1  # above the kernel's largest pid_max
-    assert procfs.read_status_mb(gone, "VmRSS") is None
-    assert procfs.read_process_cpu_seconds(gone) is None
+    assert procfs.read_peak_rss_mb(gone) is None
+    assert processes.read_rss_mb(gone) is None
+    assert processes.read_cpu_seconds(gone) is None
+    assert processes.read_tree_cpu_seconds(gone) is None
+    assert processes.process_tree(gone) == [gone]
+    assert processes.read_command_line(gone) == []
+
+
+def test_process_tree_holds_a_child_and_sums_its_memory():
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        tree = processes.process_tree(os.getpid())
+        assert tree[0] == os.getpid() and child.pid in tree
+        assert processes.read_tree_rss_mb(os.getpid()) > processes.read_rss_mb(os.getpid())
+        assert processes.read_command_line(child.pid)[-1] == "import time; time.sleep(30)"
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def test_system_busy_seconds_count_busy_time_only():
+    import psutil
+
+    times = psutil.cpu_times()
+    busy = processes.read_system_busy_seconds()
+    assert 0 < busy < sum(times) - times.guest - times.guest_nice  # idle time is not busy
+    assert processes.read_system_busy_seconds() >= busy  # a count since boot never falls
 
 
 def test_memory_now_reads_this_process():
