@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from helpers import REPO
 from PIL import Image
 
 from mnist.__main__ import build_parser, main, train_config

@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 import torch
-from conftest import write_idx, write_small_mnist
+from helpers import write_idx, write_small_mnist
 
 from mnist import data as data_mod
 from mnist.constants import MNIST_MEAN, MNIST_STD

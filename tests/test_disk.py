@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import random_mnist
+from helpers import random_mnist
 
 from mnist.checkpoint import add_save_listener, list_runs, save_run
 from mnist.config import TrainConfig

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import random_mnist
+from helpers import random_mnist
 
 from mnist import cost
 from mnist.checkpoint import list_runs

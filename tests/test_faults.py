@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_mnist, write_small_mnist
+from helpers import random_mnist, write_small_mnist
 
 import mnist.jobs
 from mnist.checkpoint import (

@@ -4,7 +4,7 @@ import re
 import subprocess
 import tomllib
 
-from conftest import REPO
+from helpers import REPO
 
 
 def front_matter() -> dict[str, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_idx, write_small_mnist
+from helpers import write_idx, write_small_mnist
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import random_mnist
+from helpers import random_mnist
 
 from mnist.config import TrainConfig
 from mnist.data import MnistData
