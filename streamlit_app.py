@@ -25,7 +25,7 @@ except MnistError as exc:  # the operator's MNIST_CPUS or MNIST_MEMORY_MB is not
     st.error(f"This server is misconfigured: {exc}.")
     st.stop()
 
-from studio import canvas_style, common, remembered
+from studio import canvas_style, common, guide, remembered
 
 machine.size_torch_threads()  # once per process; torch is loaded by now
 
@@ -46,5 +46,6 @@ navigation = st.navigation(
 )
 with st.sidebar:
     st.markdown("### :material/draw: MNIST Studio")
+guide.show()  # a first visitor's four steps, under the title (the sidebar is folded away on a phone)
 common.sidebar()
 navigation.run()

@@ -1,7 +1,8 @@
 """Each visitor's choices, remembered on the server: a reload or a second tab starts where they left off.
 
 What is remembered: the active model (the sidebar), Sketch's device, the Train form (preset, fields, run
-name, seeds) and Explore's filters. It is keyed by the visitor's owner id (a digest of their token: the
+name, seeds), Explore's filters and the start guide's progress (studio.guide: which steps are done, whether
+it was dismissed). It is keyed by the visitor's owner id (a digest of their token: the
 token itself is never stored), and held by this process only (st.cache_resource): studio.serve routes a
 browser to one process, so its reloads and tabs meet the same store. A restart forgets it, as it forgets
 sessions; nothing is written to disk.
@@ -40,6 +41,7 @@ EXPLORE_KEYS = (  # pages/explore.py's filters (its page numbers are not: they d
     "mistake_pred",
     "mistake_order",
 )
+GUIDE_PREFIX = "guide_"  # studio.guide's progress: guide_<step> and guide_dismissed, each a bool
 SEEN_KEY = "remembered_seen"  # this session's last known values of the remembered keys
 EMPTY: Mapping[str, object] = MappingProxyType({})
 
@@ -52,6 +54,9 @@ class Choices:
     device: str | None = None
     train_form: Mapping[str, object] = field(default_factory=lambda: EMPTY)  # session-state key -> widget value
     explore_filters: Mapping[str, object] = field(default_factory=lambda: EMPTY)
+    # The start guide's flags (guide key -> bool). Read from the store on every run, never copied into a
+    # session: a tick made in one tab shows in the visitor's other tabs at their next rerun.
+    guide: Mapping[str, bool] = field(default_factory=lambda: EMPTY)
 
     def as_state(self) -> dict[str, object]:
         """The session-state values these choices stand for."""
@@ -62,8 +67,10 @@ class Choices:
         """These choices with the changed session-state values in."""
         form = {k: v for k, v in changes.items() if is_train_key(k)}
         filters = {k: v for k, v in changes.items() if k in EXPLORE_KEYS}
+        guide = {k: bool(v) for k, v in changes.items() if k.startswith(GUIDE_PREFIX)}
         return replace(
             self,
+            guide=MappingProxyType({**self.guide, **guide}) if guide else self.guide,
             model=changes.get(MODEL_KEY, self.model),
             device=changes.get(DEVICE_KEY, self.device),
             train_form=MappingProxyType({**self.train_form, **form}) if form else self.train_form,

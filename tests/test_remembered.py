@@ -93,6 +93,16 @@ def test_changes_merge_and_two_threads_lose_nothing():
     assert len(store.recall("b").train_form) == 400
 
 
+def test_the_guides_flags_are_kept_but_never_copied_into_a_session():
+    store = ChoiceStore()
+    store.remember("a", {"guide_draw": True, "cfg_epochs": "3"})
+    store.remember("a", {"guide_dismissed": True})
+    store.remember("a", {"guide_dismissed": False})
+    choices = store.recall("a")
+    assert choices.guide == {"guide_draw": True, "guide_dismissed": False}
+    assert "guide_draw" not in choices.as_state()  # studio.guide reads the store: every tab sees a new tick
+
+
 def test_uploads_and_long_texts_are_not_kept():
     assert worth_keeping("active_model", "run:mine") and worth_keeping("active_model", "bundled")
     assert not worth_keeping("active_model", "upload:0123456789abcdef")  # gone with its session

@@ -1,0 +1,113 @@
+"""The "Start here" guide: four steps through the app for a first visitor, ticked off as they are done.
+
+Shown in the sidebar (on a phone the sidebar is folded away, so it never pushes Sketch's canvas down), each
+step a link to its page. The progress is remembered per visitor (studio.remembered's store, keyed by the
+owner id): a reload or a second tab shows the same ticks, and a dismissed guide stays dismissed.
+
+The pages tick the steps where they happen: `guide.mark_done(guide.Step.DRAW)` when a drawing got a verdict
+(Sketch), `Step.COMPARE` when two models' readings of one drawing are shown (Sketch's compare), `Step.MISTAKES`
+when the mistakes of a model are shown (Explore). `Step.TRAIN` ticks itself: a run this visitor started has
+finished and been saved (any preset counts; the guide suggests the fast one, about 8 s of training).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import streamlit as st
+
+from mnist.jobs import DONE
+from studio import common, remembered
+
+DISMISSED = remembered.GUIDE_PREFIX + "dismissed"
+TITLE = "Start here"
+
+
+class Step(Enum):
+    """The guide's steps, in order: value = (remembered key's suffix, page, what to do)."""
+
+    DRAW = ("draw", "pages/sketch.py", "Draw a digit on Sketch")
+    TRAIN = ("train", "pages/train.py", "Train the fast preset (about 8 s)")
+    COMPARE = ("compare", "pages/sketch.py", "Compare your model with the bundled one on one drawing")
+    MISTAKES = ("mistakes", "pages/explore.py", "Look at your model's mistakes on Explore")
+
+    @property
+    def key(self) -> str:
+        return remembered.GUIDE_PREFIX + self.value[0]
+
+    @property
+    def page(self) -> str:
+        return self.value[1]
+
+    @property
+    def label(self) -> str:
+        return self.value[2]
+
+
+def progress() -> dict[str, bool]:
+    """This visitor's guide flags (Step.key and DISMISSED), from the process's store."""
+    return dict(remembered.store().recall(common.owner_id()).guide)
+
+
+def is_done(step: Step) -> bool:
+    return progress().get(step.key, False)
+
+
+def is_dismissed() -> bool:
+    return progress().get(DISMISSED, False)
+
+
+def mark_done(step: Step) -> None:
+    """Tick a step off for this visitor (cheap when it already is: one look-up, no write)."""
+    if not is_done(step):
+        remembered.store().remember(common.owner_id(), {step.key: True})
+
+
+def set_dismissed(dismissed: bool) -> None:
+    """Hide the guide (True) or bring it back (False), for every tab of this visitor."""
+    remembered.store().remember(common.owner_id(), {DISMISSED: dismissed})
+
+
+def tick_finished_training() -> None:
+    """Step.TRAIN is done once a run this visitor started has finished (checked on every run: the run trains
+    in the background, and the visitor may be on another page when it ends)."""
+    if not is_done(Step.TRAIN) and any(job.state == DONE for job in common.job_manager().jobs_for(common.owner_id())):
+        mark_done(Step.TRAIN)
+
+
+def step_label(number: int, step: Step, done: bool) -> str:
+    """A step's link text; a done one says so in words too (a screen reader does not see the tick)."""
+    return f"{number}. {step.label}{' (done)' if done else ''}"
+
+
+def show() -> None:
+    """The guide in the sidebar, or, once dismissed, a small button that brings it back."""
+    tick_finished_training()
+    flags = progress()
+    with st.sidebar:
+        if flags.get(DISMISSED):
+            st.button(
+                "Show the start guide",
+                icon=":material/school:",
+                type="tertiary",
+                on_click=set_dismissed,
+                args=(False,),
+                key="guide_show",
+            )
+            return
+        with st.container(key="start-guide", border=True):
+            done = [flags.get(step.key, False) for step in Step]
+            st.markdown(f"**:material/school: {TITLE}** · {sum(done)} of {len(done)} done")
+            for number, (step, is_ticked) in enumerate(zip(Step, done, strict=True), start=1):
+                icon = ":material/check_circle:" if is_ticked else ":material/radio_button_unchecked:"
+                st.page_link(step.page, label=step_label(number, step, is_ticked), icon=icon)
+            if all(done):
+                st.caption("All done: you have drawn, trained, compared and looked at mistakes.")
+            st.button(
+                "Hide this guide",
+                icon=":material/close:",
+                type="tertiary",
+                on_click=set_dismissed,
+                args=(True,),
+                key="guide_hide",
+            )

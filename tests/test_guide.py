@@ -1,0 +1,67 @@
+"""The "Start here" guide (studio.guide), through AppTest: four steps linking to their pages, ticked off as the
+visitor does them, the same in a new session of that visitor (a reload, a second tab) and only for them; a
+dismissed guide stays dismissed and can be brought back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from studio import guide, remembered
+from studio.ownership import owner_of
+
+APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+TIMEOUT = 120  # seconds per script run: the machine is slow and shared
+PAGES = {guide.Step.DRAW: "", guide.Step.TRAIN: "train", guide.Step.COMPARE: "", guide.Step.MISTAKES: "explore"}
+
+
+def session(token: str) -> AppTest:
+    """A new Streamlit session (on Sketch) of the browser holding `token`."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["visitor_token"] = token
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def step_links(at: AppTest) -> list:
+    return [link for link in at.sidebar.get("page_link") if link.proto.label[:2] in ("1.", "2.", "3.", "4.")]
+
+
+def ticked(at: AppTest) -> list[bool]:
+    return [link.proto.icon == ":material/check_circle:" for link in step_links(at)]
+
+
+def test_a_first_visitor_sees_four_steps_each_linking_to_its_page():
+    at = session("visitor-token-of-guide-first-001")
+    links = step_links(at)
+    assert [link.proto.page for link in links] == list(PAGES.values())
+    assert [link.proto.label for link in links] == [f"{n}. {s.label}" for n, s in enumerate(guide.Step, start=1)]
+    assert ticked(at) == [False] * 4
+    assert "0 of 4 done" in "\n".join(m.value for m in at.sidebar.markdown)
+
+
+def test_done_steps_are_ticked_in_every_session_of_that_visitor_only():
+    token = "visitor-token-of-guide-ticks-002"
+    first = session(token)
+    store = remembered.store()  # the process's store, shared with the app's sessions
+    store.remember(owner_of(token), {guide.Step.DRAW.key: True, guide.Step.MISTAKES.key: True})
+    first.run()  # the open tab: at its next rerun
+    assert ticked(first) == [True, False, False, True]
+    assert step_links(first)[0].proto.label.endswith("(done)")
+    assert "2 of 4 done" in "\n".join(m.value for m in first.sidebar.markdown)
+    assert ticked(session(token)) == [True, False, False, True]  # a reload, a second tab
+    assert ticked(session("visitor-token-of-someone-else-03")) == [False] * 4
+
+
+def test_a_dismissed_guide_stays_dismissed_and_can_come_back():
+    token = "visitor-token-of-guide-hides-004"
+    at = session(token)
+    at.sidebar.button(key="guide_hide").click().run()
+    assert not step_links(at)
+    again = session(token)  # a new session of the same visitor
+    assert not step_links(again)
+    again.sidebar.button(key="guide_show").click().run()
+    assert len(step_links(again)) == 4
+    assert len(step_links(session(token))) == 4
