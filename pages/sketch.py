@@ -8,13 +8,14 @@ import numpy as np
 import streamlit as st
 
 from mnist import verdict
+from mnist.compare import reread
 from mnist.device import available_devices
 from mnist.ensemble import first_member, members_of
 from mnist.errors import MnistError
 from mnist.predict import LIVE_IG_STEPS, predict_tensor, saliency_map
 from mnist.preprocess import CanvasImage
-from mnist.verdict import FALLBACK, REASONS, Calibration, Reading, digit_text
-from studio import background, canvas_style, common, inside_views, uploads
+from mnist.verdict import FALLBACK, Calibration, Reading
+from studio import background, canvas_style, common, compare, inside_views, uploads
 from studio.charts import probabilities_figure
 from studio.views import (
     CANVAS_SIZE,
@@ -26,6 +27,7 @@ from studio.views import (
     saliency_overlay,
     sketch_image_caption,
     upscale,
+    verdict_text,
 )
 
 CONFIDENCE_THRESHOLD = verdict.CONFIDENT  # below this the page says the model is unsure: one fact, the verdict's
@@ -200,19 +202,32 @@ def hidden_heading(text: str) -> None:
 
 def heading(reading: Reading) -> str:
     """The one line in the `prediction` container: Prediction: D (P%), Number: 17, Not a digit: a dot."""
-    if reading.verdict == "not_a_digit":
-        return f"Not a digit: {REASONS[reading.reason]}"
-    if len(reading.groups) > 1:
-        text = f"Number: {digit_text(reading.digits)}"
-        if reading.verdict == "unsure":
-            first, second = reading.top_two
-            text += f" — not sure of one digit: {first.digit} or {second.digit}"
-        return text
-    group = reading.groups[0]
-    return prediction_text(group.digit, group.confidence, group.probabilities, CONFIDENCE_THRESHOLD)
+    return verdict_text(reading, CONFIDENCE_THRESHOLD)
 
 
-def show_prediction(key: str, label: str, array) -> None:
+def compare_drawing(key: str, reading: Reading, names: dict[str, str], device: str) -> None:
+    """The second-model menu and, when one is chosen, its reading of the same drawing beside the active one's.
+
+    The second model rereads the drawing's groups as the first reading cut them (mnist.compare.reread): no
+    second preprocessing, and no second saliency map."""
+    other = compare.show_picker(names, key)
+    if other is None or reading.empty:
+        return
+    try:
+        model = common.model_on_device(other, device)
+        calibration, _ = read_calibration(other)
+        second = reread(model, reading, calibration)
+    except MnistError as exc:
+        with st.container(key=compare.CONTAINER_KEY):
+            st.error(f"{names[other]} cannot read this drawing: {exc}")
+        return
+    compare.show_comparison(
+        compare.reading_answer(names[key], reading, CONFIDENCE_THRESHOLD),
+        compare.reading_answer(names[other], second, CONFIDENCE_THRESHOLD),
+    )
+
+
+def show_prediction(key: str, label: str, array, names: dict[str, str]) -> None:
     device = st.session_state.get("sketch_device", "cpu")
     try:
         model = common.model_on_device(key, device)
@@ -228,14 +243,18 @@ def show_prediction(key: str, label: str, array) -> None:
         if reading.empty:
             st.markdown("### Draw a digit")
             st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
-            return
-        st.markdown(f"### {heading(reading)}")
-        if reading.verdict == "not_a_digit":
-            st.caption(NOT_A_DIGIT_HINT)
+        else:
+            st.markdown(f"### {heading(reading)}")
+            if reading.verdict == "not_a_digit":
+                st.caption(NOT_A_DIGIT_HINT)
+    if reading.empty:
+        compare.show_picker(names, key)
+        return
     note = "" if calibrated else " · not-a-digit check still calibrating for this model"
     st.caption(f"{label} · {device} · {elapsed_ms:.0f} ms{note}")
     if len(reading.groups) > 1:
         show_digits(reading)
+        compare_drawing(key, reading, names, device)
         return
     group = reading.groups[0]
     st.plotly_chart(
@@ -243,6 +262,7 @@ def show_prediction(key: str, label: str, array) -> None:
         key="probabilities",
         config={"displayModeBar": False},
     )
+    compare_drawing(key, reading, names, device)
     seen, why = st.columns(2)
     with seen:
         read = None if reading.verdict == "not_a_digit" else group.digit
@@ -284,7 +304,7 @@ def show_digits(reading: Reading) -> None:
             )
 
 
-def show_test_image(key: str | None, label: str | None, index: int) -> None:
+def show_test_image(key: str | None, label: str | None, index: int, names: dict[str, str]) -> None:
     """MNIST test image `index` as the input instead of the drawing (set by Explore: common.SKETCH_IMAGE_KEY).
 
     The model gets the image's own 28x28 pixels (views.mnist_input), so this is the prediction Explore
@@ -327,20 +347,40 @@ def show_test_image(key: str | None, label: str | None, index: int) -> None:
                 st.error(str(exc))
             return
         digit, probabilities = int(probs.argmax()), tuple(float(p) for p in probs)
+        text = prediction_text(digit, probabilities[digit], probabilities, CONFIDENCE_THRESHOLD)
         with st.container(key="prediction"):
-            st.markdown(f"### {prediction_text(digit, probabilities[digit], probabilities, CONFIDENCE_THRESHOLD)}")
+            st.markdown(f"### {text}")
         st.caption(label)
         st.plotly_chart(
             probabilities_figure(probabilities, CONFIDENCE_THRESHOLD, height=PROBABILITIES_HEIGHT),
             key="probabilities",
             config={"displayModeBar": False},
         )
+        first = compare.probabilities_answer(names[key], text, probabilities)
+        compare_test_image(key, first, image, int(data.test_labels[index]), names)
         why, _ = st.columns(2)
         why.image(
             saliency_overlay(image.pixels, saliency, PREVIEW_SCALE),
             caption=why_caption(model, digit),
             alt=saliency_alt(digit),
         )
+
+
+def compare_test_image(key: str, first: compare.Answer, image: CanvasImage, truth: int, names: dict[str, str]) -> None:
+    """The second-model menu and, when one is chosen, both models' answers for the test image, with its label."""
+    other = compare.show_picker(names, key)
+    if other is None:
+        return
+    try:
+        model = common.model_on_device(other, st.session_state.get("sketch_device", "cpu"))
+        probs = tuple(float(p) for p in predict_tensor(model, image.to_tensor())[0])
+    except MnistError as exc:
+        with st.container(key=compare.CONTAINER_KEY):
+            st.error(f"{names[other]} cannot read this image: {exc}")
+        return
+    digit = max(range(len(probs)), key=probs.__getitem__)
+    text = prediction_text(digit, probs[digit], probs, CONFIDENCE_THRESHOLD)
+    compare.show_comparison(first, compare.probabilities_answer(names[other], text, probs), truth)
 
 
 def show_controls() -> int:
@@ -363,7 +403,7 @@ def show_controls() -> int:
 
 
 @st.fragment
-def sketch(key: str | None, label: str | None) -> None:
+def sketch(key: str | None, label: str | None, names: dict[str, str]) -> None:
     """Canvas, its controls and the prediction that follows the drawing.
 
     A fragment: a stroke, the stroke-width slider and Clear rerun only this function, not the sidebar
@@ -371,7 +411,7 @@ def sketch(key: str | None, label: str | None) -> None:
     A change of model or device is a full rerun, which calls it again with the new key and label.
     """
     if common.SKETCH_IMAGE_KEY in st.session_state:  # a test image opened from Explore
-        show_test_image(key, label, st.session_state[common.SKETCH_IMAGE_KEY])
+        show_test_image(key, label, st.session_state[common.SKETCH_IMAGE_KEY], names)
         return
     with st.container(key=canvas_style.SKETCH_LAYOUT_KEY):
         left, right = st.columns(COLUMNS, gap="large")
@@ -395,8 +435,9 @@ def sketch(key: str | None, label: str | None) -> None:
             with st.container(key="prediction"):
                 st.markdown("### Draw a digit")
                 st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
+            compare.show_picker(names, key)
         else:
-            show_prediction(key, label, drawing)
+            show_prediction(key, label, drawing, names)
     if key is not None:  # after the prediction, full width: a view never delays the heading
         inside_views.show_inside(key, drawing)
 
@@ -406,7 +447,7 @@ st.title("Sketch a digit")
 choices = common.model_choices()
 key = common.active_model_key(choices)
 
-sketch(key, None if key is None else choices[key].label)
+sketch(key, None if key is None else choices[key].label, {k: choice.where for k, choice in choices.items()})
 # Outside the fragment: an upload or another device changes the model, which the sidebar shows too.
 _, settings = st.columns(COLUMNS, gap="large")
 with settings:

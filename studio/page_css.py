@@ -39,6 +39,10 @@ PAGE_CSS = f"""
   .st-key-{CONTROLS_KEY} [data-testid="stHorizontalBlock"] {{ flex-wrap: nowrap !important; }}
   .st-key-{CONTROLS_KEY} [data-testid="stColumn"] {{ min-width: 0 !important; }}
 }}
+/* Sketch's comparison table (studio.compare): eleven narrow columns that fit a 390 px phone */
+.compare-probabilities {{ width: 100%; font-size: 0.8rem; text-align: center; border-collapse: collapse; }}
+.compare-probabilities :is(td, th) {{ padding: 0.15rem 0.1rem !important; border: none !important; }}
+.compare-probabilities caption {{ caption-side: top; text-align: left; font-size: 0.8rem; opacity: 0.7; }}
 [data-testid="stElementContainer"]:has(.sr-only) {{ position: absolute !important; }}
 .sr-only {{
   position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap;

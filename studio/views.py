@@ -14,6 +14,7 @@ import torch
 from mnist.preprocess import CanvasImage
 from mnist.records import RunRecord
 from mnist.train import StepEvent
+from mnist.verdict import REASONS, Reading, digit_text
 
 CANVAS_SIZE = 280  # pixels per side of the app's drawing canvas (10x MNIST)
 MISTAKE_ORDERS = ("most confident first", "least confident first")
@@ -187,6 +188,20 @@ def prediction_text(digit: int, confidence: float, probabilities, threshold: flo
     if confidence < threshold:
         text += f" — not sure, maybe {second_choice(probabilities)}"
     return text
+
+
+def verdict_text(reading: Reading, threshold: float) -> str:
+    """A drawing's one verdict line: `Prediction: D (P%)`, `Number: 17`, `Not a digit: a dot`."""
+    if reading.verdict == "not_a_digit":
+        return f"Not a digit: {REASONS[reading.reason]}"
+    if len(reading.groups) > 1:
+        text = f"Number: {digit_text(reading.digits)}"
+        if reading.verdict == "unsure":
+            first, second = reading.top_two
+            text += f" — not sure of one digit: {first.digit} or {second.digit}"
+        return text
+    group = reading.groups[0]
+    return prediction_text(group.digit, group.confidence, group.probabilities, threshold)
 
 
 # --- training runs ----------------------------------------------------------------------------

@@ -529,6 +529,84 @@ def test_the_sidebar_and_sketch_name_an_ensemble_and_it_predicts(ensemble_key, m
     assert len(at.image) >= 2  # the 28x28 input and the saliency overlay
 
 
+# --- Sketch: compare with a second model ------------------------------------------------------
+
+
+def compare_texts(at: AppTest) -> list[str]:
+    return [m.value for m in at.container(key="compare").markdown]
+
+
+def has_compare(at: AppTest) -> bool:
+    return any(getattr(block, "key", None) == "compare" for block in at.container)
+
+
+def alone(folder: Path, drawing: np.ndarray):
+    """What a model reads on its own, for the same drawing (no calibration: the quick runs have none stored)."""
+    from mnist.verdict import read_drawing
+
+    return read_drawing(load_checkpoint(folder).model.eval(), drawing)
+
+
+@pytest.fixture
+def second_key(two_quick_runs, with_data) -> tuple[str, Path]:
+    """A quick mlp run in this test's runs folder: the second model on offer."""
+    run = shutil.copytree(two_quick_runs[0], with_data / two_quick_runs[0].name)
+    return f"run:{run.name}", run
+
+
+def test_compare_shows_both_models_answers_and_the_choice_survives_reruns(model_key, second_key, mnist_data):
+    other, folder = second_key
+    at = open_app("sketch", active_model=model_key)
+    at.session_state[CANVAS_KEY] = digit_canvas(mnist_data.test_images[0])
+    at.run()
+    assert not has_compare(at), "off by default"
+    picker = at.selectbox(key="compare_picker")
+    assert picker.options == ["Off", folder.name], "every other model, by its short name, not the active one"
+    picker.set_value(other).run()
+    for index in (0, 1):  # a 7, then a 2: the choice holds through strokes
+        drawing = digit_canvas(mnist_data.test_images[index])
+        at.session_state[CANVAS_KEY] = drawing
+        at.run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        label = int(mnist_data.test_labels[index])
+        assert PREDICTION_RE.match(prediction(at)).group(1) == str(label)  # the active model's, unchanged
+        lines = [t for t in compare_texts(at) if t.startswith("Prediction:")]
+        assert len(lines) == 2, compare_texts(at)
+        assert lines[0].startswith(f"Prediction: {label} ")
+        assert lines[1].startswith(f"Prediction: {alone(folder, drawing).digit} "), lines
+        captions = [c.value for c in at.container(key="compare").caption]
+        assert folder.name in captions
+    picker = at.selectbox(key="compare_picker")
+    picker.set_value("").run()
+    assert not has_compare(at)
+
+
+def test_compare_reads_a_number_with_each_model(model_key, second_key, mnist_data):
+    other, folder = second_key
+    labels = mnist_data.test_labels
+    one, seven = int((labels == 1).nonzero()[0]), int((labels == 7).nonzero()[0])
+    drawing = np.zeros((280, 280), np.uint8)
+    for left, index in ((20, one), (150, seven)):
+        drawing[80:192, left : left + 112] = np.kron(mnist_data.test_images[index].numpy(), np.ones((4, 4), np.uint8))
+    at = open_app("sketch", active_model=model_key, compare_with=other, sketch_canvas_override=drawing)
+    assert prediction(at).startswith("### Number: 17")
+    texts_ = compare_texts(at)
+    assert "Number: 17" in texts_
+    second = alone(folder, drawing)
+    assert any(
+        t.startswith(f"Number: {''.join(map(str, second.digits))}") or t.startswith("Not a digit") for t in texts_
+    )
+
+
+def test_compare_on_a_test_image_says_which_model_is_right(model_key, second_key, with_data, mnist_data):
+    other, _ = second_key
+    at = open_app("sketch", active_model=model_key, compare_with=other, sketch_test_image=0)
+    label = int(mnist_data.test_labels[0])
+    captions = [c.value for c in at.container(key="compare").caption]
+    assert captions.count(f"✓ right: the label is {label}") + captions.count(f"✗ wrong: the label is {label}") == 2
+    assert f"✓ right: the label is {label}" in captions  # the bundled model reads test image 0
+
+
 def test_inside_the_model_shows_an_ensembles_first_member(ensemble_key, mnist_data):
     at = open_app("sketch", active_model=ensemble_key, inside_on=True)
     at.session_state[CANVAS_KEY] = digit_canvas(mnist_data.test_images[0])
