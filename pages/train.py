@@ -12,7 +12,7 @@ from mnist.checkpoint import (
     rename_run,
     save_ensemble,
 )
-from mnist.config import FIELD_SPECS, PRESET_DESCRIPTIONS, PRESETS, TrainConfig, preset_config
+from mnist.config import FIELD_SPECS, PRESET_DESCRIPTIONS, PRESETS, FieldSpec, TrainConfig, preset_config, range_text
 from mnist.cost import estimate, over_cap_message, read_max_minutes
 from mnist.device import PRECISION_LABELS, available_devices, dtype_name, resolve_device, resolve_precision
 from mnist.ensemble import MAX_MEMBERS, MIN_MEMBERS
@@ -21,9 +21,18 @@ from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, BusyError
 from mnist.models import ARCHS, build_model, count_parameters, summarize_model
 from mnist.records import ModelRef
 from mnist.train import History
-from studio import common, disk_budget, insight_views
+from studio import common, disk_budget, explain, guide, insight_views, share
 from studio.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
-from studio.form import FORM_FIELDS, fields_left_out, fields_shown, form_state, form_values, parse_field, render_field
+from studio.form import (
+    FORM_FIELDS,
+    NUMBER_WORDS,
+    fields_left_out,
+    fields_shown,
+    form_state,
+    form_values,
+    parse_field,
+    render_field,
+)
 from studio.remembered import RUN_NAME_KEY, SEEDS_KEY
 from studio.remembered import TRAIN_PREFIX as PREFIX
 from studio.views import format_duration, queue_text, run_row, training_progress
@@ -47,6 +56,7 @@ MORE_SETTINGS = "More settings: batch size, optimizer, schedule, augmentation, d
 BETWEEN_FIELDS = ""  # the key of a problem that no single field has (batch size vs training images, ...)
 STATE_LABELS = {QUEUED: "queued", RUNNING: "training", DONE: "finished", STOPPED: "stopped", FAILED: "failed"}
 MAX_COMPARED = 8
+MIN_SEEDS = 1
 DELETE_CONFIRM_KEY = "confirm_delete"
 DELETE_ERROR_KEY = "delete_error"  # why the last rename or delete was refused
 RENAME_KEY = "rename_to"
@@ -55,10 +65,108 @@ RUN_PICK_KEY = "runs_to_watch"  # prefix of "Your runs"' key (see choose_run_to_
 ENSEMBLE_PICK_KEY = "ensemble_runs"  # the saved runs chosen for a new ensemble
 ENSEMBLE_NAME_KEY = "ensemble_name"
 ENSEMBLE_RESULT_KEY = "ensemble_result"  # (ok, message) of the last Make the ensemble
+COMPARE_KEY = "compare_runs"  # the saved runs whose curves are compared
+# What a link to this page's setup carries (studio.share): the preset and the fields, not the device (a
+# machine's devices do not travel with a link) nor the run name (a name is taken once); and the compared runs.
+SHARED_FIELDS = tuple(name for name in FORM_FIELDS if name != "device")
+LINK_PROBLEMS_KEY = "train_link_problems"  # what the link this session was opened with could not set
 
 manager = common.job_manager()
 owner = common.owner_id()
 runs_dir = common.runs_dir()
+
+
+# --- shareable links --------------------------------------------------------------------------
+
+
+def field_reader(spec: FieldSpec):
+    """A link's text for a form field -> what its widget holds, checked like a typed value (studio.share)."""
+
+    def read(text: str) -> object:
+        if spec.kind in NUMBER_WORDS:
+            value, problem = parse_field(spec, text)
+            if problem:
+                raise ValueError(f"must be {NUMBER_WORDS[spec.kind]} {range_text(spec)}")
+            return form_state(spec, value)
+        if spec.kind == "bool":
+            return share.read_bool(text)
+        return share.read_choice(spec.choices)(text)
+
+    return read
+
+
+def read_seeds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not MIN_SEEDS <= value <= MAX_MEMBERS:
+        raise ValueError(f"must be a whole number between {MIN_SEEDS} and {MAX_MEMBERS}")
+    return value
+
+
+def read_runs(text: str) -> list[str]:
+    """A link's comma-separated run names (a run name has no comma): saved runs this visitor can see."""
+    names = [n for n in text.split(",") if n]
+    visible = {r.name for r in common.runs_list()}
+    missing = [n for n in names if n not in visible]
+    if not names or missing or len(names) > MAX_COMPARED:
+        why = f"there is no saved run named {missing[0]} here" if missing else f"1 to {MAX_COMPARED} run names"
+        raise ValueError(f"must name saved runs ({why})")
+    return names
+
+
+def form_params() -> list[share.Param]:
+    params = [share.Param("preset", PREFIX + "preset", share.read_choice(PRESETS), label="Preset")]
+    for name in SHARED_FIELDS:
+        spec = FIELD_SPECS[name]
+        write = share.write_bool if spec.kind == "bool" else str
+        params.append(share.Param(name, PREFIX + name, field_reader(spec), write, spec.label))
+    params.append(share.Param("seeds", SEEDS_KEY, read_seeds, label="Seeds"))
+    return params
+
+
+RUNS_PARAM = share.Param("runs", COMPARE_KEY, read_runs, ",".join, "Compare runs")
+
+
+def open_shared_link() -> None:
+    """A session opened with a link: its preset, fields and compared runs win over the remembered ones."""
+    values, problems = share.apply_link("train", [*form_params(), RUNS_PARAM])
+    preset = values.get(PREFIX + "preset")
+    if preset is not None:  # the link's preset fills the fields the link does not name
+        config = preset_config(preset)
+        for field in FORM_FIELDS:
+            if PREFIX + field not in values:
+                st.session_state[PREFIX + field] = form_state(FIELD_SPECS[field], getattr(config, field))
+    if problems:
+        st.session_state[LINK_PROBLEMS_KEY] = problems
+
+
+def show_link_problems() -> None:
+    problems = st.session_state.pop(LINK_PROBLEMS_KEY, None)
+    if problems:
+        lines = "\n".join(f"- {p}" for p in problems)
+        st.warning(f"Some of this link's settings could not be used; the form kept its own:\n{lines}")
+
+
+def setup_link() -> str:
+    """The link to the form as it is: the preset and the fields that differ from it (a short address)."""
+    values = share.current(form_params())
+    preset = preset_config(values[PREFIX + "preset"] or "fast")
+    held = form_values(PREFIX)
+    for name in SHARED_FIELDS:
+        spec = FIELD_SPECS[name]
+        if not spec.applies(held) or values[PREFIX + name] == form_state(spec, getattr(preset, name)):
+            values[PREFIX + name] = None
+    if values[SEEDS_KEY] == 1:
+        values[SEEDS_KEY] = None
+    return share.link(form_params(), values)
+
+
+def share_setup() -> None:
+    with st.expander("Copy link to this setup", icon=":material/share:"):
+        st.caption("This link opens Train with this preset and these settings for whoever you send it to.")
+        st.code(setup_link(), language=None, wrap_lines=True)
 
 
 # --- the form ---------------------------------------------------------------------------------
@@ -134,6 +242,7 @@ def config_form(data_ready: bool) -> None:
         run_name_and_seeds(keep)
         if name_problem:
             st.error(name_problem, icon=":material/error:")
+    share_setup()
 
 
 def fill_missing_fields() -> None:
@@ -197,7 +306,7 @@ def run_name_and_seeds(keep: dict) -> None:
     )
     st.number_input(
         "Seeds",
-        min_value=1,
+        min_value=MIN_SEEDS,
         max_value=MAX_MEMBERS,
         step=1,
         key=SEEDS_KEY,
@@ -415,11 +524,33 @@ def render_job(job_id: str) -> None:
         smoothing = st.session_state.get("loss_smoothing", DEFAULT_SMOOTHING)
         st.plotly_chart(step_loss_figure(history.steps, smoothing), key="live_step_loss")
         st.plotly_chart(epoch_figure(history.epochs), key="live_epochs")
+        if text := curves_text(history):
+            st.caption(text)
         st.plotly_chart(lr_figure(history.steps), key="live_lr")
+        st.caption(explain.learning_rate_text(job.config.scheduler, job.config.lr))
         st.slider(
             "Loss smoothing (EMA)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01, key="loss_smoothing", persist_state="session"
         )
         insight_views.show_job_insight(events)
+
+
+def curves_text(history: History) -> str:
+    """The paragraph under a run's curves, with its own numbers (studio.explain)."""
+    last = history.epochs[-1] if history.epochs else None
+    return explain.curves_text(
+        [e.loss for e in history.steps],
+        None if last is None else last.train_accuracy,
+        None if last is None else last.test_accuracy,
+        len(history.epochs),
+    )
+
+
+def ensemble_text(record) -> str:
+    """Why an ensemble scores what it scores against its members (studio.explain); '' without the figures."""
+    members = [m.metrics.test_accuracy for m in record.members]
+    if record.metrics.test_accuracy is None or None in members:
+        return ""
+    return explain.ensemble_text(members, record.metrics.test_accuracy)
 
 
 def render_summary(job) -> None:
@@ -448,6 +579,8 @@ def render_summary(job) -> None:
     cols[3].metric("Steps", f"{m.steps_done:,}")
     if job.run_dir is not None:
         use_button(job.run_dir.name, "Use this model in Sketch and Explore", ":material/check:", "use_finished")
+    if job.state == DONE:
+        guide.mark_done(guide.Step.TRAIN)  # the start guide's step 2: a run trained to its end and saved
 
 
 def use_button(run_name: str, label: str, icon: str, key: str) -> None:
@@ -476,6 +609,8 @@ def show_seed_group(group) -> None:
         record = common.get_checkpoint(ModelRef.run(name).key).record
         acc = record.metrics.accuracy_text(" test accuracy")
         st.success(f"{plural(n, 'seed')} done: saved `{name}`, {record.model_text}, {acc}.")
+        if text := ensemble_text(record):
+            st.caption(text)
         use_button(name, "Use the ensemble in Sketch and Explore", ":material/stacks:", f"use_ensemble_{group.id}")
     elif group.state == FAILED:
         st.warning(f"{plural(n, 'seed')}: {group.error}.", icon=":material/info:")
@@ -539,6 +674,8 @@ def run_panel() -> None:
             history = cached_history(str(latest.path))
             st.plotly_chart(step_loss_figure(history.steps), key="latest_step_loss")
             st.plotly_chart(epoch_figure(history.epochs), key="latest_epochs")
+            if text := curves_text(history):
+                st.caption(text)
         return
     labels = {j.id: f"{job_title(j)} · {STATE_LABELS.get(j.state, j.state)}" for j in jobs}
     if st.session_state.get(common.JOB_KEY) not in labels:  # a new session (a reload, a second tab)
@@ -584,8 +721,8 @@ def forget_run(name: str, new_name: str | None = None) -> None:
             st.session_state.pop(common.ACTIVE_MODEL_KEY, None)  # back to the default model
         else:
             st.session_state[common.ACTIVE_MODEL_KEY] = ModelRef.run(new_name).key
-    compared = st.session_state.get("compare_runs", [])
-    st.session_state["compare_runs"] = [new_name if n == name else n for n in compared if new_name or n != name]
+    compared = st.session_state.get(COMPARE_KEY, [])
+    st.session_state[COMPARE_KEY] = [new_name if n == name else n for n in compared if new_name or n != name]
     st.session_state["manage_run"] = new_name
     if new_name is None:
         st.session_state.pop("manage_run", None)
@@ -668,13 +805,13 @@ def saved_runs() -> None:
 
     compare_col, manage_col = st.columns([2, 1], gap="large")
     with compare_col:
-        if "compare_runs" not in st.session_state:
-            st.session_state["compare_runs"] = names[:2]
-        st.session_state["compare_runs"] = [n for n in st.session_state["compare_runs"] if n in by_name]
+        if COMPARE_KEY not in st.session_state:
+            st.session_state[COMPARE_KEY] = names[:2]
+        st.session_state[COMPARE_KEY] = [n for n in st.session_state[COMPARE_KEY] if n in by_name]
         chosen = st.multiselect(
             "Compare runs",
             names,
-            key="compare_runs",
+            key=COMPARE_KEY,
             max_selections=MAX_COMPARED,
             placeholder="Choose runs",
             persist_state="session",  # kept while the visitor is on another page
@@ -682,6 +819,8 @@ def saved_runs() -> None:
         if chosen:
             histories = {n: cached_history(str(by_name[n].path)) for n in chosen}
             st.plotly_chart(compare_figure(histories), key="compare")
+            st.caption("A link that shows these curves:")
+            st.code(share.link([RUNS_PARAM], {COMPARE_KEY: chosen}), language=None, wrap_lines=True)
     with manage_col:
         if st.session_state.get("manage_run") not in by_name:
             st.session_state["manage_run"] = names[0]
@@ -692,6 +831,8 @@ def saved_runs() -> None:
             f"{record.model_text} · {record.metrics.accuracy_text(' test accuracy')} · {record.parameters:,} parameters"
             f" · made by {common.run_access(run).made_by}"
         )
+        if record.is_ensemble and (text := ensemble_text(record)):
+            st.caption(text)
         key = run.ref.key
         is_active = st.session_state.get(common.ACTIVE_MODEL_KEY) == key
         st.button(
@@ -776,7 +917,9 @@ def ensemble_maker(runs) -> None:
 # --- the page ---------------------------------------------------------------------------------
 
 common.page_setup()
+open_shared_link()  # before any widget: the address's setup goes into the form
 st.title("Train a model")
+show_link_problems()
 data_state = common.get_data()
 if data_state.data is None:
     common.show_data_help(data_state)
