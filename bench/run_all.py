@@ -9,13 +9,20 @@ forces it, --skip-best (= --best skip) never runs it.
 Browser figures (stroke-to-prediction latency, cold start) are the last ones bench/browser.py wrote
 to bench/results/browser.json (it needs Chromium, so it runs on its own); absent, the row says so.
 
+docs/benchmarks.md is written from the results files kept in the repository, bench/published/NAME.json
+(bench/results/ is scratch: every run overwrites it): --publish NAME copies bench/results/NAME.json there
+and rewrites the page, --write-docs rewrites it from what is kept. Neither runs a benchmark.
+
     python bench/run_all.py [--quick] [--best auto|run|skip] [--skip-best] [--compile]
+    python -m bench.run_all --publish load,memory
+    python -m bench.run_all --write-docs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -28,6 +35,19 @@ BUDGET_SECONDS = 600.0
 MARGIN_SECONDS = 30.0
 PER_BENCH_TIMEOUT = 3600.0
 SUMMARY_HEADERS = ("figure", "ours", "reference", "ratio", "target", "result", "measured")
+PUBLISHED_DIR = benchlib.BENCH_DIR / "published"
+BENCHMARKS_DOC = benchlib.REPO / "docs" / "benchmarks.md"
+ROW_COLUMNS = (("figure", "figure"), ("ours", "ours"), ("reference", "reference"), ("ratio", "ratio"))
+ROW_COLUMNS += (("target", "target"), ("status", "result"))
+DOC_HEAD = """# Benchmarks
+
+<!-- Written by `python -m bench.run_all --write-docs` from bench/published/*.json: do not edit by hand. -->
+
+The figures of the results files kept in `bench/published/` (copies of `bench/results/NAME.json` that
+`python -m bench.run_all --publish NAME` keeps), as each benchmark wrote them. `bench/README.md` explains
+each script. Figures whose results files were not kept: `docs/performance.md`, `docs/memory.md`,
+`docs/pages.md`, `docs/hosting.md`.
+"""
 
 
 def run_bench(name: str, args: list[str]) -> tuple[int, str | None, float]:
@@ -162,6 +182,87 @@ def write_summary(
     return path
 
 
+def describe_machine(machine: dict | None) -> str:
+    """The machine a results file names, and how busy it was with other work."""
+    if not machine:
+        return "machine not recorded"
+    text = f"{machine.get('cpu', '?')} ({machine.get('cpu_capability', '?')}{', AMX' if machine.get('amx') else ''})"
+    text += f", {machine.get('cores', '?')} cores, torch {machine.get('torch', '?')}"
+    text += f", Python {machine.get('python', '?')}"
+    if machine.get("contended"):
+        others = machine.get("other_busy_cores_during_run")
+        return text + (f"; CONTENDED: {others} cores busy with other work" if others is not None else "; CONTENDED")
+    return text + "; idle otherwise"
+
+
+def describe_commit(git: dict | None) -> str:
+    """The commit a results file was measured at, and the files that differed from it then."""
+    if not git or not git.get("commit"):
+        return "commit unknown"
+    text = git["commit"][:7]
+    changed = git.get("changed") or []
+    if git.get("dirty"):
+        text += f" + changes to {len(changed)} file{'s' if len(changed) != 1 else ''}" if changed else " + changes"
+    return text
+
+
+def published_results(folder: Path) -> dict[str, dict]:
+    """Every results file kept in folder, by name, in name order."""
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+
+
+def render_results_section(name: str, res: dict) -> list[str]:
+    """One benchmark's rows, with only the columns it fills."""
+    rows = res.get("rows", [])
+    columns = [(key, title) for key, title in ROW_COLUMNS if any(r.get(key) for r in rows)]
+    lines = [f"## {name}", ""]
+    if res.get("restored"):
+        lines += [f"Restored: {res['restored']}.", ""]
+    if res.get("quick"):
+        lines += ["A shortened run (`--quick`).", ""]
+    table = [[r.get(key, "") for key, _ in columns] for r in rows]
+    lines += [benchlib.markdown_table([title for _, title in columns], table), ""]
+    return lines
+
+
+def render_benchmarks_doc(folder: Path = PUBLISHED_DIR) -> str:
+    """docs/benchmarks.md from the kept results files: which run measured what, then each one's figures."""
+    results = published_results(folder)
+    index = [
+        [
+            f"[{name}](#{name})",
+            str(res.get("date", "?"))[:16].replace("T", " "),
+            describe_commit(res.get("git")),
+            describe_machine(res.get("machine")),
+            "`" + " ".join(["python", f"bench/{name}.py", *res.get("argv", [])]) + "`",
+        ]
+        for name, res in results.items()
+    ]
+    headers = ("benchmark", "measured (UTC)", "commit", "machine", "command")
+    lines = [DOC_HEAD, benchlib.markdown_table(headers, index), ""]
+    for name, res in results.items():
+        lines += render_results_section(name, res)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def publish_results(names: list[str]) -> list[str]:
+    """Copy bench/results/NAME.json into bench/published/; the problems, in plain words (none: all copied)."""
+    problems = []
+    PUBLISHED_DIR.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        source = benchlib.RESULTS_DIR / f"{name}.json"
+        if load_results(name) is None:
+            problems.append(f"bench/results/{source.name} is missing or not JSON: run python bench/{name}.py")
+            continue
+        shutil.copyfile(source, PUBLISHED_DIR / source.name)
+    return problems
+
+
+def write_benchmarks_doc() -> Path:
+    BENCHMARKS_DOC.write_text(render_benchmarks_doc())
+    return BENCHMARKS_DOC
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="pass --quick to every benchmark (smoke run)")
@@ -173,7 +274,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--summary-only", action="store_true", help="run nothing: rebuild the summary from bench/results/*.json"
     )
+    parser.add_argument("--write-docs", action="store_true", help="run nothing: write docs/benchmarks.md")
+    parser.add_argument("--publish", help="comma-separated NAMEs: keep bench/results/NAME.json, then --write-docs")
     args = parser.parse_args(argv)
+    if args.publish or args.write_docs:
+        problems = publish_results(args.publish.split(",")) if args.publish else []
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"wrote {write_benchmarks_doc().relative_to(benchlib.REPO)}")
+        return 2 if problems else 0
 
     t0 = time.perf_counter()
     machine = benchlib.start("run_all: every benchmark, one process each")
