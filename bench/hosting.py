@@ -22,7 +22,7 @@ What it does, in order (every build and run uses `--network host`, and every req
              started too, and must answer health as uid 1000 (the same Dockerfile: no Sketch run there).
   checks     per run: /_stcore/health answers; the Streamlit backends (`streamlit run` processes in the
              container, counted on the host's /proc) are no more than the CPU quota; Sketch predicts over
-             the websocket (bench/load.py, with a training session when MNIST is mounted) with 0 errors;
+             the websocket (python -m bench.load, with a training session when MNIST is mounted) with 0 errors;
              with MNIST, a safetensors checkpoint uploaded in Chromium through nginx is loaded (no
              403/413 from /_stcore/upload_file) by a visitor whose browser refuses cookies (so the token
              sits in the address), and no line of the container's log holds that token. When the run
@@ -42,48 +42,41 @@ minutes (two cold builds that download ~3 GB each), so it is not part of CI or t
 from __future__ import annotations
 
 import argparse
-import configparser
 import contextlib
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from bench import benchlib, processes, procfs
-from bench.harness import free_port, stop_process
+from bench.docker_engine import (
+    BUILD_TIMEOUT_S,
+    COMMAND_TIMEOUT_S,
+    MB,
+    buildx_status,
+    docker,
+    docker_cli,
+    docker_engine,
+    image_inspect,
+)
+from bench.harness import free_port
+from bench.stand_in_image import ensure_base_image
 
 REPO = benchlib.REPO
-DOCKERD_STOP_TIMEOUT_S = 30  # the engine stops its containers first
 IMAGE = "mnist-studio"
-BASE_IMAGE = "python:3.11-slim"
-STAND_IN_LABEL = "mnist-studio.stand-in"  # set on the stand-in base image, so a report can say what it ran on
 WORK_DIR = Path("/tmp/mnist-hosting")
-DOCKERD_LOG = Path("/tmp/dockerd.log")
-# Debian's docker.io CLI (20.10) has BuildKit built in; a newer CLI on PATH needs the buildx plugin,
-# which bookworm does not package (docker-buildx is in trixie and later).
-DEBIAN_DOCKER_CLI = Path("/usr/bin/docker")
-DEBIAN_SUITE = "bookworm"  # python:3.11-slim's Debian; its python3 is CPython 3.11
-STAND_IN_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates", "passwd")
-EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
-STAND_IN_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # the bundle update-ca-certificates writes
 PYPI_INDEX = "https://pypi.org/simple"  # PyPI's torch: the CUDA build
 CPU_WHEEL = Path("/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl")
 CONTAINER_USER = "1000"  # Spaces runs every container as uid 1000
 CONTAINER_CPUS = 1.0
 CONTAINER_MEMORY = "2g"
 NANO = 1_000_000_000  # docker's NanoCpus per CPU
-MB = 1024 * 1024
-DOCKERD_START_TIMEOUT_S = 60.0
-BUILD_TIMEOUT_S = 3600.0
-COMMAND_TIMEOUT_S = 600.0
 HEALTH_TIMEOUT_S = 300.0  # a cold container imports torch and streamlit under a 1-CPU quota
 LOAD_TIMEOUT_S = 600.0
 UPLOAD_TIMEOUT_MS = 120_000
@@ -125,22 +118,6 @@ print(json.dumps(sizes))
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers (tests/test_hosting_bench.py)
-
-
-def debian_mirror(sources: str) -> str | None:
-    """The first Debian archive (not -security) that an apt sources text names, deb822 or one-line style."""
-    for line in sources.splitlines():
-        words = line.split()
-        if words[:1] == ["URIs:"]:
-            uris = words[1:]
-        elif words[:1] == ["deb"]:
-            uris = [w for w in words[1:] if "://" in w][:1]
-        else:
-            continue
-        for uri in uris:
-            if uri.rstrip("/").endswith("/debian"):
-                return uri.rstrip("/")
-    return None
 
 
 def matches(path: str, patterns: tuple[str, ...]) -> bool:
@@ -201,149 +178,6 @@ def last_json_line(text: str) -> dict | None:
             with contextlib.suppress(json.JSONDecodeError):
                 return json.loads(line)
     return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Docker engine
-
-
-def docker_cli() -> str:
-    return str(DEBIAN_DOCKER_CLI) if DEBIAN_DOCKER_CLI.is_file() else (shutil.which("docker") or "docker")
-
-
-def docker(*args: str, timeout: float = COMMAND_TIMEOUT_S, check: bool = True, **kwargs) -> str:
-    done = subprocess.run([docker_cli(), *args], capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
-    if check and done.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args[:3])} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return done.stdout
-
-
-def engine_answers() -> bool:
-    try:
-        return subprocess.run([docker_cli(), "info"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@contextlib.contextmanager
-def docker_engine() -> Iterator[str]:
-    """An answering engine: the running one, else a dockerd started here (and stopped on exit)."""
-    if engine_answers():
-        yield "already running"
-        return
-    with DOCKERD_LOG.open("ab") as log:
-        dockerd = subprocess.Popen(["dockerd", "--bridge=none", "--iptables=false"], stdout=log, stderr=log)
-    try:
-        deadline = time.monotonic() + DOCKERD_START_TIMEOUT_S
-        while not engine_answers():
-            if dockerd.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dockerd did not start (see {DOCKERD_LOG})")
-            time.sleep(1)
-        yield f"started here (pid {dockerd.pid}, log {DOCKERD_LOG})"
-    finally:
-        stop_process(dockerd, timeout_s=DOCKERD_STOP_TIMEOUT_S)
-
-
-def buildx_status() -> str:
-    done = subprocess.run([docker_cli(), "buildx", "version"], capture_output=True, text=True, timeout=20)
-    if done.returncode == 0:
-        return done.stdout.strip()
-    return "not installed (bookworm has no docker-buildx package); BuildKit is the CLI's built-in one"
-
-
-def image_inspect(image: str) -> dict | None:
-    text = docker("image", "inspect", image, check=False)
-    items = json.loads(text) if text.strip() else []
-    return items[0] if items else None
-
-
-# ---------------------------------------------------------------------------------------------
-# The stand-in base image
-
-
-def read_apt_sources() -> str:
-    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
-    return "\n".join(f.read_text(errors="replace") for f in files if f.is_file())
-
-
-def debootstrap(rootfs: Path, mirror: str) -> None:
-    include = ",".join(STAND_IN_PACKAGES)
-    command = ["debootstrap", "--variant=minbase", f"--include={include}", DEBIAN_SUITE, str(rootfs), mirror]
-    subprocess.run(command, check=True, timeout=BUILD_TIMEOUT_S, stdout=subprocess.DEVNULL)
-
-
-def trust_extra_cas(rootfs: Path) -> list[str]:
-    """This machine's extra CAs into the stand-in (its TLS proxy), and pip told to use the bundle."""
-    names = []
-    target = rootfs / EXTRA_CA_DIR.relative_to("/")
-    target.mkdir(parents=True, exist_ok=True)
-    for cert in sorted(EXTRA_CA_DIR.glob("*.crt")):
-        shutil.copy2(cert, target / cert.name)
-        names.append(cert.name)
-    subprocess.run(["chroot", str(rootfs), "update-ca-certificates"], check=True, capture_output=True)
-    pip_conf = configparser.ConfigParser()
-    pip_conf["global"] = {"cert": STAND_IN_BUNDLE}
-    with (rootfs / "etc" / "pip.conf").open("w") as f:
-        pip_conf.write(f)
-    return names
-
-
-def make_python_like_the_official_image(rootfs: Path) -> None:
-    """python, python3 and pip in /usr/local/bin, and pip free to install (no EXTERNALLY-MANAGED)."""
-    local_bin = rootfs / "usr" / "local" / "bin"
-    local_bin.mkdir(parents=True, exist_ok=True)
-    for name, target in (("python", "/usr/bin/python3"), ("python3", "/usr/bin/python3"), ("pip", "/usr/bin/pip3")):
-        (local_bin / name).unlink(missing_ok=True)
-        (local_bin / name).symlink_to(target)
-    for marker in (rootfs / "usr" / "lib").glob("python3*/EXTERNALLY-MANAGED"):
-        marker.unlink()
-    # The official image ships no apt lists or downloaded packages; the Dockerfile runs apt-get update.
-    for leftover in (rootfs / "var/lib/apt/lists", rootfs / "var/cache/apt/archives"):
-        for path in leftover.glob("*"):
-            if path.is_file():
-                path.unlink()
-
-
-def import_rootfs(rootfs: Path) -> None:
-    changes = [
-        "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "ENV LANG=C.UTF-8",
-        f"LABEL {STAND_IN_LABEL}=debootstrap-{DEBIAN_SUITE}",
-        'CMD ["python3"]',
-    ]
-    tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-    args = [docker_cli(), "import", *[a for c in changes for a in ("--change", c)], "-", BASE_IMAGE]
-    done = subprocess.run(args, stdin=tar.stdout, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    tar.stdout.close()
-    if tar.wait() != 0 or done.returncode != 0:
-        raise RuntimeError(f"docker import failed: {done.stderr.strip()}")
-
-
-def ensure_base_image(work: Path) -> dict:
-    """python:3.11-slim: the engine's own, else a stand-in built here; what it is."""
-    found = image_inspect(BASE_IMAGE)
-    if found is None:
-        mirror = debian_mirror(read_apt_sources()) or "http://deb.debian.org/debian"
-        rootfs = work / "rootfs"
-        if rootfs.exists():
-            shutil.rmtree(rootfs)
-        print(f"base: no {BASE_IMAGE}: building a stand-in from {mirror} ({DEBIAN_SUITE}, minbase) ...", flush=True)
-        started = time.perf_counter()
-        debootstrap(rootfs, mirror)
-        cas = trust_extra_cas(rootfs)
-        make_python_like_the_official_image(rootfs)
-        import_rootfs(rootfs)
-        shutil.rmtree(rootfs)
-        print(f"base: stand-in imported in {time.perf_counter() - started:.0f} s (extra CAs: {', '.join(cas)})")
-        found = image_inspect(BASE_IMAGE)
-    labels = (found.get("Config") or {}).get("Labels") or {}
-    python = docker("run", "--rm", "--network", "host", BASE_IMAGE, "python", "--version").strip()
-    return {
-        "image": BASE_IMAGE,
-        "stand_in": STAND_IN_LABEL in labels,
-        "python": python,
-        "size_mb": round(found["Size"] / MB),
-    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,7 +288,7 @@ def container_processes(host_pid: int) -> list[dict]:
 
 
 def run_load(url: str, host_pid: int, with_training: bool, work: Path, label: str) -> dict:
-    """bench/load.py against the container: --quick (4 sketchers, 1 trainer) or sketchers only."""
+    """bench.load against the container: --quick (4 sketchers, 1 trainer) or sketchers only."""
     args = [sys.executable, "-m", "bench.load", "--url", url, "--server-pid", str(host_pid), "--json"]
     args += ["--quick"] if with_training else list(NO_DATA_LOAD_ARGS)
     log_path = work / f"load-{label}.log"

@@ -1,11 +1,12 @@
-"""bench/hosting.py's pure helpers: the Debian mirror, process kinds, the CPU quota, the CUDA byte count.
+"""bench/hosting.py's pure helpers: the Debian mirror (bench/stand_in_image.py), process kinds, the CPU quota,
+the CUDA byte count.
 
 The script itself builds and runs the Docker image (minutes), so it is not run here.
 """
 
 import pytest
 
-from bench import hosting
+from bench import hosting, stand_in_image
 
 DEB822 = """\
 Types: deb
@@ -19,12 +20,12 @@ Suites: bookworm bookworm-updates
 
 
 def test_the_mirror_is_the_first_debian_archive_not_the_security_one():
-    assert hosting.debian_mirror(DEB822) == "http://mirror.example.org/debian"
+    assert stand_in_image.debian_mirror(DEB822) == "http://mirror.example.org/debian"
     one_line = (
         "deb https://packages.example.com/apt stable main\ndeb [arch=amd64] http://ftp.de.debian.org/debian bookworm"
     )
-    assert hosting.debian_mirror(one_line) == "http://ftp.de.debian.org/debian"
-    assert hosting.debian_mirror("# deb http://deb.debian.org/debian bookworm main\n") is None
+    assert stand_in_image.debian_mirror(one_line) == "http://ftp.de.debian.org/debian"
+    assert stand_in_image.debian_mirror("# deb http://deb.debian.org/debian bookworm main\n") is None
 
 
 @pytest.mark.parametrize(
