@@ -17,7 +17,7 @@ transferred before nginx compressed anything (Streamlit itself sends /static/ an
 With --lighthouse, Lighthouse's mobile performance score (and its own byte count and layout shift) per page
 through nginx; `npm install -g lighthouse`, Chromium at CHROMIUM_PATH (default /usr/bin/chromium).
 
-    python3 -m bench.transfer [--lighthouse] [--quick]
+    python3 -m bench.transfer [--lighthouse] [--quick] [--page explore]
 """
 
 from __future__ import annotations
@@ -264,6 +264,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lighthouse", action="store_true", help="also Lighthouse's mobile performance per page")
     p.add_argument("--quick", action="store_true", help="Sketch only: checks that the script works")
+    p.add_argument("--page", choices=sorted(PAGES), action="append", help="only this page (repeatable)")
     return p.parse_args(argv)
 
 
@@ -273,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
     git = benchlib.read_git_state()  # the code measured: others may commit while this runs
     print(f"git commit: {git['commit']}{' (with uncommitted changes)' if git['dirty'] else ''}", flush=True)
     pages = {"sketch": PAGES["sketch"]} if args.quick else PAGES
+    if args.page:
+        pages = {name: PAGES[name] for name in args.page}
     with tempfile.TemporaryDirectory(prefix="mnist-transfer-") as temp:
         env = {"MNIST_DATA_DIR": str(benchlib.data_dir()), "MNIST_RUNS_DIR": str(Path(temp) / "runs")}
         with harness.run_app(env, timeout=TIMEOUT_MS / 1000, processes=2) as server:

@@ -1,6 +1,9 @@
-"""Explore: the MNIST data set, and the mistakes the active model makes on the test set."""
+"""Explore: the MNIST data set, the mistakes the active model makes on the test set, and the test images that
+most saved runs get wrong."""
 
 from __future__ import annotations
+
+import functools
 
 import streamlit as st
 import torch
@@ -8,10 +11,18 @@ import torch
 from mnist.constants import NUM_CLASSES
 from mnist.data import normalize
 from mnist.errors import MnistError
+from mnist.hard_digits import HardDigit, rank_hard_digits
 from mnist.predict import predict_tensor
 from mnist.stats import class_counts, indices_of, mean_images
 from studio import common
-from studio.charts import class_distribution_figure, confusion_figure, per_class_accuracy_figure
+from studio.explore_charts import (
+    CELL_SELECTION,
+    class_distribution_chart,
+    confusion_chart,
+    per_class_accuracy_chart,
+    selected_cell,
+)
+from studio.tiles import make_openable, opened_index
 from studio.views import (
     MISTAKE_ORDERS,
     WRONG_FRAME_RGB,
@@ -33,6 +44,20 @@ SKETCH_PAGE = "pages/sketch.py"
 SWITCH_KEY = "explore_open_in_sketch"  # set by an Open in Sketch button's callback; the page then switches
 KEEP = {"persist_state": "session"}  # filters survive a visit to another page (and studio.remembered: a reload)
 PAGE_PREDICTIONS_CACHE = 64  # pages of training-image predictions kept (60 ints each): a visitor paging back and forth
+SAMPLE_TILES, MISTAKE_TILES, HARD_TILES = "sample_tiles", "mistake_tiles", "hard_tiles"  # clickable grids' containers
+CONFUSION_BOX = "confusion"  # the matrix's container; the chart inside is keyed by the filter it shows
+# Reserved heights (pixels), so the page does not move when the charts arrive (layout shift).
+DISTRIBUTION_BOX_PX = 300
+ACCURACY_BOX_PX = 250
+CONFUSION_BOX_PX = 400
+MAX_HARD_RUNS = 5  # saved runs compared, the newest: each costs one evaluation on 10,000 images (then cached)
+HARD_SHOWN = 40  # hard test images shown
+HARD_RANKINGS_CACHE = 8
+TABS = (
+    ":material/dataset: The data set",
+    ":material/bug_report: The model's mistakes",
+    ":material/groups: Hard for every model",
+)
 
 
 def count_text(n: int, noun: str) -> str:
@@ -58,7 +83,13 @@ def data_set_tab(state: common.DataState) -> None:
     stats = data_stats(str(state.root), data)
     left, right = st.columns([1.2, 1], gap="large")
     with left:
-        st.plotly_chart(class_distribution_figure(stats["train_counts"], stats["test_counts"]), key="distribution")
+        chart = class_distribution_chart(stats["train_counts"], stats["test_counts"])
+        st.altair_chart(
+            chart,
+            key="distribution",
+            height=DISTRIBUTION_BOX_PX,
+            alt="Share of each digit in the training and test sets",
+        )
     with right:
         st.markdown("**Mean training image per digit**")
         for row in range(2):
@@ -87,13 +118,17 @@ def data_set_tab(state: common.DataState) -> None:
     page = paginate(len(indices), int(number), SAMPLES_PER_PAGE)
     shown = indices[page.start : page.stop].tolist()
     show_predictions = c4.toggle("Show the model's predictions", key="sample_predictions", **KEEP)
-    opens = ": type it below to open the image in Sketch" if split == "test" else ""
+    opens = "click or tap one to open it in Sketch" if split == "test" else "only test images open in Sketch"
     st.caption(
-        page.caption(f"{split} images" + ("" if digit is None else f" of {digit}")) + f" · under each: its #{opens}"
+        page.caption(f"{split} images" + ("" if digit is None else f" of {digit}")) + f" · under each: its # · {opens}"
     )
     predicted = sample_predictions(state, split or "train", shown) if show_predictions and shown else None
     if shown:
-        show_samples(images, labels, shown, predicted)
+        with st.container(key=SAMPLE_TILES):
+            show_samples(images, labels, shown, predicted)
+            if split == "test":
+                names = [f"test image #{i}, a {int(labels[i])}" for i in shown]
+                openable_tiles(SAMPLE_TILES, shown, names)
     open_test_image_row(state)
 
 
@@ -149,8 +184,24 @@ def open_in_sketch(index_key: str) -> None:
     A callback, not `if st.button(...)`: a click's True lasts one script run, and a run may start over
     (common.page_setup) before it reaches the button. switch_to_sketch() does the switch itself.
     """
-    st.session_state[common.SKETCH_IMAGE_KEY] = int(st.session_state[index_key])
+    open_test_image(int(st.session_state[index_key]))
+
+
+def open_tile(container_key: str) -> None:
+    """Tile callback: the test image clicked or tapped in that container's grid opens in Sketch."""
+    index = opened_index(container_key)
+    if index is not None:
+        open_test_image(index)
+
+
+def open_test_image(index: int) -> None:
+    st.session_state[common.SKETCH_IMAGE_KEY] = index
     st.session_state[SWITCH_KEY] = True
+
+
+def openable_tiles(container_key: str, indices: list[int], names: list[str]) -> None:
+    """The st.image grid just drawn in st.container(key=container_key) opens in Sketch tile by tile."""
+    make_openable(container_key, indices, names, on_open=functools.partial(open_tile, container_key))
 
 
 def switch_to_sketch() -> None:
@@ -172,15 +223,34 @@ def open_test_image_row(state: common.DataState) -> None:
     )
 
 
-def on_confusion_click() -> None:
-    """A click on a cell: x is the predicted digit, y the true one. The diagonal shows every error of that digit."""
-    event = st.session_state.get("confusion")
-    points = (event or {}).get("selection", {}).get("points", [])
-    if not points:
+def confusion_key(true: int | None, predicted: int | None) -> str:
+    """One chart per filter: a new chart has no selection, so a tap on any cell (the chosen one too) is news."""
+    return f"confusion_{digit_label(true)}_{digit_label(predicted)}"
+
+
+def on_confusion_click(chart_key: str) -> None:
+    """A tap on a cell filters the gallery to it. The diagonal shows every mistake of that digit."""
+    cell = selected_cell(st.session_state.get(chart_key))
+    if cell is None:
         return
-    true, predicted = int(points[0]["y"]), int(points[0]["x"])
+    true, predicted = cell
     st.session_state[TRUE_KEY] = true
     st.session_state[PRED_KEY] = predicted if predicted != true else ANY
+
+
+def confusion_matrix(confusion) -> None:
+    true, predicted = st.session_state[TRUE_KEY], st.session_state[PRED_KEY]
+    key = confusion_key(true, predicted)
+    with st.container(key=CONFUSION_BOX):
+        st.altair_chart(
+            confusion_chart(confusion, (true, predicted)),
+            key=key,
+            on_select=functools.partial(on_confusion_click, key),
+            selection_mode=CELL_SELECTION,
+            width="content",
+            height=CONFUSION_BOX_PX,
+            alt="Confusion matrix of the active model on the test set: true digit by row, predicted digit by column",
+        )
 
 
 def mistakes_tab(state: common.DataState, key: str) -> None:
@@ -203,16 +273,11 @@ def mistakes_tab(state: common.DataState, key: str) -> None:
     st.session_state.setdefault(PRED_KEY, ANY)
     left, right = st.columns([1.1, 1], gap="large")
     with left:
-        st.markdown("**Confusion matrix** · click a cell to see those mistakes")
-        st.plotly_chart(
-            confusion_figure(result.confusion.numpy(), (st.session_state[TRUE_KEY], st.session_state[PRED_KEY])),
-            key="confusion",
-            on_select=on_confusion_click,
-            selection_mode="points",
-            config={"displayModeBar": False},
-        )
+        st.markdown("**Confusion matrix** · click or tap a cell to see those mistakes")
+        confusion_matrix(result.confusion.numpy())
     with right:
-        st.plotly_chart(per_class_accuracy_figure(result.per_class_accuracy), key="per_class")
+        chart = per_class_accuracy_chart(result.per_class_accuracy)
+        st.altair_chart(chart, key="per_class", height=ACCURACY_BOX_PX, alt="Test accuracy of each digit")
         f1, f2 = st.columns(2)
         digit_filter = {"format_func": digit_label, "placeholder": "any"}  # None ("any") shows the placeholder
         true = f1.selectbox("True digit", DIGIT_OPTIONS, key=TRUE_KEY, **digit_filter, **KEEP)
@@ -233,16 +298,22 @@ def mistakes_tab(state: common.DataState, key: str) -> None:
             f"Page (of {pages:,})", 1, pages, 1, key=f"mistake_page_{true}_{predicted}_{order}", width=160
         )
     page = paginate(len(rows), int(number), MISTAKES_PER_PAGE)
-    st.caption(page.caption("mistakes") + " · under each image: test index, true → predicted digit, confidence")
+    st.caption(
+        page.caption("mistakes")
+        + " · under each image: test index, true → predicted digit, confidence · click or tap one to open it in Sketch"
+    )
     shown = rows[page.start : page.stop]
     captions = [f"#{r['index']}: {r['label']}→{r['predicted']} {r['confidence'] * 100:.0f}%" for r in shown]
     alts = [image_alt("test image", r["index"], r["label"], r["predicted"], r["confidence"]) for r in shown]
-    st.image([upscale(state.data.test_images[r["index"]], 3) for r in shown], caption=captions, width=84, alt=alts)
-    open_mistake_row([r["index"] for r in shown], captions)
+    indices = [r["index"] for r in shown]
+    with st.container(key=MISTAKE_TILES):
+        st.image([upscale(state.data.test_images[i], 3) for i in indices], caption=captions, width=84, alt=alts)
+        openable_tiles(MISTAKE_TILES, indices, alts)
+    open_mistake_row(indices, captions)
 
 
 def open_mistake_row(indices: list[int], captions: list[str]) -> None:
-    """Any mistake of the page can be opened in Sketch, to see its probabilities and saliency."""
+    """The keyboard's other way in: any mistake of the page by its caption."""
     caption_of = dict(zip(indices, captions, strict=True))
     c1, c2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
     c1.selectbox("Mistake to open in Sketch", indices, format_func=caption_of.get, key="open_mistake_index")
@@ -256,6 +327,61 @@ def open_mistake_row(indices: list[int], captions: list[str]) -> None:
     )
 
 
+# --- hard for every model ---------------------------------------------------------------------
+
+
+def compared_runs() -> list:
+    """The saved runs compared: the newest MAX_HARD_RUNS single models this visitor can see.
+
+    Ensembles are left out: an ensemble answers with its members' mean, and its members are usually saved
+    runs too, so it would count the same mistakes twice.
+    """
+    return [run for run in common.runs_list() if not run.record.is_ensemble][:MAX_HARD_RUNS]
+
+
+@st.cache_resource(show_spinner=False, max_entries=HARD_RANKINGS_CACHE)
+def hard_ranking(identities: tuple[str, ...], _predictions: list, _labels) -> list[HardDigit]:
+    """Shared by every visitor who sees the same runs: computed once per set of runs."""
+    return rank_hard_digits(_predictions, _labels)
+
+
+def hard_digits_tab(state: common.DataState) -> None:
+    runs = compared_runs()
+    if len(runs) < 2:
+        st.info(
+            "This needs at least two saved runs: train two models on the Train page (a different seed is enough), "
+            "then come back to see the test images that every one of them gets wrong."
+        )
+        return
+    predictions = []
+    try:
+        for run in runs:
+            result, _ = common.evaluation(run.ref.key, state)
+            predictions.append(result.predictions)
+    except MnistError as exc:
+        st.error(f"A saved run cannot be evaluated: {exc}")
+        return
+    identities = tuple(common.model_identity(run.ref.key) for run in runs)
+    ranked = hard_ranking(identities, predictions, state.data.test_labels)
+    names = ", ".join(run.name for run in runs)
+    by_all = sum(1 for h in ranked if h.missed_by == len(runs))
+    st.markdown(f"**{count_text(by_all, 'test image')} missed by all {len(runs)} runs** ({names})")
+    st.caption(
+        f"The test images that most of the {len(runs)} newest saved runs you can see get wrong, most missed first "
+        "(ensembles are left out: they repeat their members). Under each: test index, its label, how many runs "
+        "missed it and their most common wrong answer · click or tap one to open it in Sketch"
+    )
+    if not ranked:
+        st.caption("No test image is missed by any of these runs.")
+        return
+    shown = ranked[:HARD_SHOWN]
+    captions = [f"#{h.index}: {h.label}→{h.common_answer} · {h.missed_by} of {h.models}" for h in shown]
+    alts = [f"test image #{h.index}, a {h.label}, {h.text}, most often read as {h.common_answer}" for h in shown]
+    with st.container(key=HARD_TILES):
+        st.image([upscale(state.data.test_images[h.index], 3) for h in shown], caption=captions, width=84, alt=alts)
+        openable_tiles(HARD_TILES, [h.index for h in shown], alts)
+
+
 common.page_setup()
 switch_to_sketch()
 st.title("Explore")
@@ -265,7 +391,9 @@ if data_state.data is None:
     st.stop()
 
 model_key = common.active_model_key()
-tab_data, tab_mistakes = st.tabs([":material/dataset: The data set", ":material/bug_report: The model's mistakes"])
+# on_change="rerun": a tab's .open says whether it is the one shown. The first two always run (their content
+# is ready when a visitor switches); the third evaluates several runs, so it runs only when opened.
+tab_data, tab_mistakes, tab_hard = st.tabs(TABS, key="explore_tab", on_change="rerun")
 with tab_data:
     data_set_tab(data_state)
 with tab_mistakes:
@@ -273,3 +401,6 @@ with tab_mistakes:
         st.info("No model yet: train one on the Train page, then come back to see its mistakes.")
     else:
         mistakes_tab(data_state, model_key)
+with tab_hard:
+    if tab_hard.open:
+        hard_digits_tab(data_state)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -210,29 +208,7 @@ def compare_figure(histories: dict[str, History], smoothing: float = DEFAULT_SMO
     return fig
 
 
-# --- the data set and a model's mistakes ------------------------------------------------------
-
-
-def class_distribution_figure(train_counts: list[int], test_counts: list[int], height: int = 300) -> go.Figure:
-    """Share of each digit in the training and test sets (counts in the hover)."""
-    fig = go.Figure()
-    _layout(fig, height, "Class distribution")
-    for name, counts, color in (("train", train_counts, TRAIN_COLOR), ("test", test_counts, TEST_COLOR)):
-        total = max(1, sum(counts))
-        fig.add_trace(
-            go.Bar(
-                x=DIGITS,
-                y=[100 * c / total for c in counts],
-                name=f"{name} ({total:,} images)",
-                marker_color=color,
-                customdata=counts,
-                hovertemplate="%{customdata:,} images (%{y:.1f}%)<extra>" + name + "</extra>",
-            )
-        )
-    fig.update_layout(barmode="group", hovermode="closest")
-    fig.update_xaxes(title_text="digit", dtick=1)
-    fig.update_yaxes(title_text="% of the split")
-    return fig
+# --- a model's mistakes (Train's training insight; Explore draws its own in studio.explore_charts) ---------
 
 
 def confusion_figure(confusion, selected: tuple[int | None, int | None] = (None, None), height: int = 520) -> go.Figure:
@@ -320,28 +296,6 @@ def confusion_figure(confusion, selected: tuple[int | None, int | None] = (None,
         fixedrange=True,
         constrain="domain",
     )
-    return fig
-
-
-def per_class_accuracy_figure(per_class: list[float], height: int = 260) -> go.Figure:
-    """Test accuracy per true digit, the axis zoomed to where the bars differ."""
-    acc = [100 * a for a in per_class]
-    fig = go.Figure(
-        go.Bar(
-            x=DIGITS[: len(acc)],
-            y=acc,
-            marker_color=[ACCENT if a == min(acc) else TRAIN_COLOR for a in acc],
-            text=[f"{a:.1f}" for a in acc],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="digit %{x}: %{y:.2f}%<extra></extra>",
-        )
-    )
-    _layout(fig, height, "Accuracy per digit (%)")
-    low = min(acc) if acc else 0
-    fig.update_yaxes(range=[max(0.0, math.floor(low - (100 - low) * 0.6 - 0.5)), 100.5])
-    fig.update_xaxes(dtick=1, title_text="true digit")
-    fig.update_layout(hovermode="closest")
     return fig
 
 

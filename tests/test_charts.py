@@ -1,4 +1,4 @@
-"""studio.charts: the figures hold the data they are given."""
+"""studio.charts and studio.explore_charts: the figures hold the data they are given."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mnist.train import EpochEvent, History, StepEvent
-from studio import charts
+from studio import charts, explore_charts
 
 STEPS = [
     StepEvent(epoch=1, step=s, total_steps=30, loss=2.0 / s, lr=0.01 * s / 30, images_per_sec=1.0, elapsed=s, eta=0)
@@ -65,11 +65,7 @@ def test_confusion_figure_cells_are_clickable_points():
     assert (shape.x0, shape.x1, shape.y0, shape.y1) == (8.5, 9.5, 3.5, 4.5)
 
 
-def test_other_figures():
-    fig = charts.class_distribution_figure([10] * 10, [1] * 9 + [11])
-    assert sum(fig.data[0].y) == pytest.approx(100) and fig.data[1].y[9] == pytest.approx(55)
-    fig = charts.per_class_accuracy_figure([0.99] * 9 + [0.9])
-    assert fig.data[0].y[9] == pytest.approx(90) and fig.data[0].marker.color[9] == charts.ACCENT
+def test_probabilities_figure():
     probs = [0.0] * 10
     probs[3] = 1.0
     fig = charts.probabilities_figure(probs, 0.6)
@@ -77,3 +73,42 @@ def test_other_figures():
     line = fig.layout.shapes[0]  # the threshold, across the whole plot
     assert (line.xref, line.x0, line.x1, line.y0, line.y1) == ("x domain", 0, 1, 60, 60)
     assert not charts.probabilities_figure(probs).layout.shapes
+
+
+def test_confusion_chart_cells_carry_their_digits_and_the_filter():
+    confusion = np.arange(100).reshape(10, 10)
+    rows = explore_charts.confusion_rows(confusion, (4, 9))
+    cell = next(r for r in rows if (r["true digit"], r["predicted digit"]) == (4, 9))
+    assert cell["images"] == 49 and cell["mistakes"] == 49 and cell["chosen"]
+    assert sum(r["chosen"] for r in rows) == 1
+    diagonal = next(r for r in rows if (r["true digit"], r["predicted digit"]) == (3, 3))
+    assert diagonal["right"] and diagonal["mistakes"] == 0 and diagonal["images"] == 33
+    assert sum(r["chosen"] for r in explore_charts.confusion_rows(confusion, (4, None))) == 10  # the row of 4
+    assert not any(r["chosen"] for r in explore_charts.confusion_rows(confusion))
+    assert next(r for r in rows if r["images"] == 0)["label"] == ""  # empty cells stay quiet
+
+    spec = explore_charts.confusion_chart(confusion, (4, 9)).to_dict()
+    (selection,) = spec["params"]
+    assert selection["name"] == explore_charts.CELL_SELECTION
+    assert selection["select"]["fields"] == ["true digit", "predicted digit"]
+    assert spec["usermeta"]["embedOptions"]["renderer"] == "svg"  # cells are elements a test can find
+
+
+def test_selected_cell_reads_a_selection_event():
+    event = {"selection": {explore_charts.CELL_SELECTION: [{"true digit": 6, "predicted digit": 0}]}}
+    assert explore_charts.selected_cell(event) == (6, 0)
+    assert explore_charts.selected_cell({"selection": {explore_charts.CELL_SELECTION: []}}) is None  # cleared
+    assert explore_charts.selected_cell(None) is None
+    assert explore_charts.selected_cell({"selection": {explore_charts.CELL_SELECTION: [{"x": 1}]}}) is None
+
+
+def test_distribution_and_accuracy_charts():
+    spec = explore_charts.class_distribution_chart([10] * 10, [1] * 9 + [11]).to_dict()
+    values = spec["data"]["values"]
+    train = [v["share"] for v in values if v["split"].startswith("train")]
+    test = {v["digit"]: v for v in values if v["split"].startswith("test")}
+    assert sum(train) == pytest.approx(100) and test[9]["share"] == pytest.approx(55) and test[9]["images"] == 11
+    spec = explore_charts.per_class_accuracy_chart([0.99] * 9 + [0.9]).to_dict()
+    rows = spec["data"]["values"] if "data" in spec else spec["layer"][0]["data"]["values"]
+    assert rows[9]["accuracy"] == pytest.approx(90) and rows[9]["weakest"]
+    assert not any(r["weakest"] for r in rows[:9])
