@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from bench import processes, procfs
+from bench import procfs, ps
 from mnist import machine
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,10 +63,10 @@ class ContentionMeter:
 
     @staticmethod
     def _state() -> tuple[float, float, float] | None:
-        own = processes.read_cpu_seconds("self", children=True)
+        own = ps.read_cpu_seconds("self", children=True)
         if own is None:
             return None
-        return processes.read_system_busy_seconds(), own, time.perf_counter()
+        return ps.read_system_busy_seconds(), own, time.perf_counter()
 
     def other_busy_cores(self) -> float | None:
         end = self._state()

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import processes, procfs
+from bench import procfs, ps
 
 REPO = Path(__file__).resolve().parents[1]  # the checkout (the project installs editable: pip install -e .)
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -41,7 +41,7 @@ class Server:
 
     def rss_mb(self) -> float | None:
         """Resident memory of the server process in MB; None once it has exited."""
-        return processes.read_rss_mb(self.process.pid)
+        return ps.read_rss_mb(self.process.pid)
 
     def peak_rss_mb(self) -> float | None:
         """Peak resident memory (VmHWM) of the server process in MB; None once it has exited."""

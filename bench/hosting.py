@@ -54,7 +54,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from bench import benchlib, processes, procfs
+from bench import benchlib, procfs, ps
 from bench.docker_engine import (
     BUILD_TIMEOUT_S,
     COMMAND_TIMEOUT_S,
@@ -278,9 +278,9 @@ def container_log_tail(name: str) -> str:
 def container_processes(host_pid: int) -> list[dict]:
     """The container's processes as the host's /proc sees them: kind, RSS and peak RSS (MB)."""
     rows = []
-    for pid in processes.process_tree(host_pid):
-        argv = processes.read_command_line(pid)
-        rss, peak = processes.read_rss_mb(pid), procfs.read_peak_rss_mb(pid)
+    for pid in ps.process_tree(host_pid):
+        argv = ps.read_command_line(pid)
+        rss, peak = ps.read_rss_mb(pid), procfs.read_peak_rss_mb(pid)
         if argv:  # a kernel thread or a process that just exited has none
             rows.append({"pid": pid, "kind": process_kind(argv), "rss_mb": rss and round(rss),
                          "peak_mb": peak and round(peak)})  # fmt: skip
@@ -408,7 +408,7 @@ def observe(name: str) -> dict:
     processes = container_processes(state["State"]["Pid"]) if state["State"]["Running"] else []
     backends = sum(p["kind"] == "streamlit backend" for p in processes)
     return {
-        "uid": container_uid(state["State"]["Pid"]),
+        "uid": ps.read_uid(state["State"]["Pid"]),
         "quota_cpus": cpus,
         "backends": backends,
         "backends_ok": backends_fit(backends, cpus),
@@ -417,14 +417,6 @@ def observe(name: str) -> dict:
         "oom_killed": state["State"].get("OOMKilled"),
         "running_at_end": state["State"]["Running"],
     }
-
-
-def container_uid(host_pid: int) -> int | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{host_pid}/status").read_text().splitlines():
-            if line.startswith("Uid:"):
-                return int(line.split()[1])
-    return None
 
 
 def upload_through_nginx(

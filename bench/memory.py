@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import benchlib, processes, procfs
+from bench import benchlib, procfs, ps
 from bench.benchlib import Figure
 
 TARGET_PREDICT_MB = 1024.0
@@ -63,7 +63,7 @@ RUN_SAVED_TIMEOUT = 300.0  # seconds for the server's training run to finish aft
 
 def memory_now() -> dict[str, float]:
     """Current and peak (VmHWM) resident set size of this process, in MiB."""
-    return {"rss_mb": processes.read_rss_mb("self"), "peak_mb": procfs.read_peak_rss_mb("self")}
+    return {"rss_mb": ps.read_rss_mb("self"), "peak_mb": procfs.read_peak_rss_mb("self")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +354,7 @@ def measure_server(scenario: Scenario) -> dict:
             alive=alive,
             exit_code=server.process.returncode,
             peak_rss_mb=procfs.read_peak_rss_mb(pid) if alive else None,
-            rss_mb=processes.read_rss_mb(pid) if alive else None,
+            rss_mb=ps.read_rss_mb(pid) if alive else None,
             rss_anon_mb=procfs.read_status_mb(pid, "RssAnon") if alive else None,
             sampled_peak_rss_mb=sampler.peak["VmRSS"],
             sampled_peak_anon_mb=sampler.peak["RssAnon"],

@@ -1,4 +1,4 @@
-"""What psutil does not give (bench/processes.py has the rest): peak RSS and RssAnon, the CPU model.
+"""What psutil does not give (bench/ps.py has the rest): peak RSS and RssAnon, the CPU model.
 
 `parse_*` functions take the text of one /proc file (so tests feed them fixtures); `read_*` functions
 read the file and return None when they cannot (the process is gone, or this is not Linux). A pid may be
@@ -10,13 +10,13 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from bench import processes
+from bench import ps
 
 # Kept for the modules that still import them from here (bench/stroke_cpu.py, bench/transfer.py,
-# tests/test_serve.py, tests/test_machine.py): psutil's, through bench/processes.py.
-process_tree = processes.process_tree
-read_process_cpu_seconds = processes.read_cpu_seconds
-read_tree_cpu_seconds = processes.read_tree_cpu_seconds
+# tests/test_serve.py, tests/test_machine.py): psutil's, through bench/ps.py.
+process_tree = ps.process_tree
+read_process_cpu_seconds = ps.read_cpu_seconds
+read_tree_cpu_seconds = ps.read_tree_cpu_seconds
 
 
 def _read(path: str) -> str | None:
@@ -53,7 +53,7 @@ def read_peak_rss_mb(pid: int | str) -> float | None:
 
 def read_tree_status_mb(pid: int, field: str) -> float | None:
     """A /proc/PID/status memory field summed over pid and its descendants (VmHWM: the peaks' sum)."""
-    values = [read_status_mb(p, field) for p in processes.process_tree(pid)]
+    values = [read_status_mb(p, field) for p in ps.process_tree(pid)]
     return None if values[0] is None else sum(v or 0.0 for v in values)
 
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from bench import benchlib, best, browser, bundle, memory, predict_latency, processes, procfs, run_all, train_speed
+from bench import benchlib, best, browser, bundle, memory, predict_latency, procfs, ps, run_all, train_speed
 from mnist.config import PRESETS
 
 
@@ -121,16 +121,17 @@ def test_status_parsing_reads_kilobytes():
 
 
 def test_readers_see_this_process_and_none_for_a_gone_one():
-    assert 0 < processes.read_rss_mb("self") <= procfs.read_peak_rss_mb("self")
-    assert processes.read_cpu_seconds("self") > 0
-    assert processes.read_cpu_seconds("self", children=True) >= processes.read_cpu_seconds("self")
+    assert 0 < ps.read_rss_mb("self") <= procfs.read_peak_rss_mb("self")
+    assert ps.read_cpu_seconds("self") > 0
+    assert ps.read_cpu_seconds("self", children=True) >= ps.read_cpu_seconds("self")
     gone = 2**22 + 1  # above the kernel's largest pid_max
     assert procfs.read_peak_rss_mb(gone) is None
-    assert processes.read_rss_mb(gone) is None
-    assert processes.read_cpu_seconds(gone) is None
-    assert processes.read_tree_cpu_seconds(gone) is None
-    assert processes.process_tree(gone) == [gone]
-    assert processes.read_command_line(gone) == []
+    assert ps.read_rss_mb(gone) is None
+    assert ps.read_cpu_seconds(gone) is None
+    assert ps.read_tree_cpu_seconds(gone) is None
+    assert ps.process_tree(gone) == [gone]
+    assert ps.read_command_line(gone) == []
+    assert ps.read_uid("self") == os.getuid() and ps.read_uid(gone) is None
 
 
 def test_process_tree_holds_a_child_and_sums_its_memory():
@@ -138,10 +139,10 @@ def test_process_tree_holds_a_child_and_sums_its_memory():
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        tree = processes.process_tree(os.getpid())
+        tree = ps.process_tree(os.getpid())
         assert tree[0] == os.getpid() and child.pid in tree
-        assert processes.read_tree_rss_mb(os.getpid()) > processes.read_rss_mb(os.getpid())
-        assert processes.read_command_line(child.pid)[-1] == "import time; time.sleep(30)"
+        assert ps.read_tree_rss_mb(os.getpid()) > ps.read_rss_mb(os.getpid())
+        assert ps.read_command_line(child.pid)[-1] == "import time; time.sleep(30)"
     finally:
         child.kill()
         child.wait(timeout=10)
@@ -151,9 +152,9 @@ def test_system_busy_seconds_count_busy_time_only():
     import psutil
 
     times = psutil.cpu_times()
-    busy = processes.read_system_busy_seconds()
+    busy = ps.read_system_busy_seconds()
     assert 0 < busy < sum(times) - times.guest - times.guest_nice  # idle time is not busy
-    assert processes.read_system_busy_seconds() >= busy  # a count since boot never falls
+    assert ps.read_system_busy_seconds() >= busy  # a count since boot never falls
 
 
 def test_memory_now_reads_this_process():

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench import benchlib
-from bench.processes import read_system_busy_seconds, read_tree_cpu_seconds, read_tree_rss_mb
+from bench.ps import read_system_busy_seconds, read_tree_cpu_seconds, read_tree_rss_mb
 
 # Targets (issue 10) on the 2-core machine, generator included.
 TARGET_SESSIONS = 50

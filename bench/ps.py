@@ -67,6 +67,14 @@ def read_command_line(pid: int) -> list[str]:
         return []
 
 
+def read_uid(pid: int) -> int | None:
+    """The real user id a process runs as."""
+    try:
+        return open_process(pid).uids().real
+    except psutil.Error:
+        return None
+
+
 def read_system_busy_seconds() -> float:
     """CPU seconds the machine's cores have been busy since boot: all but idle and iowait, as psutil.cpu_percent.
 
