@@ -15,18 +15,21 @@ How a photo becomes ink:
    picture is shrunk to at most WORKING_SIDE pixels on its long side.
 2. **Transparency.** A picture with transparent pixels is a drawing whose alpha is its ink, as the
    canvas path reads it (`preprocess.ink_map`): that alpha is returned as it is.
-3. **Polarity.** The border is the paper (or the board): when its median brightness is nearer the
-   picture's bright end than its dark end, the ink is dark on light; else light (chalk) on dark, and
-   the picture is inverted so that the ink is always the dark part.
-4. **The paper's own light.** A small blur (INK_BLUR_SHARE) removes paper texture and JPEG noise; a
-   morphological closing much wider than a stroke (PAPER_WINDOW_SHARE of the long side) removes the
-   dark strokes and keeps the paper with its shadows and uneven light, sharp shadow edges included.
+3. **Polarity.** The ink is the minority that stands out from its surroundings (a coarse median over a
+   third of the frame: the paper, or the board, with its uneven light): when the brightest pixels stand out
+   more than the darkest, the ink is light (chalk) on dark and the picture is inverted, so that the ink is
+   always the dark part.
+4. **The paper's own light.** Each pixel's darkest channel (a blue pen is darkest in red), lightly blurred
+   (INK_BLUR_SHARE: paper grain, JPEG noise). A morphological closing removes dark strokes narrower than its
+   window and keeps the paper with its shadows and uneven light, sharp shadow edges included. The window
+   (`paper_window`) is the narrowest from which widening it no longer adds ink: wider than the strokes,
+   narrower than a shadow.
 5. **Ink strength** per pixel: how much darker than its local paper it is, as a share of the paper's
-   brightness (so ink in a shadow counts like ink in the light), in the colour channel where that is
-   largest (a blue pen is darkest in red).
+   brightness, so ink in a shadow counts like ink in the light.
 6. **Threshold.** Ink is what is darker than the paper's own variation allows: NOISE_SIGMAS robust
    standard deviations above the paper's typical strength, and at least MIN_INK_CONTRAST. Ink patches
    under MIN_INK_AREA_SHARE of the picture are specks and are dropped: blank paper gives no ink at all.
+   Ink the frame cuts (a shadow or the table's edge across it, see `digit_like_patches`) is not a digit.
 7. **Stroke width.** A pen's stroke is thin next to MNIST's (a tenth of the digit's height): thinner
    strokes are widened to THIN_STROKE_SHARE of the tallest ink's height, or the model, which sees the
    digit 20 pixels tall, would see a faint hairline.
@@ -50,12 +53,13 @@ PICTURE_FORMATS = ("JPEG", "PNG", "WEBP")  # PIL's JPEG reader also opens phones
 WORKING_SIDE = 640  # pixels on the long side the photo is shrunk to: enough for a digit a tenth of the frame
 OPAQUE_ALPHA = 250  # 0..255: a pixel with less alpha is (partly) transparent: the picture is a drawing
 INK_BLUR_SHARE = 1 / 640  # Gaussian sigma, as a share of the long side: paper grain and JPEG noise
-PAPER_WINDOW_SHARE = 1 / 6  # first closing window, a share of the long side: wider than any digit's stroke
-STROKE_WINDOWS = 2.5  # second closing window, in stroke widths: a shadow wider than this is paper
-MIN_PAPER_WINDOW = 15  # pixels: the second window is at least this wide
+PAPER_WINDOW_SHARE = 1 / 6  # widest closing window, a share of the long side: wider than any digit's stroke
+MIN_PAPER_WINDOW = 15  # pixels: the narrowest closing window tried (see paper_window)
+WINDOW_STEP = 1.4  # each window tried is this much wider than the last
+PLATEAU_GROWTH = 0.1  # the ink's area growing by less than this share from one window to the next: a plateau
 MIN_PAPER_LEVEL = 0.25  # ink strength is divided by the paper's brightness, but at least this (no noise blown up)
 POLARITY_SIDE = 80  # pixels on the long side of the coarse picture whose median filter is the paper's level
-POLARITY_WINDOW = 9  # coarse pixels: the median's window, wider than a stroke, so the ink is a minority in it
+POLARITY_WINDOW = 27  # coarse pixels (a third of the frame): wide enough that even a bold digit is a minority in it
 POLARITY_TAIL = 0.002  # share of the darkest and brightest pixels compared with their surroundings
 MIN_INK_CONTRAST = 0.15  # ink is at least this much darker than its paper (a share of the paper's brightness)
 NOISE_SIGMAS = 5.0  # and this many robust standard deviations of the paper's own variation
@@ -167,8 +171,8 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
 def ink_is_light(rgb: np.ndarray) -> bool:
     """Chalk on a board: the picture's brightest pixels stand out more from their surroundings than its darkest
-    ones. The surroundings are a coarse median (the paper, or the board: most of any neighbourhood), so uneven
-    light cancels out and a digit's holes count as paper."""
+    ones. The surroundings are a coarse median over POLARITY_WINDOW (the paper or the board is most of it), so
+    uneven light cancels out and a digit's holes count as paper."""
     gray = luminance(rgb)
     image = Image.fromarray(gray, mode="F")
     coarse = image.resize(coarse_size(image.size), Image.Resampling.BOX)
@@ -202,8 +206,9 @@ def ink_strength(dark: np.ndarray, window: int) -> np.ndarray:
 def ink_threshold(strength: np.ndarray) -> float:
     """The strength from which a pixel is ink: above the paper's own variation, and at least MIN_INK_CONTRAST.
     Most of a picture is paper, so the median and its deviation describe the paper."""
-    typical = float(np.median(strength))
-    spread = MAD_TO_SIGMA * float(np.median(np.abs(strength - typical)))
+    sample = strength[::2, ::2]  # a quarter of the pixels describe the paper as well, at a quarter of the cost
+    typical = float(np.median(sample))
+    spread = MAD_TO_SIGMA * float(np.median(np.abs(sample - typical)))
     return max(MIN_INK_CONTRAST, typical + NOISE_SIGMAS * spread)
 
 
@@ -229,7 +234,9 @@ def digit_like_patches(mask: np.ndarray, reach: int) -> np.ndarray:
 
 def stroke_width(mask: np.ndarray) -> float:
     """A stroke's width in pixels: DEPTH_TO_WIDTH times its pixels' mean distance to its edge."""
-    return DEPTH_TO_WIDTH * float(ndimage.distance_transform_edt(mask)[mask].mean())
+    box = ndimage.find_objects(mask.astype(np.int8))[0]
+    inside = np.pad(mask[box], 1)  # the distance transform of the ink's box alone: a tenth of the frame's cost
+    return DEPTH_TO_WIDTH * float(ndimage.distance_transform_edt(inside)[inside].mean())
 
 
 def widened_strokes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -239,8 +246,16 @@ def widened_strokes(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     grow = (THIN_STROKE_SHARE * tallest - stroke_width(mask)) / 2
     if grow <= 0:
         return ink
-    outside = ndimage.distance_transform_edt(~mask)
-    return np.maximum(ink, np.clip(grow + 1 - outside, 0, 1))
+    rows, cols = ndimage.find_objects(mask.astype(np.int8))[0]
+    margin = int(np.ceil(grow)) + 1
+    box = (
+        slice(max(rows.start - margin, 0), rows.stop + margin),
+        slice(max(cols.start - margin, 0), cols.stop + margin),
+    )
+    outside = ndimage.distance_transform_edt(~mask[box])
+    wide = ink.copy()
+    wide[box] = np.maximum(ink[box], np.clip(grow + 1 - outside, 0, 1))
+    return wide
 
 
 def ink_mask(dark: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -250,21 +265,36 @@ def ink_mask(dark: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, flo
     return strength, digit_like_patches(strength > threshold, window // 2), threshold
 
 
-def ink_of_photo(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) float in [0, 1] -> uint8 (H, W) ink, white on black; all zero when there is none.
+def paper_window(dark: np.ndarray) -> int:
+    """The closing window that takes the strokes for ink and wider dark parts (shadows) for paper.
 
-    Twice: first with the paper over a window wider than any stroke, to measure the strokes; then over
-    STROKE_WINDOWS stroke widths, so that a shadow narrower than the first window is paper, not ink."""
-    dark = darkest_channel(1.0 - rgb if ink_is_light(rgb) else rgb)
+    A granulometry at half scale: the ink's area as the window widens from MIN_PAPER_WINDOW by WINDOW_STEP.
+    It grows while the window is narrower than the strokes and their joins, then stops (a plateau), and only
+    grows again when the window passes a shadow's width: the window is the first one on the plateau."""
     widest = max(3, round(max(dark.shape) * PAPER_WINDOW_SHARE) | 1)
-    strength, mask, threshold = ink_mask(dark, widest)
+    windows = []
+    window = MIN_PAPER_WINDOW
+    while window < widest:
+        windows.append(window)
+        window = round(window * WINDOW_STEP) | 1
+    windows.append(widest)
+    half = dark[::2, ::2]
+    speck = MIN_INK_AREA_SHARE * half.size
+    areas = []
+    for window in windows:
+        strength = ink_strength(half, window // 2 | 1)
+        areas.append(int((strength > ink_threshold(strength)).sum()))
+        if len(areas) >= 2 and areas[-1] <= (1 + PLATEAU_GROWTH) * areas[-2] + speck:
+            return window
+    return widest
+
+
+def ink_of_photo(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) float in [0, 1] -> uint8 (H, W) ink, white on black; all zero when there is none."""
+    dark = darkest_channel(1.0 - rgb if ink_is_light(rgb) else rgb)
+    strength, mask, threshold = ink_mask(dark, paper_window(dark))
     if not mask.any():
         return np.zeros(mask.shape, dtype=np.uint8)
-    window = int(np.clip(round(STROKE_WINDOWS * stroke_width(mask)) | 1, MIN_PAPER_WINDOW, widest))
-    if window < widest:
-        strength, mask, threshold = ink_mask(dark, window)
-        if not mask.any():
-            return np.zeros(mask.shape, dtype=np.uint8)
     solid = max(float(np.quantile(strength[mask], SOLID_INK_QUANTILE)), threshold * 1.5)
     ink = np.clip((strength - threshold) / (solid - threshold), 0, 1) * mask
     return np.round(widened_strokes(ink, mask) * 255).astype(np.uint8)

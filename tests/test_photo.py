@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist.photo import MAX_FILE_BYTES, PictureError, read_picture, read_picture_file
+from bench.photos import CONDITIONS, FRAME, TWELVE_MEGAPIXELS, paper_photo
+from mnist.photo import MAX_FILE_BYTES, WORKING_SIDE, PictureError, read_picture, read_picture_file
 
 REFUSAL_SECONDS = 1.0  # a bad file is refused at once, before any decoding work
+LARGE_PHOTO_SECONDS = 3.0  # a 12-megapixel JPEG (about 0.3 s on 2 busy cores): decoded small, never whole
+ORIENTATION_TAG = 0x0112  # EXIF
+ROTATED_90_CW = 6  # EXIF orientation: show the stored pixels turned 90 degrees clockwise
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -73,3 +77,74 @@ def test_a_transparent_drawing_reads_its_alpha_as_ink():
     out = read_picture(png_bytes(rgba))
     assert out.dtype == np.uint8 and out.shape == (100, 100)
     assert (out[20:80, 45:55] == 255).all() and out.sum() == 255 * 60 * 10
+
+
+# --- photos of digits on paper, read by the bundled model ----------------------------------------------------
+
+DIGITS = range(10)  # the first ten MNIST test digits: 7 2 1 0 4 1 4 9 5 9
+MIN_RIGHT = 9  # of the ten, per condition
+
+
+@pytest.fixture(scope="module")
+def reader():
+    """The bundled model and its stored calibration: what Sketch and `python -m mnist predict` use."""
+    from mnist.checkpoint import load_checkpoint
+    from mnist.verdict import calibration_for, read_drawing
+
+    checkpoint = load_checkpoint()
+    calibration = calibration_for(checkpoint)
+    return lambda array: read_drawing(checkpoint.model, array, calibration)
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_photos_of_test_digits_are_read_right(condition, mnist_data, reader):
+    images, labels = mnist_data.test_images.numpy(), mnist_data.test_labels.numpy()
+    rng = np.random.default_rng(7)
+    read = [reader(read_picture(paper_photo(images[i], condition, rng))) for i in DIGITS]
+    right = [r.digit == int(labels[i]) and r.verdict in ("digit", "unsure") for r, i in zip(read, DIGITS, strict=True)]
+    assert sum(right) >= MIN_RIGHT, [(int(labels[i]), r.message) for r, i in zip(read, DIGITS, strict=True)]
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_blank_paper_has_no_ink(condition, reader):
+    """Texture, uneven light, a shadow band, JPEG noise: no digit, and nothing at all for the verdict to read."""
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        array = read_picture(paper_photo(None, condition, rng))
+        assert array.dtype == np.uint8 and array.shape == FRAME
+        assert not array.any()
+        assert reader(array).reason == "empty"
+
+
+@pytest.mark.parametrize(
+    "radius, reasons", [(1, {"empty"}), (3, {"too_little_ink"}), (12, {"too_little_ink", "dot", "blob"})]
+)
+def test_a_speck_on_the_paper_is_not_a_digit(radius, reasons, reader):
+    rng = np.random.default_rng(5)
+    speck = np.zeros((28, 28), np.uint8)
+    rows, cols = np.mgrid[0:28, 0:28]
+    speck[(rows - 14) ** 2 + (cols - 14) ** 2 <= radius**2] = 255  # a dot `radius` of 28 wide in its square
+    photo = paper_photo(speck, "small", rng)  # the square is a seventh of the frame's height: 69 px
+    reading = reader(read_picture(photo))
+    assert reading.verdict == "not_a_digit" and reading.reason in reasons
+
+
+def test_a_phone_photo_taken_sideways_is_turned_upright(mnist_data, reader):
+    """Phones store the sensor's pixels and an EXIF orientation tag: the picture is read as it is shown."""
+    upright = Image.open(io.BytesIO(paper_photo(mnist_data.test_images[0].numpy(), "plain", np.random.default_rng(1))))
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # as the sensor saw it
+    exif = Image.Exif()
+    exif[ORIENTATION_TAG] = ROTATED_90_CW
+    buffer = io.BytesIO()
+    sideways.save(buffer, "JPEG", quality=90, exif=exif)
+    array = read_picture(buffer.getvalue())
+    assert array.shape == (upright.height, upright.width)
+    assert reader(array).digit == int(mnist_data.test_labels[0])
+
+
+def test_a_twelve_megapixel_photo_is_read_small_and_fast():
+    photo = paper_photo(None, "plain", np.random.default_rng(0), TWELVE_MEGAPIXELS)
+    start = time.perf_counter()
+    array = read_picture(photo)
+    assert time.perf_counter() - start < LARGE_PHOTO_SECONDS
+    assert max(array.shape) == WORKING_SIDE and array.shape[1] / array.shape[0] == pytest.approx(4 / 3, rel=0.01)
