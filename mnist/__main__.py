@@ -82,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", type=Path)
     ev.add_argument("--device", choices=DEVICES, default="auto")
     ev.add_argument("--json", action="store_true")
-    pr = sub.add_parser("predict", help="read the digit(s) in image files (PNG, JPEG, ...): one verdict per image")
+    pr = sub.add_parser(
+        "predict",
+        help="read the digit(s) in pictures (PNG, JPEG or WebP: drawings, or photos of paper): one verdict per picture",
+    )
     pr.add_argument("images", nargs="+", type=Path)
     pr.add_argument("--checkpoint", type=Path, help="run folder or .safetensors (default: the bundled model)")
     pr.add_argument("--json", action="store_true")
@@ -268,7 +271,7 @@ def cmd_predict(args) -> int:
     image in order, each with path, verdict, digit, digits, confidence, probabilities, reason (and
     message, top_two, groups: Reading.to_dict)."""
     from .checkpoint import load_checkpoint
-    from .predict import read_image_file
+    from .photo import read_picture_file
     from .verdict import FALLBACK, calibration_for, read_drawing
 
     checkpoint = load_checkpoint(args.checkpoint)
@@ -280,7 +283,7 @@ def cmd_predict(args) -> int:
         print(f"note: verdict calibration {calibration.source}; {note}", file=sys.stderr)
     results = []
     for path in args.images:
-        reading = read_drawing(checkpoint.model, read_image_file(path), calibration)
+        reading = read_drawing(checkpoint.model, read_picture_file(path), calibration)  # as an upload is read
         results.append({"path": str(path), **reading.to_dict()})
         if not args.json:
             print(f"{path}: {predict_line(reading)}")

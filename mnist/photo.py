@@ -101,8 +101,17 @@ def read_picture(data: bytes) -> np.ndarray:
     alpha = transparent_ink(image)
     if alpha is not None:
         return alpha
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    return ink_of_photo(rgb)
+    return ink_of_photo(unit_rgb(image))
+
+
+def unit_rgb(image: Image.Image) -> np.ndarray:
+    """(H, W, 3) float32 in [0, 1]. 16-bit and float greys are scaled by their own range: PIL's conversion
+    to 8 bits would clip them."""
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        gray = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(gray.max()), 1.0)
+        return np.repeat(np.clip(gray / top, 0, 1)[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def check_file_size(size: int) -> None:

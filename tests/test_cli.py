@@ -116,7 +116,41 @@ def test_predict_rejects_a_file_that_is_not_an_image(tmp_path):
     bogus.write_text("not an image")
     out = run_cli("predict", str(bogus))
     assert out.returncode == 2
-    assert "not a readable image" in out.stderr and "Traceback" not in out.stderr
+    assert "not a PNG or JPEG picture" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_predict_reads_photos_of_paper_like_uploads(mnist_data, tmp_path, capsys):
+    """A JPEG photo of a digit on unevenly lit paper, one of chalk on a board, one of blank paper, and a
+    drawing on a transparent canvas: the command goes through mnist.photo as the app's uploads do."""
+    from bench.photos import paper_photo
+
+    rng = np.random.default_rng(0)
+    images, labels = mnist_data.test_images.numpy(), mnist_data.test_labels.numpy()
+    files = {
+        "paper.jpg": paper_photo(images[0], "shadow", rng),
+        "board.jpg": paper_photo(images[1], "chalk", rng),
+        "blank.jpg": paper_photo(None, "plain", rng),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    canvas = np.zeros((280, 280, 4), np.uint8)
+    canvas[..., 3] = np.kron(images[2], np.ones((10, 10), np.uint8))  # ink only in alpha, as the canvas saves it
+    Image.fromarray(canvas).save(tmp_path / "canvas.png")
+    paths = [str(tmp_path / name) for name in [*files, "canvas.png"]]
+    assert main(["predict", *paths, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["digit"] for r in results] == [int(labels[0]), int(labels[1]), None, int(labels[2])]
+    assert results[2]["reason"] == "empty"
+
+
+def test_predict_refuses_a_damaged_photo_in_plain_words(tmp_path, capsys):
+    from bench.photos import paper_photo
+
+    photo = paper_photo(None, "plain", np.random.default_rng(0))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(photo[: len(photo) // 3])
+    assert main(["predict", str(cut)]) == 2
+    assert "cut short or damaged" in capsys.readouterr().err
 
 
 # --- train's config flags are generated from TrainConfig's field specs -------------------------
