@@ -51,9 +51,9 @@ each script. Figures whose results files were not kept: `docs/performance.md`, `
 
 
 def run_bench(name: str, args: list[str]) -> tuple[int, str | None, float]:
-    """Run bench/NAME.py, echoing its output; (exit code, its RESULT line, seconds)."""
-    cmd = [sys.executable, str(benchlib.BENCH_DIR / f"{name}.py"), *args]
-    print(f"\n$ {' '.join(['python', f'bench/{name}.py', *args])}", flush=True)
+    """Run bench.NAME (a module or a package like bench.load), echoing its output; (exit code, RESULT, seconds)."""
+    cmd = [sys.executable, "-m", f"bench.{name}", *args]
+    print(f"\n$ {' '.join(['python', '-m', f'bench.{name}', *args])}", flush=True)
     t0 = time.perf_counter()
     result_line = None
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1, cwd=benchlib.REPO) as proc:
@@ -234,7 +234,7 @@ def render_benchmarks_doc(folder: Path = PUBLISHED_DIR) -> str:
             str(res.get("date", "?"))[:16].replace("T", " "),
             describe_commit(res.get("git")),
             describe_machine(res.get("machine")),
-            "`" + " ".join(["python", f"bench/{name}.py", *res.get("argv", [])]) + "`",
+            "`" + " ".join(["python", "-m", f"bench.{name}", *res.get("argv", [])]) + "`",
         ]
         for name, res in results.items()
     ]
@@ -252,7 +252,7 @@ def publish_results(names: list[str]) -> list[str]:
     for name in names:
         source = benchlib.RESULTS_DIR / f"{name}.json"
         if load_results(name) is None:
-            problems.append(f"bench/results/{source.name} is missing or not JSON: run python bench/{name}.py")
+            problems.append(f"bench/results/{source.name} is missing or not JSON: run python -m bench.{name}")
             continue
         shutil.copyfile(source, PUBLISHED_DIR / source.name)
     return problems

@@ -43,7 +43,7 @@ def test_each_benchmark_names_its_date_commit_and_machine(tmp_path):
     page = run_all.render_benchmarks_doc(tmp_path)
     index_row = "| [load](#load) | 2026-12-07 17:21 | 6ebcfed + changes to 2 files | AMD EPYC (AVX512), 2 cores"
     assert index_row in page
-    assert "CONTENDED: 1.3 cores busy with other work | `python bench/load.py --json` |" in page
+    assert "CONTENDED: 1.3 cores busy with other work | `python -m bench.load --json` |" in page
     assert "| [memory](#memory) | 2026-12-07 17:21 | commit unknown | machine not recorded |" in page
     assert "| figure | ours | target | result |\n| --- | --- | --- | --- |\n| load: errors | 0 | 0 | PASS |" in page
     assert "A shortened run (`--quick`)." in page.split("## memory")[1]
@@ -55,5 +55,5 @@ def test_publishing_a_missing_results_file_says_what_to_run(tmp_path, monkeypatc
     (tmp_path / "results").mkdir()
     write_results(tmp_path / "results", "load")
     problems = run_all.publish_results(["load", "nosuch"])
-    assert [p.endswith("run python bench/nosuch.py") for p in problems] == [True]
+    assert [p.endswith("run python -m bench.nosuch") for p in problems] == [True]
     assert sorted(p.name for p in (tmp_path / "published").iterdir()) == ["load.json"]

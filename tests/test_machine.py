@@ -221,7 +221,7 @@ def test_under_a_one_cpu_quota_everything_sizes_to_one(one_cpu_cgroup):
 
 def test_studio_serve_under_a_one_cpu_quota_starts_one_backend(one_cpu_cgroup, tmp_path):
     """With nginx installed and 2 CPUs visible, serve would start 2; the quota makes it 1 (no nginx)."""
-    from bench import harness, procfs
+    from bench import harness, ps
 
     env = {k: v for k, v in os.environ.items() if k != machine.CPUS_ENV}
     env["MNIST_RUNS_DIR"] = str(tmp_path / "runs")
@@ -236,11 +236,11 @@ def test_studio_serve_under_a_one_cpu_quota_starts_one_backend(one_cpu_cgroup, t
     )
     try:
         harness.wait_for_health(f"http://127.0.0.1:{port}", launcher, timeout=120)
-        tree = procfs.process_tree(launcher.pid)
-        commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in tree]
-        streamlit = [c for c in commands if b"streamlit" in c and b"run" in c]
+        tree = ps.process_tree(launcher.pid)
+        commands = [ps.read_command_line(pid) for pid in tree]
+        streamlit = [c for c in commands if "streamlit" in c and "run" in c]
         assert len(streamlit) == 1, commands
-        assert not any(b"nginx" in part for c in commands for part in c[:1])
+        assert not any("nginx" in part for c in commands for part in c[:1])
     finally:
         launcher.terminate()
         launcher.wait(timeout=30)

@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from bench import harness, procfs
+from bench import harness, ps
 from mnist import machine
 from studio import page_css, serve
 
@@ -214,26 +214,26 @@ def test_default_processes_is_at_most_the_cpus_given():
 
 
 def test_process_tree_sums_a_childs_cpu():
-    """bench/load.py's server CPU with studio.serve: the launcher's own plus its children's."""
+    """bench.load's server CPU with studio.serve: the launcher's own plus its children's."""
     busy = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\ntime.sleep(30)"
     parent = subprocess.Popen(
         [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {busy!r}])"]
     )
     try:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(procfs.process_tree(parent.pid)) < 2:
+        while time.monotonic() < deadline and len(ps.process_tree(parent.pid)) < 2:
             time.sleep(0.1)
-        tree = procfs.process_tree(parent.pid)
+        tree = ps.process_tree(parent.pid)
         assert tree[0] == parent.pid and len(tree) == 2
         child_cpu = 0.0
         while time.monotonic() < deadline + 30 and child_cpu < 0.45:  # the child burns 0.5 s of CPU, then sleeps
             time.sleep(0.2)
-            child_cpu = procfs.read_process_cpu_seconds(tree[1])
-        own = procfs.read_process_cpu_seconds(parent.pid)
+            child_cpu = ps.read_cpu_seconds(tree[1])
+        own = ps.read_cpu_seconds(parent.pid)
         assert child_cpu >= 0.45
-        assert procfs.read_tree_cpu_seconds(parent.pid) >= own + child_cpu
-        assert procfs.read_tree_status_mb(parent.pid, "VmRSS") > procfs.read_status_mb(parent.pid, "VmRSS")
+        assert ps.read_tree_cpu_seconds(parent.pid) >= own + child_cpu
+        assert ps.read_tree_rss_mb(parent.pid) > ps.read_rss_mb(parent.pid)
     finally:
-        for pid in procfs.process_tree(parent.pid)[::-1]:
+        for pid in ps.process_tree(parent.pid)[::-1]:
             subprocess.run(["kill", str(pid)], check=False)
         parent.wait(timeout=10)

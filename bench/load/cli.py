@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ERROR server log: {line}", flush=True)
     figures = headline(args, result, peak, log_errors, machine)
     scalars = {k: v for k, v in figures.items() if not isinstance(v, dict | list)}  # the RESULT line's
-    benchlib.finish("load", machine, scalars, summary_rows(figures), steps=result["steps"], whole=result["whole"],
+    # A --quick run writes load-quick.json: load.json keeps the last real run's figures.
+    benchlib.finish("load", machine, scalars, summary_rows(figures), file_stem="load-quick" if args.quick else None,
+                    steps=result["steps"], whole=result["whole"],
                     training_jobs=training_jobs(result["training"]), server_log_errors=log_errors,
                     config={k: str(v) for k, v in vars(args).items()})  # fmt: skip
     if not figures["valid"]:
