@@ -115,7 +115,8 @@ def filters_text(count: int, kernel: int | None, kind: str = "conv") -> str:
     return (
         f"These are the {count:,} filters of the first layer, each a {size}grid of weights learned in training. "
         "Red weights add up where the image has ink, blue ones take away: a filter red on its left and blue on "
-        "its right answers to the left edge of a stroke. Each filter makes one channel of the first feature maps."
+        "its right answers to the right edge of a stroke (ink on one side, none on the other). Each filter "
+        "makes one channel of the first feature maps."
     )
 
 
@@ -224,8 +225,8 @@ def curves_text(losses: Sequence[float], train_accuracy: float | None, test_accu
         gap = " Training is well ahead of test: the model starts to learn its training images by heart (overfitting)."
     elif test_accuracy >= train_accuracy:
         gap = (
-            " Test is as good or better: training images are counted while the model was still learning (and, "
-            "with augmentation or label smoothing, made harder on purpose)."
+            " Test is as good or better: the training figure is an average over the whole epoch, counted while "
+            "the model was still learning; the test is taken at the end."
         )
     else:
         gap = " The two are close: what it learned carries over to new images."
@@ -262,12 +263,14 @@ def confusion_text(confusion: np.ndarray, epoch: int) -> str:
     return f"{text} The most common mistake: {a_digit(true)} read as {a_digit(predicted)} ({plural(count, 'time')})."
 
 
-def panel_text(right: int, total: int, epoch: int) -> str:
-    """The fixed test digits under the training insight."""
-    return (
-        f"The same {total} test digits after every epoch: {right} read right after epoch {epoch}. Move the epoch "
-        "slider to watch the hard ones flip from ✗ to ✓ (or back) as the model learns."
+def panel_text(right: int, total: int, epoch: int, epochs: int) -> str:
+    """The fixed test digits under the training insight, after `epoch` of the `epochs` recorded so far."""
+    watch = (
+        " Move the epoch slider to watch the hard ones flip from ✗ to ✓ (or back) as the model learns."
+        if epochs > 1
+        else " With more epochs, a slider lets you watch the hard ones flip from ✗ to ✓ as the model learns."
     )
+    return f"The same {total} test digits after every epoch: {right} read right after epoch {epoch}.{watch}"
 
 
 # The Train form's fields, one plain paragraph each, shown in the field's help (the "?" beside it).

@@ -13,6 +13,7 @@ import streamlit as st
 
 from mnist.config import CHECKS, FIELD_SPECS, FieldSpec, range_text
 from mnist.errors import ConfigError
+from studio.explain import field_text
 
 FORM_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if spec.in_form)
 NUMBER_WORDS = {"int": "a whole number", "float": "a number"}  # the number kinds, as a message names them
@@ -72,6 +73,15 @@ def fields_left_out(placed) -> list[str]:
     return [name for name in FORM_FIELDS if name not in placed]
 
 
+def field_help(spec: FieldSpec) -> str:
+    """A field's tooltip: what it does in plain words (studio.explain), then its exact meaning and range."""
+    exact = (
+        f"{spec.help}: {NUMBER_WORDS[spec.kind]} {range_text(spec)}." if spec.kind in NUMBER_WORDS else f"{spec.help}."
+    )
+    plain = field_text(spec.name)
+    return f"{plain}\n\n{exact}" if plain else exact
+
+
 def render_field(spec: FieldSpec, container, prefix: str, *, options=None, format_func=None, **widget_args):
     """Draw the field's widget in container under the key prefix + name, and return what it holds.
 
@@ -80,12 +90,11 @@ def render_field(spec: FieldSpec, container, prefix: str, *, options=None, forma
     """
     if not spec.applies(form_values(prefix)):
         return None
-    args = {"key": prefix + spec.name, "help": f"{spec.help}.", **widget_args}
+    args = {"key": prefix + spec.name, "help": field_help(spec), **widget_args}
     if spec.kind == "choice":
         labels = format_func or spec.choices.get
         return container.selectbox(spec.label, options or list(spec.choices), format_func=labels, **args)
     if spec.kind == "bool":
         widget = container.toggle if spec.toggle else container.checkbox
         return widget(spec.label, **args)
-    args["help"] = f"{spec.help}: {NUMBER_WORDS[spec.kind]} {range_text(spec)}."
     return container.text_input(spec.label, **args)

@@ -24,12 +24,30 @@ TITLE = "Start here"
 
 
 class Step(Enum):
-    """The guide's steps, in order: value = (remembered key's suffix, page, what to do)."""
+    """The guide's steps, in order: value = (remembered key's suffix, page, what to do, how).
 
-    DRAW = ("draw", "pages/sketch.py", "Draw a digit on Sketch")
-    TRAIN = ("train", "pages/train.py", "Train the fast preset (about 8 s)")
-    COMPARE = ("compare", "pages/sketch.py", "Compare your model with the bundled one on one drawing")
-    MISTAKES = ("mistakes", "pages/explore.py", "Look at your model's mistakes on Explore")
+    The labels are short: a sidebar link is one line, cut at about 24 characters.
+    """
+
+    DRAW = ("draw", "pages/sketch.py", "Draw a digit", "On Sketch: draw one digit and read the model's answer.")
+    TRAIN = (
+        "train",
+        "pages/train.py",
+        "Train a fast model",
+        "On Train: press Start with the fast preset (about 8 s of training on this server's kind of CPU).",
+    )
+    COMPARE = (
+        "compare",
+        "pages/sketch.py",
+        "Compare two models",
+        "On Sketch: show your new model's answer beside the bundled model's, on the same drawing.",
+    )
+    MISTAKES = (
+        "mistakes",
+        "pages/explore.py",
+        "See the mistakes",
+        "On Explore, The model's mistakes: the test images your model gets wrong, and what it read instead.",
+    )
 
     @property
     def key(self) -> str:
@@ -42,6 +60,10 @@ class Step(Enum):
     @property
     def label(self) -> str:
         return self.value[2]
+
+    @property
+    def how(self) -> str:
+        return self.value[3]
 
 
 def progress() -> dict[str, bool]:
@@ -100,7 +122,7 @@ def show() -> None:
             st.markdown(f"**:material/school: {TITLE}** · {sum(done)} of {len(done)} done")
             for number, (step, is_ticked) in enumerate(zip(Step, done, strict=True), start=1):
                 icon = ":material/check_circle:" if is_ticked else ":material/radio_button_unchecked:"
-                st.page_link(step.page, label=step_label(number, step, is_ticked), icon=icon)
+                st.page_link(step.page, label=step_label(number, step, is_ticked), icon=icon, help=step.how)
             if all(done):
                 st.caption("All done: you have drawn, trained, compared and looked at mistakes.")
             st.button(

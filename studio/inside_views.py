@@ -28,7 +28,7 @@ from mnist.digit_map import DigitMap
 from mnist.errors import MnistError
 from mnist.inside import Filters, LayerActivation, extract_filters, inspect_drawing
 from mnist.preprocess import CanvasImage, preprocess_canvas
-from studio import background, common
+from studio import background, common, explain
 from studio.charts import DIGIT_PALETTE, _layout, probabilities_figure
 from studio.views import a_digit, image_alt, upscale
 
@@ -214,8 +214,8 @@ def filters_image(filters: Filters) -> np.ndarray:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def cached_filters_image(identity: str, _model: nn.Module) -> tuple[bytes, int, str]:
-    """The filters' PNG (built once per model: the weights never change), its width and its caption."""
+def cached_filters_image(identity: str, _model: nn.Module) -> tuple[bytes, int, str, str]:
+    """The filters' PNG (built once per model: the weights never change), its width, caption and explanation."""
     filters = extract_filters(_model)
     shape = " × ".join(map(str, filters.weights.shape))
     if filters.kind == "conv":
@@ -223,7 +223,9 @@ def cached_filters_image(identity: str, _model: nn.Module) -> tuple[bytes, int, 
     else:
         caption = f"layer {filters.name}: each of {filters.total_units} units' weights on the 28×28 pixels ({shape})"
     rgb = filters_image(filters)
-    return png_bytes(rgb), min(FILTERS_WIDTH, rgb.shape[1] * 2), caption
+    kernel = filters.weights.shape[-1] if filters.kind == "conv" else None
+    text = explain.filters_text(filters.total_units, kernel, filters.kind)
+    return png_bytes(rgb), min(FILTERS_WIDTH, rgb.shape[1] * 2), caption, text
 
 
 # --- the digit map --------------------------------------------------------------------------
@@ -371,9 +373,9 @@ def show_inside(key: str, drawing) -> None:
         st.error(str(exc))
         return
     renderers = {
-        "feature-maps": lambda: show_feature_maps(inspection.activations),
+        "feature-maps": lambda: show_feature_maps(inspection.activations, model),
         "filters": lambda: show_filters(key, model),
-        "digit-map": lambda: show_digit_map(key, inspection.features),
+        "digit-map": lambda: show_digit_map(key, inspection),
         "fool-the-model": lambda: show_fool(model, image, inspection.prediction),
     }
     for view in chosen or []:
@@ -381,7 +383,25 @@ def show_inside(key: str, drawing) -> None:
             renderers[view]()
 
 
-def show_feature_maps(activations: list[LayerActivation]) -> None:
+def kernel_size(model: nn.Module, name: str) -> int | None:
+    """The side of a conv layer's square kernel (3 for 3x3), None when the layer has none."""
+    size = getattr(dict(model.named_modules()).get(name), "kernel_size", None)
+    return size[0] if isinstance(size, tuple) else size
+
+
+def feature_maps_explanation(activations: list[LayerActivation], model: nn.Module) -> str:
+    """The paragraph under the feature maps, with this drawing's numbers (studio.explain)."""
+    conv = [a for a in activations if a.kind == "conv"]
+    if not conv:
+        hidden = activations[0].values if activations else np.zeros(0)
+        return explain.hidden_units_text(len(hidden), int((hidden > 0).sum()))
+    layers = [
+        (a.name, a.shape[0], kernel_size(model, a.name), a.stages, explain.strongest_channel(a.values)) for a in conv
+    ]
+    return explain.feature_maps_text(layers)
+
+
+def show_feature_maps(activations: list[LayerActivation], model: nn.Module) -> None:
     conv = [a for a in activations if a.kind == "conv"]
     layers = conv or activations  # a linear-only model (mlp): its hidden units
     st.markdown("**Feature maps**: what each layer computes for your drawing")
@@ -394,6 +414,7 @@ def show_feature_maps(activations: list[LayerActivation]) -> None:
         png, width = activation_png(layer)
         figures.append((png, shown_width(width), layer_caption(layer)))
     st.html(gallery(figures))
+    st.caption(feature_maps_explanation(activations, model))
 
 
 def shown_width(pixels: int) -> int:
@@ -403,11 +424,13 @@ def shown_width(pixels: int) -> int:
 
 def show_filters(key: str, model: nn.Module) -> None:
     st.markdown("**Filters**: the first layer's learned weights")
-    png, width, caption = cached_filters_image(common.model_identity(key), model)
+    png, width, caption, text = cached_filters_image(common.model_identity(key), model)
     st.html(gallery([(png, width, caption)]))
+    st.caption(text)
 
 
-def show_digit_map(key: str, features: np.ndarray) -> None:
+def show_digit_map(key: str, inspection) -> None:
+    features, prediction = inspection.features, inspection.prediction
     state = common.get_data()
     if state.data is None:
         st.info("The digit map and the nearest training images need MNIST (see Train or Explore).")
@@ -419,12 +442,13 @@ def show_digit_map(key: str, features: np.ndarray) -> None:
         st.markdown("**Digit map**: the 10,000 test images as the model sees them")
         if map_task.ready:
             show_map(key, map_task.result, features, state.data)
+            st.caption(explain.digit_map_text(prediction, float(inspection.probabilities[prediction])))
         else:
             show_pending(map_task, "computing the map…")
     with right, st.container(key="neighbours"):
         st.markdown("**Nearest training images** in the model's feature space")
         if index_task.ready:
-            show_neighbours(index_task.result, features, state.data)
+            show_neighbours(index_task.result, features, state.data, prediction)
         else:
             show_pending(index_task, "computing the training images' features…")
     pending = [t for t in (map_task, index_task) if not t.finished.is_set()]
@@ -470,7 +494,7 @@ def show_map(key: str, digit_map: DigitMap, features: np.ndarray, data) -> None:
         )
 
 
-def show_neighbours(index, features: np.ndarray, data) -> None:
+def show_neighbours(index, features: np.ndarray, data, prediction: int) -> None:
     nearest = index.nearest(features)
     figures = []
     for n in nearest:
@@ -480,6 +504,7 @@ def show_neighbours(index, features: np.ndarray, data) -> None:
     labels = [n.label for n in nearest]
     top = max(set(labels), key=labels.count)
     st.caption(f"{labels.count(top)} of {len(nearest)} are {top}s (training image #{nearest[0].index} is nearest).")
+    st.caption(explain.neighbours_text(labels, prediction))
 
 
 # --- fool the model ---------------------------------------------------------------------------
@@ -539,6 +564,7 @@ def show_attack(result: AttackResult) -> None:
             f"The budget is not enough: the best change found gives {result.target} only {best:.0%} and the "
             f"model still reads {a_digit(result.prediction)}. Allow a larger change."
         )
+    st.caption(explain.fool_text(result.target, result.linf, result.l2, result.success))
     original, change, adversarial, probs = st.columns([1, 1, 1, 1.6])
     scale = SELECTED_SCALE * 2
     first = int(result.original_probabilities.argmax())

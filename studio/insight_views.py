@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from mnist.checkpoint import SavedRun
 from mnist.insight import INSIGHT_FILE, EpochInsight, load_insight
 from mnist.train import EpochEvent
-from studio import common
+from studio import common, explain
 from studio.charts import confusion_figure
 from studio.inside_views import filters_image
 from studio.views import image_alt, upscale
@@ -75,18 +74,16 @@ def show_insight(insights: list[EpochInsight], prefix: str) -> None:
     else:
         insight = insights[0]
         st.caption(f"Epoch {insight.epoch}")
-    correct = int(np.trace(insight.confusion))
-    total = int(insight.confusion.sum())
     # One above the other: the Train page's run panel is about 500 px wide, too narrow for two columns.
     st.plotly_chart(
         confusion_figure(insight.confusion, height=CONFUSION_HEIGHT),
         key=f"{prefix}_insight_confusion",
         config={"displayModeBar": False},
     )
-    st.caption(f"Epoch {insight.epoch}: {correct:,} of {total:,} test images right; mistakes in red.")
+    st.caption(f"{explain.confusion_text(insight.confusion, insight.epoch)} Mistakes are in red.")
     caption = filters_caption(insight)
     st.image(filters_image(insight.filters), caption=caption, width=FILTERS_WIDTH, alt=f"Filters: {caption}")
-    show_panel(insight)
+    show_panel(insight, len(insights))
 
 
 def filters_caption(insight: EpochInsight) -> str:
@@ -97,7 +94,7 @@ def filters_caption(insight: EpochInsight) -> str:
     return f"First layer {f.name} after epoch {insight.epoch}: {of} {what} (red positive, blue negative)"
 
 
-def show_panel(insight: EpochInsight) -> None:
+def show_panel(insight: EpochInsight, epochs: int) -> None:
     """The fixed test digits with this epoch's prediction and confidence; ✗ marks a wrong one."""
     data = common.get_data().data
     if data is None:
@@ -115,6 +112,7 @@ def show_panel(insight: EpochInsight) -> None:
     ]
     right = int((predictions == insight.panel_labels).sum())
     st.markdown(f"**{len(images)} test digits** (the first of each digit, then six hard ones): {right} right")
+    st.caption(explain.panel_text(right, len(images), insight.epoch, epochs))
     for start in range(0, len(images), PANEL_COLUMNS):
         row = slice(start, start + PANEL_COLUMNS)
         st.image(images[row], caption=captions[row], alt=alts[row])

@@ -76,6 +76,12 @@ def test_the_confusion_text_names_the_most_common_mistake():
     assert "most common mistake" not in explain.confusion_text(np.diag([5] * 10), 1)
 
 
+def test_the_panel_text_offers_the_slider_only_when_there_is_one():
+    assert "Move the epoch slider" in explain.panel_text(14, 16, 3, 5)
+    assert "Move the epoch slider" not in explain.panel_text(14, 16, 1, 1)
+    assert "14 read right after epoch 3" in explain.panel_text(14, 16, 3, 5)
+
+
 def test_the_fool_and_map_texts_follow_the_result():
     assert "read a 3," in explain.fool_text(3, 0.12, 1.5, True)
     assert "no change made the model read a 3" in explain.fool_text(3, 0.2, 2.0, False)

@@ -139,6 +139,13 @@ def test_feature_maps_and_filters_of_the_bundled_cnn(app_env, mnist_data):
     assert "layer 0 · Conv2d → BatchNorm2d → ReLU" in captions[0]
     (filters,) = gallery_captions(at, "filters")
     assert "32 kernels (32 × 1 × 3 × 3)" in filters
+    # Each view explains itself in plain words, with this model's and this drawing's numbers.
+    (maps_text,) = [c.value for c in at.container("feature-maps").caption if "detectors" in c.value]
+    assert "Layer 0 has 32 channels: 32 different detectors, each a 3×3 filter" in maps_text
+    assert re.search(r"Channel \d+ fires most \(\d+\.\d\d\), in the [a-z ]+ of the image", maps_text), maps_text
+    assert "128 channels in layer" in maps_text
+    filters_text = "\n".join(c.value for c in at.container("filters").caption)
+    assert "These are the 32 filters of the first layer, each a 3×3 grid of weights" in filters_text
 
 
 def test_digit_map_places_the_drawing_among_its_digit_and_neighbours_share_its_label(app_env, small_index, mnist_data):
@@ -172,6 +179,7 @@ def test_fool_the_model_reaches_the_target_or_says_the_budget_is_too_small(app_e
     captions = [c for element in fooled.image for c in captions_of(element)]
     assert captions[0] == "original: 7" and captions[2] == "result: the model reads 3"
     assert "largest pixel change" in captions[1]
+    assert any("makes the model read a 3, though to you" in c.value for c in fooled.caption)
 
     at.slider(key="fool_budget_linf").set_value(0.02).run()  # a fiftieth of full ink: not enough for a 7 -> 3
     at.button(key="fool_go").click().run()
@@ -240,6 +248,9 @@ def test_training_insight_live_then_finished_then_saved(app_env):
     assert len(panel) == 16 and all(c[0] in "✓✗" for c in panel)
     assert sum(c.startswith("✓") for c in panel) >= 10  # after 3 epochs most of the panel is right
     assert at.select_slider(key="job_insight_epoch_3").options == ["1", "2", "3"]
+    explained = "\n".join(c.value for c in at.container("training-insight").caption)
+    assert "After epoch 3:" in explained and "Each row is the true digit" in explained
+    assert "Move the epoch slider" in explained
     at.select_slider(key="job_insight_epoch_3").set_value(1).run()
     assert "after epoch 1" in insight_images(at, "training-insight")[0]
 

@@ -14,6 +14,7 @@ from mnist.checkpoint import list_runs, save_run
 from mnist.config import FIELD_SPECS, TrainConfig, range_text
 from mnist.models import build_model
 from mnist.records import RunMetrics
+from studio import explain
 from studio.views import queue_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -190,3 +191,12 @@ def test_the_queue_message_fits_one_slot_and_several():
     assert queue_text(1, 3, 3) == (
         "Queued: position 1 in line. It starts when one of the 3 training slots frees up (3 of 3 in use)."
     )
+
+
+def test_each_fields_tooltip_explains_it_in_plain_words_then_gives_its_range(with_data):
+    at = open_train()
+    epochs = at.text_input(key="cfg_epochs").proto.help
+    assert epochs.startswith(explain.field_text("epochs"))
+    assert range_text(FIELD_SPECS["epochs"]) in epochs
+    assert at.selectbox(key="cfg_arch").proto.help.startswith(explain.field_text("arch"))
+    assert at.toggle(key="cfg_augment").proto.help.startswith(explain.field_text("augment"))
