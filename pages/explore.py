@@ -48,6 +48,7 @@ SAMPLE_TILES, MISTAKE_TILES, HARD_TILES = "sample_tiles", "mistake_tiles", "hard
 CONFUSION_BOX = "confusion"  # the matrix's container; the chart inside is keyed by the filter it shows
 # Reserved heights (pixels), so the page does not move when the charts arrive (layout shift).
 DISTRIBUTION_BOX_PX = 300
+MEAN_IMAGE_PX = 64  # the ten mean images: a fixed size, not the column's width (a phone's would be 360 px each)
 ACCURACY_BOX_PX = 250
 CONFUSION_BOX_PX = 400
 MAX_HARD_RUNS = 5  # saved runs compared, the newest: each costs one evaluation on 10,000 images (then cached)
@@ -92,14 +93,14 @@ def data_set_tab(state: common.DataState) -> None:
         )
     with right:
         st.markdown("**Mean training image per digit**")
-        for row in range(2):
-            for digit, col in zip(range(row * 5, row * 5 + 5), st.columns(5), strict=True):
+        with st.container(horizontal=True, gap="small"):  # wraps: five a row on a desktop, as many as fit on a phone
+            for digit in range(NUM_CLASSES):
                 mean = stats["means"][digit]
-                col.image(
+                st.image(
                     upscale(mean / max(float(mean.max()), 1e-6), 3),
                     caption=f"{digit} · {stats['train_counts'][digit]:,}",
                     alt=f"mean training image of digit {digit}",
-                    width="stretch",
+                    width=MEAN_IMAGE_PX,
                 )
         st.caption(
             f"{len(data.train_labels):,} training and {len(data.test_labels):,} test images. "

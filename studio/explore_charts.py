@@ -3,7 +3,8 @@
 Vega-Lite, not Plotly, for two reasons. A point selection answers a single tap on a touch screen (Plotly
 wants a hover, then a click: two taps), and Streamlit's Vega-Lite bundle is a fraction of Plotly's on the
 wire (docs/pages.md). They render as SVG: every cell is an element with its own aria-label, so a screen
-reader and a browser test can find it, and 100 cells are far below where SVG gets slow.
+reader and a browser test can find it, and 100 cells are far below where SVG gets slow. The page gives each
+chart its height (st.altair_chart's height), so the space is kept before the chart arrives.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ NO_ERROR_FILL = "#1b1e26"
 ERROR_RANGE = ["#5c2a2a", "#ff4b4b"]  # mistakes, on their own scale: a handful stays visible next to a thousand
 CHOSEN_STROKE_PX = 3
 CONFUSION_SIZE_PX = 330  # the matrix's side: fits a 390 px phone's column with the axes
-DISTRIBUTION_HEIGHT_PX = 240
-ACCURACY_HEIGHT_PX = 200
 EMBED = {"embedOptions": {"renderer": "svg"}}  # Streamlit reads the renderer from the spec's usermeta
 
 
@@ -133,7 +132,6 @@ def class_distribution_chart(train_counts: list[int], test_counts: list[int]) ->
             ),
             tooltip=["digit:O", "split:N", alt.Tooltip("images:Q", format=","), alt.Tooltip("share:Q", format=".1f")],
         )
-        .properties(height=DISTRIBUTION_HEIGHT_PX)
     )
     return _svg(chart)
 
@@ -153,4 +151,4 @@ def per_class_accuracy_chart(per_class: list[float]) -> alt.LayerChart:
         tooltip=["digit:O", alt.Tooltip("accuracy:Q", format=".2f")],
     )
     labels = base.mark_text(dy=-6, fontSize=10, color=MUTED).encode(text="text:N")
-    return _svg(alt.layer(bars, labels).properties(height=ACCURACY_HEIGHT_PX))
+    return _svg(alt.layer(bars, labels))
