@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,21 +56,6 @@ def predict_canvas(model: nn.Module, array) -> tuple[CanvasImage, Prediction | N
         raise MnistError("the model produced NaN probabilities; its weights are broken")
     digit = int(probs.argmax())
     return image, Prediction(digit, float(probs[digit]), tuple(float(p) for p in probs))
-
-
-def read_image_file(path: Path | str) -> np.ndarray:
-    """A PNG/JPEG/... as an array, keeping alpha when the file has transparency."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            has_alpha = "A" in img.getbands() or "transparency" in img.info
-            return np.asarray(img.convert("RGBA" if has_alpha else "L"))
-    except FileNotFoundError:
-        raise MnistError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise MnistError(f"{path}: not a readable image ({exc})") from None
 
 
 def saliency_map(model: nn.Module, image: CanvasImage, target: int | None = None, steps: int = IG_STEPS) -> np.ndarray:
