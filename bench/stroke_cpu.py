@@ -13,12 +13,18 @@ CPU time, not wall time: other work on the machine slows the stroke down but doe
 server's own CPU seconds, so the figure holds on a shared machine. /proc reports clock ticks (10 ms):
 each sample is within +-1 tick, the median over many strokes much closer.
 
-    python bench/stroke_cpu.py [--digits 20] [--idle-seconds 5] [--quick] [--inside]
+    python bench/stroke_cpu.py [--digits 20] [--idle-seconds 5] [--quick] [--inside | --compare]
 
 --inside opens Sketch with every "Inside the model" view on (?inside=on: feature maps, filters, digit map,
 neighbours, fool the model), waits until the background digit map and neighbour index are ready (the
 latter computes the 60,000 training images' features once: ~2 min), then measures the same strokes
 against the views' target (INSIDE_TARGET_MEDIAN_MS); results go to stroke_cpu_inside.
+
+--compare measures the Sketch page's "Compare with" against the same page without it, in one run of one
+server: the runs folder gets a copy of the bundled model as a saved run (COMPARE_RUN: the worst case, a
+second 4-member ensemble, calibrated at once), and each digit is drawn twice, first with the comparison off,
+then on (the picker switched between digits, outside the measured strokes). It prints both medians and
+their ratio against COMPARE_TARGET_RATIO; results go to stroke_cpu_compare.
 
 To measure another checkout (e.g. the code before a change, from `git worktree add /tmp/old HEAD`),
 run this file from there with that checkout first on the path: PYTHONPATH=/tmp/old python
@@ -29,6 +35,7 @@ playwright package and the bundled model.
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -38,9 +45,14 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from bench import benchlib, harness
 from bench.benchlib import Figure
 from bench.procfs import read_process_cpu_seconds
+from mnist.checkpoint import BUNDLED_DIR
 
 TARGET_MEDIAN_MS = 40.0  # issue 10: median server CPU per stroke
 INSIDE_TARGET_MEDIAN_MS = 70.0  # issue 12: the same with every "Inside the model" view open
+COMPARE_TARGET_RATIO = 1.6  # issue 25: server CPU per stroke with a second model compared, over without
+COMPARE_RUN = "second"  # the saved run the comparison reads with: a copy of the bundled model
+COMPARE_PICKER = "Compare with another model"  # studio.compare.PICKER_LABEL
+COMPARE_OFF = "Off"
 INSIDE_QUERY = "?inside=on"  # studio.inside_views.QUERY_PARAM
 INSIDE_READY_SELECTOR = ".st-key-neighbours img"  # the last background result to arrive
 INSIDE_READY_TIMEOUT_MS = 900_000  # the neighbour index: ~110 s of one core, longer on a busy machine
@@ -123,6 +135,95 @@ def draw_digits(page, pid: int, digits: int, idle_rate: float) -> list[dict]:
             )
         clear(page)
     return samples
+
+
+def choose_compare(page, option: str) -> None:
+    """Pick the second model (or Off) in Sketch's menu and wait for the fragment's rerun to end."""
+    harness.wait_for_canvas(page, TIMEOUT_MS)
+    menu = page.get_by_role("combobox", name=COMPARE_PICKER)
+    menu.click()
+    menu.fill(option)  # the select box filters its options by what is typed
+    page.keyboard.press("Enter")
+    harness.wait_until_idle(page, TIMEOUT_MS)
+
+
+def add_compare_run(runs_dir: Path) -> None:
+    """The bundled model, copied as a saved run with its stored calibration (it matches the same weights)."""
+    shutil.copytree(BUNDLED_DIR, runs_dir / COMPARE_RUN)
+
+
+def measure_compare(playwright, runs_dir: Path, digits: int, idle_seconds: float) -> dict:
+    """Each digit drawn with the comparison off, then on; warm-up as in measure()."""
+    add_compare_run(runs_dir)
+    browser = harness.launch_chromium(playwright)
+    samples: dict[str, list[dict]] = {"off": [], "on": []}
+    try:
+        page = browser.new_page(viewport=VIEWPORT)
+        page.set_default_timeout(TIMEOUT_MS)
+        with harness.run_app(app_env(runs_dir), timeout=TIMEOUT_MS / 1000) as server:
+            pid = server.process.pid
+            open_sketch(page, server.url)
+            for option in (COMPARE_RUN, COMPARE_OFF):  # loads both models, warms both code paths: not counted
+                choose_compare(page, option)
+                harness.draw_digit(page, 8, TIMEOUT_MS)
+                clear(page)
+            idle_rate = idle_cpu_rate(pid, idle_seconds)
+            print(f"server idle CPU: {idle_rate * 1000:.1f} ms per second (subtracted from each stroke)", flush=True)
+            for i in range(digits):
+                for mode, option in (("off", COMPARE_OFF), ("on", COMPARE_RUN)):
+                    choose_compare(page, option)
+                    for points in harness.DIGIT_STROKES[i % 10]:
+                        sample = measure_stroke(page, pid, points, i % 10, idle_rate)
+                        samples[mode].append(sample)
+                        print(f"digit {i + 1:2d}/{digits} ({i % 10}), compare {mode:3s}: "
+                              f"{sample['cpu_ms']:6.1f} ms CPU -> {sample['heading']!r}", flush=True)  # fmt: skip
+                    clear(page)
+            rss = server.rss_mb()
+    finally:
+        browser.close()
+    return {"samples": samples, "idle_ms_per_s": idle_rate * 1000, "rss_mb": rss}
+
+
+def compare_figures(off: dict, on: dict, digits: int, idle_ms_per_s: float) -> list[Figure]:
+    """Both medians and their ratio against the target."""
+    ratio = on["p50_ms"] / off["p50_ms"]
+    return [
+        Figure("cpu_p50_ms_off", off["p50_ms"], "ms", "server CPU per stroke, comparison off, median",
+               note=f"(p90 {off['p90_ms']:.1f}, mean {off['mean_ms']:.1f}, {off['n']} strokes)", spec=".1f"),
+        Figure("cpu_p50_ms_on", on["p50_ms"], "ms", "server CPU per stroke, comparison on, median",
+               note=f"(p90 {on['p90_ms']:.1f}, mean {on['mean_ms']:.1f}, {on['n']} strokes)", spec=".1f"),
+        Figure("ratio", ratio, "", "on / off, medians", spec=".2f", target=f"<= {COMPARE_TARGET_RATIO:g}",
+               passed=ratio <= COMPARE_TARGET_RATIO),
+        Figure("mean_ratio", on["mean_ms"] / off["mean_ms"], "", "on / off, means", spec=".2f"),
+        Figure("digits", digits),
+        Figure("idle_ms_per_s", idle_ms_per_s, "ms"),
+    ]  # fmt: skip
+
+
+def run_compare(args, machine: dict) -> int:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="bench-stroke-cpu-") as tmp, sync_playwright() as playwright:
+        run = measure_compare(playwright, Path(tmp) / "runs", args.digits, args.idle_seconds)
+    stats = {mode: benchlib.latency_stats([s["cpu_ms"] / 1000 for s in run["samples"][mode]]) for mode in ("off", "on")}
+    print()
+    print(
+        benchlib.format_table(
+            ("server CPU per stroke (ms)", "p50", "p90", "mean", "max", "n"),
+            [table_row(f"comparison {mode}", stats[mode], ".1f") for mode in ("off", "on")],
+        )
+    )
+    benchlib.report(
+        "stroke_cpu_compare",
+        machine,
+        compare_figures(stats["off"], stats["on"], args.digits, run["idle_ms_per_s"]),
+        quick=args.quick,
+        seeds={},
+        cpu_ms=stats,
+        strokes=run["samples"],
+        server_rss_mb=run["rss_mb"],
+    )
+    return 0
 
 
 def wait_for_inside(page) -> None:
@@ -215,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--digits", type=int, default=DEFAULT_DIGITS, help=f"digits drawn (default {DEFAULT_DIGITS})")
     parser.add_argument("--idle-seconds", type=float, default=DEFAULT_IDLE_SECONDS, help="quiet interval (s)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_DIGITS} digits, 2 s idle interval")
-    parser.add_argument("--inside", action="store_true", help="every 'Inside the model' view on (see above)")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--inside", action="store_true", help="every 'Inside the model' view on (see above)")
+    modes.add_argument("--compare", action="store_true", help="comparison with a second model off vs on")
     args = parser.parse_args(argv)
     if args.quick:
         args.digits, args.idle_seconds = min(args.digits, QUICK_DIGITS), min(args.idle_seconds, 2.0)
@@ -225,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = benchlib.start("stroke_cpu: server CPU per Sketch stroke", threads=1)  # this process drives only
     machine["chromium"] = str(harness.CHROMIUM)
     machine["app"] = str(harness.REPO)
+    if args.compare:
+        return run_compare(args, machine)
     with tempfile.TemporaryDirectory(prefix="bench-stroke-cpu-") as tmp, sync_playwright() as playwright:
         run = measure(playwright, Path(tmp) / "runs", args.digits, args.idle_seconds, args.inside)
 

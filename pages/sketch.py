@@ -15,7 +15,7 @@ from mnist.errors import MnistError
 from mnist.predict import LIVE_IG_STEPS, predict_tensor, saliency_map
 from mnist.preprocess import CanvasImage
 from mnist.verdict import FALLBACK, Calibration, Reading
-from studio import background, canvas_style, common, compare, inside_views, uploads
+from studio import background, canvas_style, common, compare, inside_views, picture, uploads
 from studio.charts import probabilities_figure
 from studio.views import (
     CANVAS_SIZE,
@@ -57,6 +57,17 @@ UPLOAD_JSON_VERSION_KEY = "checkpoint_upload_json_version"
 UPLOAD_PAIRED_KEY = "checkpoint_upload_paired_json"  # file_id of the .json the last weights were tried with
 UPLOAD_ERROR_KEY = "checkpoint_upload_error"
 UPLOAD_OK_KEY = "checkpoint_upload_ok"
+# The input: the canvas (Draw) or a picture (Picture), as tabs; the open tab is what the model reads. Only the
+# open tab's widgets are made (lazy tabs), so the camera asks for permission only once Picture is opened; the
+# canvas is made in both, so the drawing is still there on the way back.
+INPUT_TAB_KEY = canvas_style.INPUT_TABS_KEY  # its phone layout: studio.page_css
+DRAW_TAB, PICTURE_TAB = "Draw", "Picture"
+PICTURE_UPLOAD_KEY = "picture_upload"
+PICTURE_CAMERA_KEY = "picture_camera"
+CAMERA_ON_KEY = "picture_camera_on"  # the camera is opened on demand: a visitor who uploads is never asked
+PICTURE_TYPES = ["png", "jpg", "jpeg", "webp"]
+PICTURE_HINT = "A digit written in dark ink on light paper, large in the frame. One digit, or a number."
+PICTURE_PREVIEW_WIDTH = 200  # pixels: the ink found in the picture, under its inputs
 
 
 def clear_canvas() -> None:
@@ -174,6 +185,48 @@ def model_settings(expanded: bool) -> None:
         st.selectbox("Device for predictions", devices, key="sketch_device")
 
 
+def on_picture_upload() -> None:
+    given = st.session_state.get(PICTURE_UPLOAD_KEY)
+    if given is None:
+        picture.forget_picture()  # removed: Picture shows its inputs again
+    else:
+        picture.take_picture(given.name, given.getvalue())
+
+
+def on_camera_photo() -> None:
+    photo = st.session_state.get(PICTURE_CAMERA_KEY)
+    if photo is None:
+        picture.forget_picture()
+    else:
+        picture.take_picture("Your photo", photo.getvalue())
+
+
+def show_picture_input() -> picture.Picture | None:
+    """The Picture tab: a file or a camera photo, then the ink found in it (or why it cannot be read)."""
+    st.file_uploader(
+        "Upload a picture of a digit (PNG or JPEG)",
+        type=PICTURE_TYPES,
+        key=PICTURE_UPLOAD_KEY,
+        on_change=on_picture_upload,
+        help=PICTURE_HINT,
+    )
+    if st.toggle("Use the camera", key=CAMERA_ON_KEY):
+        st.camera_input("Take a photo of a digit on paper", key=PICTURE_CAMERA_KEY, on_change=on_camera_photo)
+    given = picture.current_picture()
+    if given is None:
+        st.caption(PICTURE_HINT)
+    elif given.error is not None:
+        st.error(given.error)
+    else:
+        st.image(
+            given.ink,
+            width=PICTURE_PREVIEW_WIDTH,
+            caption=f"The ink found in {given.name}",
+            alt=f"The ink found in {given.name}, white on black",
+        )
+    return given
+
+
 def read_calibration(key: str) -> tuple[Calibration, bool]:
     """The not-a-digit check's calibration for the model, and whether it is ready (else FALLBACK meanwhile).
 
@@ -227,7 +280,8 @@ def compare_drawing(key: str, reading: Reading, names: dict[str, str], device: s
     )
 
 
-def show_prediction(key: str, label: str, array, names: dict[str, str]) -> None:
+def show_prediction(key: str, label: str, array, names: dict[str, str], what: str = "drawing") -> None:
+    """The verdict on `array` (the canvas's drawing or a picture's ink: `what`), its details and the comparison."""
     device = st.session_state.get("sketch_device", "cpu")
     try:
         model = common.model_on_device(key, device)
@@ -241,8 +295,7 @@ def show_prediction(key: str, label: str, array, names: dict[str, str]) -> None:
         return
     with st.container(key="prediction"):
         if reading.empty:
-            st.markdown("### Draw a digit")
-            st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
+            ask_for_input(what)
         else:
             st.markdown(f"### {heading(reading)}")
             if reading.verdict == "not_a_digit":
@@ -269,7 +322,7 @@ def show_prediction(key: str, label: str, array, names: dict[str, str]) -> None:
         st.image(
             upscale(group.pixels, PREVIEW_SCALE),
             caption="What the model sees: 28×28, centred like MNIST",
-            alt=input_alt(read),
+            alt=input_alt(read, what),
         )
     if reading.verdict == "not_a_digit":
         return  # no digit to explain
@@ -284,6 +337,16 @@ def show_prediction(key: str, label: str, array, names: dict[str, str]) -> None:
                 caption=why_caption(model, group.digit),
                 alt=saliency_alt(group.digit),
             )
+
+
+def ask_for_input(what: str) -> None:
+    """The `prediction` container's text before there is anything to read."""
+    if what == "picture":
+        st.markdown("### Give a picture")
+        st.caption("Upload a picture or take a photo of a digit written on paper.")
+    else:
+        st.markdown("### Draw a digit")
+        st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
 
 
 def show_digits(reading: Reading) -> None:
@@ -418,28 +481,35 @@ def sketch(key: str | None, label: str | None, names: dict[str, str]) -> None:
     with left:
         hidden_heading("Your drawing")
         canvas_style.style_canvas_toolbar()  # its toolbar always shown, above the canvas: the room is the canvas's
-        canvas_slot = st.container()
-        with st.container(key=canvas_style.CONTROLS_KEY):
-            stroke = show_controls()
-        with canvas_slot:
-            drawing = read_drawing(stroke)
-        st.caption(TOOLBAR_CAPTION)
+        draw_tab, picture_tab = st.tabs([DRAW_TAB, PICTURE_TAB], key=INPUT_TAB_KEY, on_change="rerun")
+        with draw_tab:
+            canvas_slot = st.container()
+            with st.container(key=canvas_style.CONTROLS_KEY):
+                stroke = show_controls()
+            with canvas_slot:
+                drawing = read_drawing(stroke)
+            st.caption(TOOLBAR_CAPTION)
+        given = None
+        if picture_tab.open:
+            with picture_tab:
+                given = show_picture_input()
         if key is not None:
             inside_views.show_toggle()  # under the canvas, whose height is fixed: it stays in sight
+    what = "picture" if picture_tab.open else "drawing"
+    array = (given.ink if given is not None else None) if picture_tab.open else drawing
     with right:
         hidden_heading("The model's answer")
         if key is None:
             with st.container(key="prediction"):
                 st.info("No model yet: train one on the Train page (about 20 s) or upload a checkpoint below.")
-        elif drawing is None:
+        elif array is None:
             with st.container(key="prediction"):
-                st.markdown("### Draw a digit")
-                st.caption("Draw one digit, 0 to 9, on the black canvas. The prediction follows every stroke.")
+                ask_for_input(what)
             compare.show_picker(names, key)
         else:
-            show_prediction(key, label, drawing, names)
+            show_prediction(key, label, array, names, what)
     if key is not None:  # after the prediction, full width: a view never delays the heading
-        inside_views.show_inside(key, drawing)
+        inside_views.show_inside(key, array)
 
 
 common.page_setup()

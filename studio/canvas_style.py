@@ -17,7 +17,7 @@ import json
 
 import streamlit as st
 
-from studio.page_css import CONTROLS_KEY, PAGE_CSS, SKETCH_LAYOUT_KEY  # noqa: F401 - pages/sketch.py's keys
+from studio.page_css import CONTROLS_KEY, INPUT_TABS_KEY, PAGE_CSS, SKETCH_LAYOUT_KEY  # noqa: F401 - the page's keys
 
 TOOLBAR_HEIGHT_REM = 2.4  # the toolbar's card with touch-sized buttons (1rem icon + padding)
 HIDDEN_CONTAINER_KEY = "canvas_style"  # the script's element: hidden, it takes no room in the layout

@@ -8,6 +8,8 @@ TITLE_INDENT_REM = 2.25  # on a phone the title sits beside the header's menu bu
 FOCUS_RING_PX = 3  # keyboard focus outline: Streamlit's own ring on Undo and the page links was faint
 SKETCH_LAYOUT_KEY = "sketch-layout"  # Sketch's canvas and answer columns
 CONTROLS_KEY = "sketch-controls"  # the stroke width and Clear, one row even on a phone
+INPUT_TABS_KEY = "sketch_input"  # Sketch's Draw / Picture tabs (their state: the input the model reads)
+TAB_LIST_REM = 2.5  # Streamlit's tab list height: on a phone, the canvas's toolbar row shares it
 
 # Every page. Phone: Streamlit's header is 60 px tall and the content starts 96 px down, which left about
 # 110 px of empty header above the title; the title now sits in the header's row, beside its menu button.
@@ -38,8 +40,16 @@ PAGE_CSS = f"""
   .st-key-{SKETCH_LAYOUT_KEY} [data-testid="stHorizontalBlock"] {{ row-gap: 0.5rem !important; }}
   .st-key-{CONTROLS_KEY} [data-testid="stHorizontalBlock"] {{ flex-wrap: nowrap !important; }}
   .st-key-{CONTROLS_KEY} [data-testid="stColumn"] {{ min-width: 0 !important; }}
+  /* The Draw tab's canvas starts level with the tab names: its Undo / Redo row is at the right end of the tab
+     list's row, so the verdict and its probabilities still fit under the canvas on a phone's screen. The list
+     stays on top for its tabs' taps and lets the rest of its row through to the toolbar. */
+  .st-key-{INPUT_TABS_KEY} [role="tablist"] {{ position: relative; z-index: 1; pointer-events: none; }}
+  .st-key-{INPUT_TABS_KEY} [role="tab"] {{ pointer-events: auto; }}
+  .st-key-{INPUT_TABS_KEY} [role="tablist"] + [data-testid="stTabPanel"] {{
+    margin-top: -{TAB_LIST_REM}rem !important; padding-top: 0 !important;
+  }}
 }}
-/* Sketch's comparison table (studio.compare): eleven narrow columns that fit a 390 px phone */
+/* the comparison table on Sketch (studio.compare): eleven narrow columns that fit a 390 px phone */
 .compare-probabilities {{ width: 100%; font-size: 0.8rem; text-align: center; border-collapse: collapse; }}
 .compare-probabilities :is(td, th) {{ padding: 0.15rem 0.1rem !important; border: none !important; }}
 .compare-probabilities caption {{ caption-side: top; text-align: left; font-size: 0.8rem; opacity: 0.7; }}

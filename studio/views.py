@@ -167,10 +167,10 @@ def image_alt(what: str, index: int, label: int, predicted: int | None = None, c
     return text
 
 
-def input_alt(digit: int | None) -> str:
-    """The 28×28 input Sketch shows next to its verdict."""
+def input_alt(digit: int | None, what: str = "drawing") -> str:
+    """The 28×28 input Sketch shows next to its verdict; `what` the visitor gave: "drawing" or "picture"."""
     read = "" if digit is None else f", read as {digit}"
-    return f"Your drawing as the model sees it: 28 by 28 pixels, centred like MNIST{read}"
+    return f"Your {what} as the model sees it: 28 by 28 pixels, centred like MNIST{read}"
 
 
 def saliency_alt(digit: int) -> str:

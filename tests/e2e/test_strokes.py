@@ -113,3 +113,20 @@ def test_choosing_another_model_in_the_sidebar_redoes_the_prediction(sketch):
     expect(caption).to_contain_text(f"run {RUN_NAME}")  # the same drawing, predicted by the other model
     assert harness.prediction_heading(page).startswith("Prediction: ")
     assert FULL_RUN in sent.statuses() and sent.sidebar_elements() > 0  # the whole page ran, sidebar included
+
+
+def test_a_stroke_with_compare_on_shows_both_models(sketch):
+    page = sketch
+    menu = page.get_by_role("combobox", name="Compare with another model")
+    menu.click()
+    menu.fill(RUN_NAME)
+    page.keyboard.press("Enter")
+    harness.wait_until_idle(page, 60_000)
+    sent = Sent(page)
+    harness.draw_digit(page, 7)
+    compared = page.locator(".st-key-compare")
+    expect(compared).to_contain_text("Bundled")
+    expect(compared).to_contain_text(RUN_NAME)
+    expect(compared.get_by_text("Prediction:")).to_have_count(2)  # each model's verdict, side by side
+    assert harness.prediction_heading(page).startswith("Prediction: 7 (")  # the active model's, where it was
+    assert set(sent.statuses()) == {FRAGMENT_RUN} and sent.sidebar_elements() == 0  # still only the fragment
