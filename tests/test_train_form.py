@@ -166,6 +166,10 @@ def test_a_named_run_is_saved_under_its_name_with_the_values_typed(with_data):
     [run] = list_runs(with_data)
     assert run.name == "tiny"
     assert (run.record.config.lr, run.record.config.epochs, run.record.config.train_limit) == (0.005, 1, 600)
+    at.run()
+    trained = next(link for link in at.sidebar.get("page_link") if link.proto.label.startswith("2."))
+    assert trained.proto.icon == ":material/check_circle:"  # the start guide's step 2: a run trained and saved
+    assert any("The loss measures how wrong the model is" in c.value for c in at.caption)  # the curves explained
 
 
 def test_saved_run_choices_survive_a_page_switch(with_data):
