@@ -879,7 +879,8 @@ def make_ensemble() -> None:
     except MnistError as exc:
         st.session_state[ENSEMBLE_RESULT_KEY] = (False, f"Could not make the ensemble: {exc}.")
         return
-    st.session_state[ENSEMBLE_RESULT_KEY] = (True, f"Saved the ensemble as `{path.name}`.")
+    why = ensemble_text(common.get_checkpoint(ModelRef.run(path.name).key).record)
+    st.session_state[ENSEMBLE_RESULT_KEY] = (True, f"Saved the ensemble as `{path.name}`. {why}".rstrip())
     st.session_state[ENSEMBLE_PICK_KEY] = []
     st.session_state[ENSEMBLE_NAME_KEY] = ""
     st.session_state["manage_run"] = path.name

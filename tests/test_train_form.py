@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mnist.checkpoint import list_runs, save_run
+from mnist.checkpoint import list_runs, load_checkpoint, save_ensemble, save_run
 from mnist.config import FIELD_SPECS, TrainConfig, range_text
 from mnist.models import build_model
 from mnist.records import RunMetrics
@@ -204,3 +204,15 @@ def test_each_fields_tooltip_explains_it_in_plain_words_then_gives_its_range(wit
     assert range_text(FIELD_SPECS["epochs"]) in epochs
     assert at.selectbox(key="cfg_arch").proto.help.startswith(explain.field_text("arch"))
     assert at.toggle(key="cfg_augment").proto.help.startswith(explain.field_text("augment"))
+
+
+def test_an_ensembles_accuracy_is_explained_beside_its_members(with_data, mnist_data):
+    for name, accuracy in (("weak", 0.9834), ("strong", 0.9923)):
+        save_run(build_model("mlp"), TrainConfig(arch="mlp"), RunMetrics(test_accuracy=accuracy), None, with_data, name)
+    members = [load_checkpoint(with_data / name) for name in ("weak", "strong")]
+    save_ensemble(members, mnist_data, with_data, "both")  # untrained: it scores far below its members
+    at = open_train()
+    at.selectbox(key="manage_run").set_value("both").run()
+    shown = "\n".join(c.value for c in at.caption)
+    assert "An ensemble averages its models' probabilities: 98.34% + 99.23% →" in shown
+    assert "below its best model (99.23%)" in shown
