@@ -23,6 +23,7 @@ CONTAINER_KEY = "compare"
 OFF = ""  # the picker's first option: no second model
 PICKER_LABEL = "Compare with another model"
 PICKER_HELP = "Shows a second model's answer for the same drawing beside the active model's."
+MARKDOWN_SPECIALS = set("\\`*_[]{}()<>#+-.!|:~$")
 SHADE_RGB = "255, 140, 66"  # the theme's accent: a cell's background is as strong as its probability
 
 
@@ -132,18 +133,27 @@ def probabilities_table(answers: list[Answer]) -> str:
     )
 
 
+def plain(text: str) -> str:
+    """A model's name as literal text in Markdown (run names may hold _ and such)."""
+    return "".join(f"\\{c}" if c in MARKDOWN_SPECIALS else c for c in text)
+
+
+def answer_markdown(answer: Answer, label: int | None) -> str:
+    """The model's name (grey), its verdict line, a number's digits, and right or wrong against the label."""
+    lines = [f":gray[{plain(answer.model)}]", answer.text]
+    if answer.parts:
+        lines.append(f":gray[{' · '.join(answer.parts)}]")
+    if label is not None:
+        lines.append(truth_text(answer, label))
+    return "  \n".join(lines)
+
+
 def show_comparison(first: Answer, second: Answer, label: int | None = None) -> None:
     """Both answers side by side in the `compare` container, whether they agree, and their probabilities."""
     with st.container(key=CONTAINER_KEY):
         st.markdown(f"**{agreement_text(first, second, label)}**")
         for column, answer in zip(st.columns(2), (first, second), strict=True):
-            with column:
-                st.caption(answer.model)
-                st.markdown(answer.text)
-                if answer.parts:
-                    st.caption(" · ".join(answer.parts))
-                if label is not None:
-                    st.caption(truth_text(answer, label))
+            column.markdown(answer_markdown(answer, label))  # one element each: compact on a phone
         answers = [a for a in (first, second) if a.probabilities is not None]
         if len(answers) == 2:
             st.markdown(probabilities_table(answers), unsafe_allow_html=True)

@@ -40,6 +40,9 @@ PAGE_CSS = f"""
   .st-key-{SKETCH_LAYOUT_KEY} [data-testid="stHorizontalBlock"] {{ row-gap: 0.5rem !important; }}
   .st-key-{CONTROLS_KEY} [data-testid="stHorizontalBlock"] {{ flex-wrap: nowrap !important; }}
   .st-key-{CONTROLS_KEY} [data-testid="stColumn"] {{ min-width: 0 !important; }}
+  /* Compare with: the two models' answers side by side on a phone too */
+  .st-key-compare [data-testid="stHorizontalBlock"] {{ flex-wrap: nowrap !important; }}
+  .st-key-compare [data-testid="stColumn"] {{ min-width: 0 !important; }}
   /* The Draw tab's canvas starts level with the tab names: its Undo / Redo row is at the right end of the tab
      list's row, so the verdict and its probabilities still fit under the canvas on a phone's screen. The list
      stays on top for its tabs' taps and lets the rest of its row through to the toolbar. */
