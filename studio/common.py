@@ -74,6 +74,8 @@ COOKIE_COMPONENT_KEY = "visitor_cookie"
 COOKIE_SESSION_KEY = "visitor_cookie_session"  # not a secret: tells one session's report from the next one's
 MODEL_GONE_KEY = "model_gone_notice"  # why the active model changed without the visitor's doing
 VISITOR_PARAM = "visitor"
+# Test-set evaluations kept (each about 0.2 MB: three 10,000-long tensors): Explore's hard digits compare 5 runs, beside visitors' own models.
+EVALUATIONS_KEPT = 16
 VISITOR_COOKIE = "mnist_studio_visitor"
 COOKIE_MAX_AGE = 365 * 24 * 3600  # seconds
 # Runs in the app's page (a components.v2 component, not an iframe), given the token as data. Writes the
@@ -450,7 +452,7 @@ def model_on_device(key: str, device: str) -> nn.Module:
     return _model_on(model_identity(key), device, model)
 
 
-@st.cache_resource(show_spinner="Evaluating the model on the 10,000 test images…", max_entries=8)
+@st.cache_resource(show_spinner="Evaluating the model on the 10,000 test images…", max_entries=EVALUATIONS_KEPT)
 def _evaluate(identity: str, data_root: str, _model: nn.Module, _data: MnistData) -> tuple[EvalResult, list[dict]]:
     result = evaluate(_model, _data.test_images, _data.test_labels)
     return result, result.misclassified()

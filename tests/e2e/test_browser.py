@@ -186,12 +186,8 @@ def test_train_run_can_be_stopped(page: Page, app_server):
 
 # --- Explore ----------------------------------------------------------------------------------
 
-CELL_JS = """gd => {
-  const counts = Array.from(gd._fullData[2].customdata);  // the click layer: point i = (true i/10, predicted i%10)
-  const drag = gd.querySelector('.nsewdrag').getBoundingClientRect();  // the plot area
-  return {counts, box: [drag.x, drag.y, drag.width, drag.height],
-          x: gd._fullLayout.xaxis.range, y: gd._fullLayout.yaxis.range};
-}"""
+# A confusion-matrix cell's aria-label (studio/explore_charts.py): what a screen reader hears, and its count.
+CELL_RE = re.compile(r"predicted digit: (\d); true digit: (\d); mistakes: \d+; images: (\d+)")
 
 
 def test_explore_confusion_cell_filters_gallery(page: Page, app_server):
@@ -202,24 +198,18 @@ def test_explore_confusion_cell_filters_gallery(page: Page, app_server):
     expect(heading).to_contain_text("(true any, predicted any)", timeout=120_000)  # evaluates 10,000 images first
     harness.wait_until_idle(page, TIMEOUT_MS)
 
-    plot = page.locator(".st-key-confusion .js-plotly-plot")
-    expect(plot.first).to_be_visible()
-    info = plot.first.evaluate(CELL_JS)
-    counts = info["counts"]
-    assert len(counts) == 100
+    cells = page.locator(".st-key-confusion path[aria-label]")
+    expect(cells).to_have_count(100)
+    counts = {}
+    for label in cells.evaluate_all("ps => ps.map(p => p.getAttribute('aria-label'))"):
+        predicted_digit, true_digit, images = map(int, CELL_RE.match(label).groups())
+        counts[true_digit, predicted_digit] = images
     # The most frequent mistake: an off-diagonal cell.
-    true, predicted = max(
-        ((t, p) for t in range(10) for p in range(10) if t != p), key=lambda c: counts[c[0] * 10 + c[1]]
-    )
-    expected = counts[true * 10 + predicted]
+    true, predicted = max((c for c in counts if c[0] != c[1]), key=counts.get)
+    expected = counts[true, predicted]
     assert expected > 0, "the bundled model makes no mistake at all?"
-
-    # Cell centre from the plot area and the axis ranges (y is reversed: true digit 0 at the top).
-    (x0, x1), (y0, y1) = info["x"], info["y"]
-    left, top, width, height = info["box"]
-    x = left + (predicted - x0) / (x1 - x0) * width
-    y = top + height - (true - y0) / (y1 - y0) * height
-    page.mouse.click(x, y)
+    cell = page.locator(f'.st-key-confusion path[aria-label^="predicted digit: {predicted}; true digit: {true};"]')
+    cell.click()
 
     expect(heading).to_contain_text(f"{expected:,} misclassified test images (true {true}, predicted {predicted})")
     expect(page.get_by_role("combobox", name="True digit")).to_have_value(str(true))  # the fallback filters follow
@@ -230,8 +220,7 @@ def test_explore_confusion_cell_filters_gallery(page: Page, app_server):
     for caption in captions.all_inner_texts():
         assert re.match(rf"#\d+: {true}→{predicted} \d+%", caption.strip()), caption
     # The matrix outlines the chosen cell.
-    shapes = plot.first.evaluate("gd => (gd.layout.shapes || []).map(s => [s.x0, s.x1, s.y0, s.y1])")
-    assert [predicted - 0.5, predicted + 0.5, true - 0.5, true + 0.5] in shapes, shapes
+    expect(cell).to_have_attribute("stroke", re.compile("#ff8c42", re.IGNORECASE))
     # Frame the model, its metrics, the matrix with its outlined cell and the filtered gallery in one viewport.
     page.evaluate(
         """() => {
