@@ -74,7 +74,8 @@ COOKIE_COMPONENT_KEY = "visitor_cookie"
 COOKIE_SESSION_KEY = "visitor_cookie_session"  # not a secret: tells one session's report from the next one's
 MODEL_GONE_KEY = "model_gone_notice"  # why the active model changed without the visitor's doing
 VISITOR_PARAM = "visitor"
-# Test-set evaluations kept (each about 0.2 MB: three 10,000-long tensors): Explore's hard digits compare 5 runs, beside visitors' own models.
+# Test-set evaluations kept (each about 0.2 MB: three 10,000-long tensors): Explore's hard digits compare
+# 5 runs, beside visitors' own models.
 EVALUATIONS_KEPT = 16
 VISITOR_COOKIE = "mnist_studio_visitor"
 COOKIE_MAX_AGE = 365 * 24 * 3600  # seconds
