@@ -14,7 +14,7 @@ from mnist.errors import MnistError
 from mnist.hard_digits import HardDigit, rank_hard_digits
 from mnist.predict import predict_tensor
 from mnist.stats import class_counts, indices_of, mean_images
-from studio import common
+from studio import common, guide, share
 from studio.explore_charts import (
     CELL_SELECTION,
     class_distribution_chart,
@@ -59,6 +59,47 @@ TABS = (
     ":material/bug_report: The model's mistakes",
     ":material/groups: Hard for every model",
 )
+
+
+def read_digit_filter(text: str) -> int | None:
+    """A link's digit filter: "any" or 0 to 9."""
+    return ANY if text == "any" else share.read_choice(range(NUM_CLASSES), "any or one of")(text)
+
+
+def write_digit_filter(value: object) -> str:
+    return "any" if value is ANY else str(value)
+
+
+DIGIT_FILTER_KEYS = ("sample_digit", TRUE_KEY, PRED_KEY)
+# Explore's filters in a shared link (studio.share): every one written out, so the link shows the same view
+# whatever the opener last chose. The page numbers are not shared: they depend on the filters.
+LINK_PARAMS = [
+    share.Param("split", "sample_split", share.read_choice(["train", "test"]), label="Split"),
+    share.Param("digit", "sample_digit", read_digit_filter, write_digit_filter, "Digit"),
+    share.Param("predictions", "sample_predictions", share.read_bool, share.write_bool, "Show the model's predictions"),
+    share.Param("true", TRUE_KEY, read_digit_filter, write_digit_filter, "True digit"),
+    share.Param("predicted", PRED_KEY, read_digit_filter, write_digit_filter, "Predicted digit"),
+    share.Param("order", "mistake_order", share.read_choice(MISTAKE_ORDERS), label="Sort by confidence"),
+]
+
+
+def open_shared_link() -> None:
+    """A session opened with a link: its filters win over the remembered ones; bad values are named."""
+    _, problems = share.apply_link("explore", LINK_PARAMS)
+    if problems:
+        lines = "\n".join(f"- {p}" for p in problems)
+        st.warning(f"Some of this link's filters could not be used; the page kept its own:\n{lines}")
+
+
+def share_view() -> None:
+    with st.expander("Copy link to this view", icon=":material/share:"):
+        st.caption(
+            "This link opens Explore with these filters, the samples' and the mistakes', for whoever you send it."
+        )
+        values = share.current(LINK_PARAMS)
+        for key in DIGIT_FILTER_KEYS:  # "any" is written out too: the opener's own filter must not stay
+            values[key] = "any" if values[key] is ANY else values[key]
+        st.code(share.link(LINK_PARAMS, values), language=None, wrap_lines=True)
 
 
 def count_text(n: int, noun: str) -> str:
@@ -384,6 +425,7 @@ def hard_digits_tab(state: common.DataState) -> None:
 
 
 common.page_setup()
+open_shared_link()
 switch_to_sketch()
 st.title("Explore")
 data_state = common.get_data()
@@ -402,6 +444,9 @@ with tab_mistakes:
         st.info("No model yet: train one on the Train page, then come back to see its mistakes.")
     else:
         mistakes_tab(data_state, model_key)
+        if tab_mistakes.open:
+            guide.mark_done(guide.Step.MISTAKES)
 with tab_hard:
     if tab_hard.open:
         hard_digits_tab(data_state)
+share_view()

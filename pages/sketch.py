@@ -15,7 +15,7 @@ from mnist.errors import MnistError
 from mnist.predict import LIVE_IG_STEPS, predict_tensor, saliency_map
 from mnist.preprocess import CanvasImage
 from mnist.verdict import FALLBACK, Calibration, Reading
-from studio import background, canvas_style, common, compare, inside_views, picture, uploads
+from studio import background, canvas_style, common, compare, explain, guide, inside_views, picture, uploads
 from studio.charts import probabilities_figure
 from studio.views import (
     CANVAS_SIZE,
@@ -237,7 +237,7 @@ def read_calibration(key: str) -> tuple[Calibration, bool]:
     return (task.result, True) if task.ready else (FALLBACK, False)
 
 
-def explain(model, image: CanvasImage, digit: int):
+def saliency_of(model, image: CanvasImage, digit: int):
     """The saliency map of `digit`: an ensemble's first member's (through all members it cost 3x the
     server CPU of the rest of a stroke; bench/stroke_cpu.py with the bundled ensemble of 3)."""
     return saliency_map(first_member(model), image, target=digit, steps=LIVE_IG_STEPS)
@@ -256,6 +256,15 @@ def hidden_heading(text: str) -> None:
 def heading(reading: Reading) -> str:
     """The one line in the `prediction` container: Prediction: D (P%), Number: 17, Not a digit: a dot."""
     return verdict_text(reading, CONFIDENCE_THRESHOLD)
+
+
+def explain_probabilities(key: str, digit: int, confidence: float) -> None:
+    """Under the probabilities chart: what its line means and, for a model trained with label smoothing, why it
+    is rarely very sure (studio.explain)."""
+    st.caption(explain.probabilities_text(digit, confidence, CONFIDENCE_THRESHOLD))
+    smoothing = common.get_checkpoint(key).record.config.label_smoothing
+    if text := explain.label_smoothing_text(smoothing, confidence):
+        st.caption(text)
 
 
 def compare_drawing(key: str, reading: Reading, names: dict[str, str], device: str) -> None:
@@ -303,6 +312,7 @@ def show_prediction(key: str, label: str, array, names: dict[str, str], what: st
     if reading.empty:
         compare.show_picker(names, key)
         return
+    guide.mark_done(guide.Step.DRAW)
     note = "" if calibrated else " · not-a-digit check still calibrating for this model"
     st.caption(f"{label} · {device} · {elapsed_ms:.0f} ms{note}")
     if len(reading.groups) > 1:
@@ -315,6 +325,7 @@ def show_prediction(key: str, label: str, array, names: dict[str, str], what: st
         key="probabilities",
         config={"displayModeBar": False},
     )
+    explain_probabilities(key, group.digit, group.confidence)
     compare_drawing(key, reading, names, device)
     seen, why = st.columns(2)
     with seen:
@@ -328,7 +339,7 @@ def show_prediction(key: str, label: str, array, names: dict[str, str], what: st
         return  # no digit to explain
     with why:
         try:
-            saliency = explain(model, CanvasImage(group.pixels), group.digit)
+            saliency = saliency_of(model, CanvasImage(group.pixels), group.digit)
         except MnistError as exc:
             st.error(str(exc))
         else:
@@ -404,7 +415,7 @@ def show_test_image(key: str | None, label: str | None, index: int, names: dict[
         try:
             model = common.model_on_device(key, st.session_state.get("sketch_device", "cpu"))
             probs = predict_tensor(model, image.to_tensor())[0]
-            saliency = explain(model, image, int(probs.argmax()))
+            saliency = saliency_of(model, image, int(probs.argmax()))
         except MnistError as exc:
             with st.container(key="prediction"):
                 st.error(str(exc))
@@ -419,6 +430,7 @@ def show_test_image(key: str | None, label: str | None, index: int, names: dict[
             key="probabilities",
             config={"displayModeBar": False},
         )
+        explain_probabilities(key, digit, probabilities[digit])
         first = compare.probabilities_answer(names[key], text, probabilities)
         compare_test_image(key, first, image, int(data.test_labels[index]), names)
         why, _ = st.columns(2)

@@ -15,6 +15,7 @@ import streamlit as st
 
 from mnist.compare import agreement
 from mnist.verdict import Reading
+from studio import guide
 from studio.views import a_digit, verdict_text
 
 COMPARE_KEY = "compare_with"  # the session's second model: a model key; absent or "" means off
@@ -150,6 +151,7 @@ def answer_markdown(answer: Answer, label: int | None) -> str:
 
 def show_comparison(first: Answer, second: Answer, label: int | None = None) -> None:
     """Both answers side by side in the `compare` container, whether they agree, and their probabilities."""
+    guide.mark_done(guide.Step.COMPARE)
     with st.container(key=CONTAINER_KEY):
         st.markdown(f"**{agreement_text(first, second, label)}**")
         for column, answer in zip(st.columns(2), (first, second), strict=True):

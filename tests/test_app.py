@@ -555,12 +555,26 @@ def second_key(two_quick_runs, with_data) -> tuple[str, Path]:
     return f"run:{run.name}", run
 
 
+def guide_ticks(token: str) -> dict[str, bool]:
+    """The start guide's flags the process's store holds for the visitor holding `token` (studio.guide)."""
+    from studio import remembered
+
+    return dict(remembered.store().recall(owner_of(token)).guide)
+
+
 def test_compare_shows_both_models_answers_and_the_choice_survives_reruns(model_key, second_key, mnist_data):
+    from studio import guide
+
     other, folder = second_key
-    at = open_app("sketch", active_model=model_key)
+    token = "visitor-token-of-a-comparer-0002"
+    at = open_app("sketch", active_model=model_key, visitor_token=token)
+    assert not guide_ticks(token)
     at.session_state[CANVAS_KEY] = digit_canvas(mnist_data.test_images[0])
     at.run()
     assert not has_compare(at), "off by default"
+    assert guide_ticks(token) == {guide.Step.DRAW.key: True}, "a drawing that got a verdict ticks step 1 only"
+    line = [c.value for c in at.main.caption if "The dashed line is at 60%: the tallest bar, 7 at" in c.value]
+    assert len(line) == 1, "the probabilities chart's line is explained under it, with the drawing's numbers"
     picker = at.selectbox(key="compare_picker")
     assert picker.options == ["Off", folder.name], "every other model, by its short name, not the active one"
     picker.set_value(other).run()
@@ -576,6 +590,7 @@ def test_compare_shows_both_models_answers_and_the_choice_survives_reruns(model_
         assert answers[0][0] == ":gray[Bundled]" and answers[0][1].startswith(f"Prediction: {label} ")
         assert answers[1][0] == f":gray[{plain(folder.name)}]", answers
         assert answers[1][1].startswith(f"Prediction: {alone(folder, drawing).digit} "), answers
+    assert guide_ticks(token)[guide.Step.COMPARE.key], "two models on one drawing tick step 3"
     picker = at.selectbox(key="compare_picker")
     picker.set_value("").run()
     assert not has_compare(at)

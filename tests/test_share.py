@@ -129,3 +129,44 @@ def test_a_link_shows_a_saved_runs_curves(runs):
     assert any(c.value.endswith("?runs=beta") for c in at.code)
     gone = open_train("visitor-token-of-share-links-006", {"runs": "beta,nope"})
     assert "there is no saved run named nope here" in "\n".join(w.value for w in gone.warning)
+
+
+# --- Explore's filters ------------------------------------------------------------------------
+
+EXPLORE_PAGE = "pages/explore.py"
+
+
+def open_explore(token: str, query: dict[str, str]) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.session_state["visitor_token"] = token
+    for name, value in query.items():
+        at.query_params[name] = value
+    at.switch_page(EXPLORE_PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def explore_link(at: AppTest) -> dict[str, str]:
+    link = next(c.value for c in at.code if "split=" in c.value)
+    return {k: v[0] for k, v in parse_qs(urlsplit(link).query).items()}
+
+
+def test_explores_link_restores_its_filters_any_included_and_refuses_bad_ones(runs):
+    token = "visitor-token-of-share-links-006"
+    mine = open_explore(token, {})
+    mine.selectbox(key="sample_digit").set_value(3).run()  # the opener's own filter: a link must override it
+    mine.run()
+
+    query = {"split": "test", "digit": "any", "true": "4", "predicted": "9", "order": "least confident first"}
+    opened = open_explore(token, query)
+    assert opened.session_state["sample_split"] == "test"
+    assert opened.session_state["sample_digit"] is None  # "any" is a value a link sets
+    assert (opened.session_state["mistake_true"], opened.session_state["mistake_pred"]) == (4, 9)
+    shown = explore_link(opened)
+    assert {k: shown[k] for k in query} == query and VISITOR_PARAM not in shown
+
+    bad = open_explore("visitor-token-of-share-links-007", {"true": "12", "split": "validation"})
+    warned = "\n".join(w.value for w in bad.warning)
+    assert "The link's True digit “12” was not used: it must be any or one of 0, 1, 2" in warned
+    assert "The link's Split “validation” was not used" in warned
+    assert bad.session_state["sample_split"] == "train"  # the page's own
