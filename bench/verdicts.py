@@ -12,11 +12,18 @@ digits only, so the test set below is unseen by it):
   numbers             --numbers 2-4-digit numbers per seed, composed from random MNIST test digits
                       with random gaps, vertical offsets, sizes and stroke boldness: the share read
                       exactly (verdict several_digits, the right digits left to right; target >= 97%)
+  other handwriting   legible digits not from MNIST (bench/handwriting.py): scikit-learn's UCI digits (43
+                      writers, 8x8), digits typed in handwriting-like and in plain fonts at several
+                      resolutions, and those fonts' digits photographed on paper (mnist.photo.read_picture):
+                      the share read as not_a_digit per source (target <= 2%)
+  touching numbers    --touching 2-digit numbers of MNIST test digits whose ink touches or overlaps by 1-6
+                      px: the share read exactly (target >= 90%)
   latency             read_drawing on a 280x280 canvas holding one MNIST digit, interleaved with
                       predict_canvas on the same canvases (the app's current call), torch threads =
                       cores: p50 / p99 (target p50 < 10 ms)
 
-    python bench/verdicts.py [--seeds 2] [--per-kind 300] [--numbers 1000] [--calls 500] [--quick]
+    python bench/verdicts.py [--seeds 2] [--per-kind 300] [--numbers 1000] [--other 600] [--touching 500]
+                             [--test-digits N] [--calls 500] [--quick]
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from bench import benchlib
+from bench import benchlib, handwriting
 from bench.benchlib import Figure
 from mnist.checkpoint import load_checkpoint
 from mnist.constants import DIGIT_BOX
@@ -45,6 +52,8 @@ MARGIN = 6  # pixels kept blank at the canvas' edges
 TARGET_REJECTED = 0.005  # at most this share of MNIST test digits read as not_a_digit
 TARGET_NUMBERS = 0.97  # at least this share of numbers read exactly
 TARGET_P50_MS = 10.0
+TARGET_OTHER_REFUSED = 0.02  # at most this share of legible non-MNIST digits read as not_a_digit
+TARGET_TOUCHING = 0.90  # at least this share of touching 2-digit numbers read exactly
 NUMBER_LENGTHS = (2, 3, 4)  # digits per number
 DIGIT_HEIGHT_PX = (45, 80)  # MNIST's 20-px digit box enlarged to this many canvas pixels (less if too wide)
 SIZE_JITTER = 0.1  # each digit of a number is 1 +- this times the number's size
@@ -279,6 +288,66 @@ def read_numbers(model, calibration, images, labels, count: int, seed: int) -> t
     return exact / count, confident / count, misses
 
 
+def other_sources() -> dict[str, Callable[[np.random.Generator, int], tuple[object, int]]]:
+    """Source name -> draw(rng, i): the i-th drawing (a canvas, or a photo's bytes) and its digit."""
+    uci_images, uci_labels = handwriting.load_uci()
+    fonts = handwriting.font_paths()
+    by_hand = [f for f in fonts if f.name in handwriting.HANDWRITING_FONTS]
+    plain = [f for f in fonts if f.name not in handwriting.HANDWRITING_FONTS]
+
+    def from_fonts(paths, make):
+        return lambda rng, i: (make(paths[i % len(paths)], i % 10, rng), i % 10)
+
+    sources = {
+        "uci": lambda rng, i: (
+            handwriting.uci_canvas(uci_images[i % len(uci_images)], rng),
+            uci_labels[i % len(uci_labels)],
+        )
+    }
+    if by_hand:
+        sources["handwriting_fonts"] = from_fonts(by_hand, handwriting.font_canvas)
+        sources["paper_photos"] = from_fonts(by_hand + plain, handwriting.paper_photo)
+    if plain:
+        sources["plain_fonts"] = from_fonts(plain, handwriting.font_canvas)
+    return sources
+
+
+def read_other(model, calibration, count: int, seed: int) -> dict[str, Counter]:
+    """source -> Counter of verdicts ("right", "wrong", "unsure", "not_a_digit:REASON", ...)."""
+    from mnist.photo import read_picture
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, draw in other_sources().items():
+        counts: Counter = Counter()
+        for i in range(count):
+            drawing, digit = draw(rng, i)
+            array = read_picture(drawing) if isinstance(drawing, bytes) else drawing
+            reading = read_drawing(model, array, calibration)
+            if reading.verdict == "digit":
+                counts["right" if reading.digit == digit else "wrong"] += 1
+            else:
+                counts[reading.verdict + (f":{reading.reason}" if reading.reason else "")] += 1
+        out[name] = counts
+    return out
+
+
+def read_touching(model, calibration, images, labels, count: int, seed: int) -> tuple[float, Counter]:
+    """Share of touching 2-digit numbers read exactly; how the others were read."""
+    rng = np.random.default_rng(seed)
+    exact, misses = 0, Counter()
+    for _ in range(count):
+        canvas, digits = handwriting.touching_number(images, labels, rng)
+        reading = read_drawing(model, canvas, calibration)
+        if reading.verdict == "several_digits" and list(reading.digits) == digits:
+            exact += 1
+        else:
+            misses[
+                f"{len(reading.groups)} groups: " + reading.verdict + (f":{reading.reason}" if reading.reason else "")
+            ] += 1
+    return exact / count, misses
+
+
 def time_reading(model, calibration, images: np.ndarray, calls: int, seed: int) -> dict[str, list[float]]:
     """Seconds per call of read_drawing and predict_canvas, alternating on the same one-digit canvases."""
     rng = np.random.default_rng(seed)
@@ -317,8 +386,13 @@ def verdict_figures(
     per_kind: int,
     number_count: int,
     full: bool,
+    other: dict[str, list[float]] | None = None,
+    other_count: int = 0,
+    touching: list[float] | None = None,
+    touching_count: int = 0,
 ) -> list[Figure]:
-    """The table: every share is the mean over seeds (each seed's value in the note)."""
+    """The table: every share is the mean over seeds (each seed's value in the note). `other`: source ->
+    shares of its digits read as not_a_digit; `touching`: shares of touching numbers read exactly."""
     mean = float(np.mean(rejected))
     figures = [
         Figure(
@@ -364,6 +438,32 @@ def verdict_figures(
             note=spread_note(confident_numbers),
         )
     )
+    for source, shares in (other or {}).items():
+        share = float(np.mean(shares))
+        figures.append(
+            Figure(
+                f"other_refused_{source}",
+                share,
+                "%",
+                f"other handwriting read as not a digit: {source} ({other_count:,} per seed)",
+                note=spread_note(shares),
+                target=f"<= {TARGET_OTHER_REFUSED:.0%}",
+                passed=share <= TARGET_OTHER_REFUSED if full else None,
+            )
+        )
+    if touching:
+        share = float(np.mean(touching))
+        figures.append(
+            Figure(
+                "touching_exact",
+                share,
+                "%",
+                f"touching 2-digit numbers read exactly ({touching_count:,} per seed)",
+                note=spread_note(touching),
+                target=f">= {TARGET_TOUCHING:.0%}",
+                passed=share >= TARGET_TOUCHING if full else None,
+            )
+        )
     ours, base = latency["read_drawing"], latency["predict_canvas"]
     figures += [
         Figure(
@@ -403,13 +503,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=2, help="repetitions with different random drawings (default 2)")
     parser.add_argument("--per-kind", type=int, default=300, help="non-digits of each kind per seed (default 300)")
     parser.add_argument("--numbers", type=int, default=1000, help="numbers per seed (default 1000)")
+    parser.add_argument("--other", type=int, default=600, help="digits per other-handwriting source per seed")
+    parser.add_argument("--touching", type=int, default=500, help="touching 2-digit numbers per seed (default 500)")
+    parser.add_argument("--test-digits", type=int, help="only the first N MNIST test digits (default: all 10,000)")
     parser.add_argument("--calls", type=int, default=500, help="timed calls of each function (default 500)")
     parser.add_argument("--checkpoint", help="run folder or .safetensors (default: the bundled model)")
     parser.add_argument("--quick", action="store_true", help="1 seed, 500 test digits, 30 per kind, 100 numbers")
     args = parser.parse_args(argv)
-    test_limit = None
+    test_limit = args.test_digits
     if args.quick:
         args.seeds, args.per_kind, args.numbers, args.calls, test_limit = 1, 30, 100, 100, 500
+        args.other, args.touching = 100, 100
 
     machine = benchlib.start("verdicts: digits kept, non-digits caught, numbers read")
     path, description = benchlib.checkpoint_path(args.checkpoint)
@@ -425,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     mnist_outcomes, non_digits, number_misses = {}, {}, {}
     rejected, numbers, confident_numbers = [], [], []
     caught: dict[str, list[float]] = {kind: [] for kind in NON_DIGIT_KINDS}
+    other_outcomes, other_refused, touching, touching_misses = {}, {}, [], {}
     for seed in seeds:
         t0 = time.perf_counter()
         mnist_outcomes[seed] = read_mnist(checkpoint.model, calibration, images, labels, seed)
@@ -437,11 +542,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         numbers.append(share)
         confident_numbers.append(confident)
+        other_outcomes[seed] = read_other(checkpoint.model, calibration, args.other, seed)
+        for source, counts in other_outcomes[seed].items():
+            other_refused.setdefault(source, []).append(caught_share(counts))
+        touched, touching_misses[seed] = read_touching(
+            checkpoint.model, calibration, images, labels, args.touching, seed
+        )
+        touching.append(touched)
         seconds = time.perf_counter() - t0
         print(f"seed {seed}: MNIST rejected {rejected[-1]:.2%}, numbers exact {share:.2%} ({seconds:.0f} s)")
         print(outcome_table("  MNIST test digits:", {"count": mnist_outcomes[seed]}))
         print(outcome_table("  non-digits by kind:", non_digits[seed]))
         print(outcome_table("  numbers not read exactly:", {"count": number_misses[seed]}))
+        print(outcome_table("  other handwriting by source:", other_outcomes[seed]))
+        print(f"  touching numbers exact {touched:.2%}")
+        print(outcome_table("  touching numbers not read exactly:", {"count": touching_misses[seed]}))
 
     print(f"timing {args.calls} calls of read_drawing and predict_canvas, alternating ...")
     times = time_reading(checkpoint.model, calibration, images, args.calls, seed=BASE_SEED)
@@ -455,7 +570,11 @@ def main(argv: list[str] | None = None) -> int:
         test_digits=len(images),
         per_kind=args.per_kind,
         number_count=args.numbers,
-        full=not args.quick,
+        full=not args.quick and test_limit is None,
+        other=other_refused,
+        other_count=args.other,
+        touching=touching,
+        touching_count=args.touching,
     )
     benchlib.report(
         "verdicts",
@@ -473,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
         mnist_outcomes={str(s): dict(c) for s, c in mnist_outcomes.items()},
         non_digits={str(s): {k: dict(c) for k, c in kinds.items()} for s, kinds in non_digits.items()},
         number_misses={str(s): dict(c) for s, c in number_misses.items()},
+        other_handwriting={str(s): {k: dict(c) for k, c in src.items()} for s, src in other_outcomes.items()},
+        touching_misses={str(s): dict(c) for s, c in touching_misses.items()},
         latency=latency,
     )
     return 0

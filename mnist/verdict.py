@@ -36,11 +36,15 @@ How a drawing is read:
    union-find over row runs; no scipy). Components with under SPECK_SHARE of the largest one's ink are
    specks and are dropped. Pieces that `belong_together` (x-extents overlapping by MERGE_OVERLAP of the
    narrower, as in a crossed 7 or a two-stroke 4; stacked pieces, like a 5's flag above its body; or
-   a small piece right beside a big one) are merged, repeatedly. Digits that touch each other are one
-   component and read as one (wrong) digit: leave a gap.
+   a small piece right beside a big one) are merged, repeatedly.
 2. **Each group** is cropped (other groups' ink masked out), padded and read through
    `preprocess_canvas`, like a single drawing: a one-group drawing gives exactly `predict_canvas`'s
    pixels and probabilities. All groups go through the model in one batch.
+   **Touching digits** ("17" written fast) are one component. A group at least SPLIT_MIN_ASPECT as wide
+   as tall is also cut in two along SPLIT_CANDIDATES valleys (`valley`: the least inked top-to-bottom
+   path around one of the least inked middle columns), each piece read in the same batch; the group
+   becomes two digits when both pieces of a cut are confident digits (SPLIT_CONFIDENT), nearly as tall
+   as the group (SPLIT_MIN_HEIGHT), each surer than the whole (`best_reading`): a wide 0 stays a 0.
 3. **Ink rules** (`InkStats`, measured on the group's 28x28 image and its box on the canvas;
    thresholds chosen on MNIST's training set): too little ink (the group spans under MIN_EXTENT of
    the canvas' longest side); a line (elongated, LINE_ELONGATION, and tilted LINE_MIN_TILT or more from
@@ -94,6 +98,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save as save_safetensors_bytes
+from scipy import ndimage
 from torch import nn
 
 from .checkpoint import WEIGHTS_FILE, Checkpoint, atomic_write_bytes
@@ -138,6 +143,17 @@ SCRIBBLE_HOLES = 4  # enclosed loops from which a group looks like a scribble (8
 BUSY_HOLES = 3  # a group too far from every digit is called a scribble from this many loops
 SUSPECT_DISTANCE_SHARE = 0.5  # a dot, blob or scribble look-alike is kept only this close to a digit
 STATS_INK_LEVEL = 0.5  # 28x28 pixels at least this bright count as ink for the shape statistics
+# Touching digits (recognition-based segmentation of one group of ink into two digits)
+SPLIT_MIN_ASPECT = 0.75  # a group at least this wide for its height may be two digits that touch
+SPLIT_MIN_WIDTH_PX = 8  # narrower groups are never cut: no room for two digits
+SPLIT_MARGIN = 0.2  # cuts are tried between this share of the group's width from each side
+SPLIT_CANDIDATES = 4  # columns tried: the least inked ones, at least SPLIT_SPACING of the width apart
+SPLIT_SPACING = 0.1
+SPLIT_SMOOTHING = 0.05  # the column ink profile is averaged over this share of the group's width
+SPLIT_CONFIDENT = 0.9  # each half must be read at least this sure, and typical (see model_reason)
+VALLEY_STEP_COST = 0.05  # ink cost of every pixel of a cut: the shortest of equally blank paths
+SPLIT_MIN_HEIGHT = 0.8  # and span at least this share of the group's height
+FRAGMENT_SHARE = 0.15  # after a cut, ink pieces under this share of the half's largest are dropped
 # Calibration
 CALIBRATION_FILE = "verdict.safetensors"
 CALIBRATION_FIT_SAMPLES = 10_000  # MNIST training digits for the class means and the covariance
@@ -805,7 +821,23 @@ def read_drawing(model: nn.Module, array, calibration: Calibration = FALLBACK) -
         return Reading("not_a_digit", None, (), None, None, "empty", ())
     segments = split_groups(ink)
     crops = [group_crop(segments, g) for g in range(len(segments.boxes))]
-    images = [preprocess_canvas(crop) for _, crop in crops]
+    cuts = [cut_candidates(box, crop) for box, crop in crops]  # per group: (left, right) pieces per cut tried
+    pieces = crops + [piece for group_cuts in cuts for pair in group_cuts for piece in pair]
+    readings = read_pieces(model, pieces, calibration, ink.shape)
+    groups: list[GroupReading] = []
+    k = len(crops)
+    for whole, group_cuts in zip(readings, cuts, strict=False):
+        pairs = [(readings[k + 2 * i], readings[k + 2 * i + 1]) for i in range(len(group_cuts))]
+        k += 2 * len(group_cuts)
+        groups += best_reading(whole, pairs)
+    return combine(tuple(groups))
+
+
+def read_pieces(
+    model: nn.Module, pieces: list[tuple[Box, np.ndarray]], calibration: Calibration, shape: tuple[int, int]
+) -> list[GroupReading]:
+    """Each piece of ink (its box, its padded crop) read like a drawing of its own, all in one batch."""
+    images = [preprocess_canvas(crop) for _, crop in pieces]
     x = normalize(torch.from_numpy(np.stack([image.pixels for image in images])))
     feats, logits = features_and_logits(model, x)
     probs = logits.softmax(1)
@@ -813,11 +845,106 @@ def read_drawing(model: nn.Module, array, calibration: Calibration = FALLBACK) -
         raise MnistError("the model produced NaN probabilities; its weights are broken")
     dist = distances(calibration, feats)
     rows = [tuple(row) for row in probs.tolist()]
-    groups = tuple(
-        read_group(box, image, rows[i], None if dist is None else float(dist[i]), calibration, ink.shape)
-        for i, ((box, _), image) in enumerate(zip(crops, images, strict=True))
-    )
-    return combine(groups)
+    return [
+        read_group(box, image, rows[i], None if dist is None else float(dist[i]), calibration, shape)
+        for i, ((box, _), image) in enumerate(zip(pieces, images, strict=True))
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Touching digits
+
+
+def cut_candidates(box: Box, crop: np.ndarray) -> list[tuple[tuple[Box, np.ndarray], tuple[Box, np.ndarray]]]:
+    """A group wide enough to be two touching digits: (left piece, right piece) for each cut tried, each
+    piece as group_crop gives it (its canvas box, its padded crop). Narrower groups: none."""
+    if box.width < SPLIT_MIN_ASPECT * box.height or box.width < SPLIT_MIN_WIDTH_PX:
+        return []
+    ink = crop[CROP_PAD:-CROP_PAD, CROP_PAD:-CROP_PAD]
+    pairs = [cut_along(box, ink, valley(ink, column)) for column in cut_columns(ink)]
+    return [pair for pair in pairs if pair is not None]
+
+
+def cut_columns(ink: np.ndarray) -> list[int]:
+    """The SPLIT_CANDIDATES least inked columns (the valleys between two digits) in the middle of the
+    group, at least SPLIT_SPACING of its width apart."""
+    w = ink.shape[1]
+    profile = ndimage.uniform_filter1d(ink.sum(0), size=max(1, round(SPLIT_SMOOTHING * w)), mode="nearest")
+    low, high = round(SPLIT_MARGIN * w), round((1 - SPLIT_MARGIN) * w)
+    chosen: list[int] = []
+    for column in (low + np.argsort(profile[low:high], kind="stable")).tolist():
+        if all(abs(column - c) >= SPLIT_SPACING * w for c in chosen):
+            chosen.append(column)
+            if len(chosen) == SPLIT_CANDIDATES:
+                break
+    return chosen
+
+
+def valley(ink: np.ndarray, column: int) -> np.ndarray:
+    """The least inked path from the top row to the bottom one, moving at most one column a row and
+    staying within SPLIT_SPACING of the group's width around `column`: per row, the first column of the
+    right-hand piece. Digits that overlap are cut around each other, not straight through."""
+    h, w = ink.shape
+    reach = max(1, round(SPLIT_SPACING * w))
+    low, high = max(1, column - reach), min(w - 1, column + reach + 1)
+    cost = ink[:, low:high] + VALLEY_STEP_COST
+    total = cost[0].copy()
+    came = np.zeros(cost.shape, dtype=np.int8)  # -1, 0, +1: the column step from the row above
+    for r in range(1, h):
+        left = np.concatenate([[np.inf], total[:-1]])
+        right = np.concatenate([total[1:], [np.inf]])
+        options = np.stack([left, total, right])
+        step = options.argmin(0)
+        came[r] = step - 1
+        total = options[step, np.arange(len(total))] + cost[r]
+    path = np.empty(h, dtype=np.int64)
+    path[-1] = int(total.argmin())
+    for r in range(h - 1, 0, -1):
+        path[r - 1] = path[r] + came[r, path[r]]
+    return path + low
+
+
+def cut_along(box: Box, ink: np.ndarray, path: np.ndarray):
+    """The group's ink cut along a path into two pieces, each without the other digit's fragments; None
+    when a side has no ink."""
+    right_side = np.arange(ink.shape[1])[None, :] >= path[:, None]
+    halves = []
+    for part in (ink * ~right_side, ink * right_side):
+        part = main_ink(part)
+        ys, xs = np.nonzero(part.any(axis=1))[0], np.nonzero(part.any(axis=0))[0]
+        if len(ys) == 0:
+            return None
+        tight = Box(box.left + int(xs[0]), box.top + int(ys[0]), box.left + int(xs[-1]) + 1, box.top + int(ys[-1]) + 1)
+        halves.append((tight, np.pad(part[ys[0] : ys[-1] + 1, xs[0] : xs[-1] + 1], CROP_PAD)))
+    return tuple(halves)
+
+
+def main_ink(part: np.ndarray) -> np.ndarray:
+    """The ink without pieces (8-connected) under FRAGMENT_SHARE of the largest one's ink."""
+    labels, count = ndimage.label(part > 0, structure=np.ones((3, 3)))
+    if count <= 1:
+        return part
+    mass = ndimage.sum_labels(part, labels, np.arange(1, count + 1))
+    keep = np.concatenate([[False], mass >= FRAGMENT_SHARE * mass.max()])
+    return part * keep[labels]
+
+
+def confident_digit(group: GroupReading, height: int) -> bool:
+    """A piece of a cut that reads as a digit of its own: sure, and nearly the whole group's height (a
+    stroke shaved off a digit's side is shorter)."""
+    tall = group.box.height >= SPLIT_MIN_HEIGHT * height
+    return tall and group.verdict == "digit" and group.confidence >= SPLIT_CONFIDENT
+
+
+def best_reading(whole: GroupReading, pairs: list[tuple[GroupReading, GroupReading]]) -> tuple[GroupReading, ...]:
+    """The group read whole, or as the two digits of its best cut when both are read confidently and each
+    more surely than the whole (recognition-based segmentation): a wide 0 stays one 0."""
+    split = [pair for pair in pairs if all(confident_digit(half, whole.box.height) for half in pair)]
+    if not split:
+        return (whole,)
+    best = max(split, key=lambda pair: min(pair[0].confidence, pair[1].confidence))
+    whole_score = whole.confidence if whole.verdict != "not_a_digit" else 0.0
+    return best if min(best[0].confidence, best[1].confidence) > whole_score else (whole,)
 
 
 def combine(groups: tuple[GroupReading, ...]) -> Reading:
