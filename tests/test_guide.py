@@ -4,25 +4,18 @@ dismissed guide stays dismissed and can be brought back."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from helpers import open_app
 from streamlit.testing.v1 import AppTest
 
 from studio import guide, remembered
 from studio.ownership import owner_of
 
-APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
-TIMEOUT = 120  # seconds per script run: the machine is slow and shared
 PAGES = {guide.Step.DRAW: "", guide.Step.TRAIN: "train", guide.Step.COMPARE: "", guide.Step.MISTAKES: "explore"}
 
 
 def session(token: str) -> AppTest:
     """A new Streamlit session (on Sketch) of the browser holding `token`."""
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.session_state["visitor_token"] = token
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(token=token)
 
 
 def step_links(at: AppTest) -> list:
