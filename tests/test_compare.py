@@ -5,24 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import CANVAS_PX as CANVAS
+from helpers import digits_side_by_side
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, load_checkpoint
 from mnist.compare import Agreement, agreement, reread
 from mnist.models import build_model, ready_for_inference
 from mnist.verdict import FALLBACK, Reading, read_drawing
-
-CANVAS = 280
-SCALE = 4  # an MNIST digit enlarged to 112 px: two fit side by side
-
-
-def digits_side_by_side(images: list[np.ndarray]) -> np.ndarray:
-    canvas = np.zeros((CANVAS, CANVAS), np.uint8)
-    left = 20
-    for image in images:
-        big = np.kron(image, np.ones((SCALE, SCALE), np.uint8))
-        canvas[80 : 80 + big.shape[0], left : left + big.shape[1]] = big
-        left += big.shape[1] + 10
-    return canvas
 
 
 @pytest.fixture(scope="module")

@@ -1,24 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from helpers import CANVAS_PX as CANVAS
+from helpers import paste_digit as draw_on_canvas
 
 from mnist.constants import IMAGE_SIZE
 from mnist.preprocess import OPAQUE_ALPHA, CanvasError, ink_map, preprocess_canvas
-
-CANVAS = 280
-
-
-def draw_on_canvas(digit: np.ndarray, scale: int, top: int, left: int, *, rgba: bool = True) -> np.ndarray:
-    """A 28x28 uint8 digit scaled up by `scale` (nearest) and pasted on a black 280x280 canvas."""
-    big = np.kron(digit, np.ones((scale, scale), dtype=np.uint8))
-    canvas = np.zeros((CANVAS, CANVAS), dtype=np.uint8)
-    canvas[top : top + big.shape[0], left : left + big.shape[1]] = big
-    if not rgba:
-        return canvas
-    out = np.zeros((CANVAS, CANVAS, 4), dtype=np.uint8)
-    out[..., :3] = canvas[..., None]
-    out[..., 3] = 255
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import CANVAS_PX as CANVAS
+from helpers import as_rgba as rgba
+from helpers import draw_strokes as draw
+from helpers import paste_digit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from PIL import Image, ImageDraw
 
 from mnist import verdict
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, load_checkpoint
@@ -40,8 +43,6 @@ from mnist.verdict import (
     save_calibration,
 )
 
-CANVAS = 280
-SUPERSAMPLE = 2
 MNIST_SAMPLE = 300  # real test digits for the "read as digits" check
 NUMBERS = 24  # composed numbers for the several-digits checks
 
@@ -63,29 +64,6 @@ def read(bundled, calibration, canvas):
 
 
 # ---------------------------------------------------------------- drawing
-
-
-def rgba(gray: np.ndarray) -> np.ndarray:
-    out = np.zeros((*gray.shape, 4), dtype=np.uint8)
-    out[..., :3] = gray[..., None]
-    out[..., 3] = 255
-    return out
-
-
-def draw(strokes, width: float = 18, fills=()) -> np.ndarray:
-    """Polylines (round joints and caps) and filled polygons, in canvas pixels, as an RGBA canvas."""
-    image = Image.new("L", (CANVAS * SUPERSAMPLE, CANVAS * SUPERSAMPLE), 0)
-    pen = ImageDraw.Draw(image)
-    w = round(width * SUPERSAMPLE)
-    for points in strokes:
-        scaled = [(x * SUPERSAMPLE, y * SUPERSAMPLE) for x, y in points]
-        if len(scaled) > 1:
-            pen.line(scaled, fill=255, width=w, joint="curve")
-        for x, y in (scaled[0], scaled[-1]):
-            pen.ellipse((x - w / 2, y - w / 2, x + w / 2, y + w / 2), fill=255)
-    for points in fills:
-        pen.polygon([(x * SUPERSAMPLE, y * SUPERSAMPLE) for x, y in points], fill=255)
-    return rgba(np.asarray(image.resize((CANVAS, CANVAS), Image.BOX)))
 
 
 def star(cx=140, cy=140, radius=100, turn=0.3):
@@ -127,10 +105,7 @@ def number_canvas(pieces, gaps, offsets) -> tuple[np.ndarray, list[Box]]:
 
 
 def app_canvas(digit: np.ndarray, scale: int = 8, top: int = 20, left: int = 30) -> np.ndarray:
-    big = np.kron(digit, np.ones((scale, scale), np.uint8))
-    canvas = np.zeros((CANVAS, CANVAS), np.uint8)
-    canvas[top : top + big.shape[0], left : left + big.shape[1]] = big
-    return rgba(canvas)
+    return paste_digit(digit, scale, top, left)
 
 
 # ---------------------------------------------------------------- digits
