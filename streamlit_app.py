@@ -25,7 +25,7 @@ except MnistError as exc:  # the operator's MNIST_CPUS or MNIST_MEMORY_MB is not
     st.error(f"This server is misconfigured: {exc}.")
     st.stop()
 
-from studio import canvas_style, common, guide, remembered
+from studio import canvas_style, guide, remembered, session, sidebar, visitor
 
 machine.size_torch_threads()  # once per process; torch is loaded by now
 
@@ -34,8 +34,8 @@ machine.size_torch_threads()  # once per process; torch is loaded by now
 PAGE_ICON = Path(__file__).resolve().parent / "studio" / "assets" / "page-icon.png"
 st.set_page_config(page_title="MNIST Studio", page_icon=str(PAGE_ICON), layout="wide")
 canvas_style.style_page()  # every page: phone header, focus rings, no mode bar on touch
-common.init_session()
-remembered.sync_session(common.owner_id())  # before any widget: a new tab starts as the last one left off
+session.init_session()
+remembered.sync_session(visitor.owner_id())  # before any widget: a new tab starts as the last one left off
 
 navigation = st.navigation(
     [
@@ -47,5 +47,5 @@ navigation = st.navigation(
 with st.sidebar:
     st.markdown("### :material/draw: MNIST Studio")
 guide.show()  # a first visitor's four steps, under the title (the sidebar is folded away on a phone)
-common.sidebar()
+sidebar.show()
 navigation.run()

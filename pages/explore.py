@@ -14,7 +14,7 @@ from mnist.errors import MnistError
 from mnist.hard_digits import HardDigit, rank_hard_digits
 from mnist.predict import predict_tensor
 from mnist.stats import class_counts, indices_of, mean_images
-from studio import common, guide, share
+from studio import dataset, guide, registry, session, share, sketch_state
 from studio.explore_charts import (
     CELL_SELECTION,
     class_distribution_chart,
@@ -120,7 +120,7 @@ def data_stats(root: str, _data) -> dict:
     }
 
 
-def data_set_tab(state: common.DataState) -> None:
+def data_set_tab(state: dataset.DataState) -> None:
     data = state.data
     stats = data_stats(str(state.root), data)
     left, right = st.columns([1.2, 1], gap="large")
@@ -174,18 +174,18 @@ def data_set_tab(state: common.DataState) -> None:
     open_test_image_row(state)
 
 
-def sample_predictions(state: common.DataState, split: str, shown: list[int]) -> list[int] | None:
+def sample_predictions(state: dataset.DataState, split: str, shown: list[int]) -> list[int] | None:
     """The active model's digit for each shown image, or None (with a message) when there is no model."""
-    key = common.active_model_key()
+    key = registry.active_model_key()
     if key is None:
         st.info("No model yet: train one on the Train page to see its predictions here.")
         return None
     try:
         if split == "test":  # already known for all 10,000: the shared evaluation
-            result, _ = common.evaluation(key, state)
+            result, _ = registry.evaluation(key, state)
             return result.predictions[shown].tolist()
-        model = common.get_checkpoint(key).model
-        return page_predictions(common.model_identity(key), str(state.root), tuple(shown), model, state.data)
+        model = registry.get_checkpoint(key).model
+        return page_predictions(registry.model_identity(key), str(state.root), tuple(shown), model, state.data)
     except MnistError as exc:
         st.error(f"The active model cannot predict: {exc}")
         return None
@@ -224,7 +224,7 @@ def open_in_sketch(index_key: str) -> None:
     """Button callback: Sketch is to show the test image chosen in widget `index_key` instead of the canvas.
 
     A callback, not `if st.button(...)`: a click's True lasts one script run, and a run may start over
-    (common.page_setup) before it reaches the button. switch_to_sketch() does the switch itself.
+    (session.page_setup) before it reaches the button. switch_to_sketch() does the switch itself.
     """
     open_test_image(int(st.session_state[index_key]))
 
@@ -237,7 +237,7 @@ def open_tile(container_key: str) -> None:
 
 
 def open_test_image(index: int) -> None:
-    st.session_state[common.SKETCH_IMAGE_KEY] = index
+    st.session_state[sketch_state.SKETCH_IMAGE_KEY] = index
     st.session_state[SWITCH_KEY] = True
 
 
@@ -251,7 +251,7 @@ def switch_to_sketch() -> None:
         st.switch_page(SKETCH_PAGE)
 
 
-def open_test_image_row(state: common.DataState) -> None:
+def open_test_image_row(state: dataset.DataState) -> None:
     count = len(state.data.test_labels)
     c1, c2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
     c1.number_input(f"Test image # (0 to {count - 1:,})", 0, count - 1, 0, key="open_test_index")
@@ -295,14 +295,14 @@ def confusion_matrix(confusion) -> None:
         )
 
 
-def mistakes_tab(state: common.DataState, key: str) -> None:
+def mistakes_tab(state: dataset.DataState, key: str) -> None:
     try:
-        checkpoint = common.get_checkpoint(key)
-        result, mistakes = common.evaluation(key, state)
+        checkpoint = registry.get_checkpoint(key)
+        result, mistakes = registry.evaluation(key, state)
     except MnistError as exc:
         st.error(f"The active model cannot be evaluated: {exc}")
         return
-    label = common.model_choices().get(key)
+    label = registry.model_choices().get(key)
     shown = label.label if label else key
     st.caption(f"Active model: {shown} (change it in the sidebar) · {checkpoint.record.model_text}")
     n = len(result.labels)
@@ -378,7 +378,7 @@ def compared_runs() -> list:
     Ensembles are left out: an ensemble answers with its members' mean, and its members are usually saved
     runs too, so it would count the same mistakes twice.
     """
-    return [run for run in common.runs_list() if not run.record.is_ensemble][:MAX_HARD_RUNS]
+    return [run for run in registry.runs_list() if not run.record.is_ensemble][:MAX_HARD_RUNS]
 
 
 @st.cache_resource(show_spinner=False, max_entries=HARD_RANKINGS_CACHE)
@@ -387,7 +387,7 @@ def hard_ranking(identities: tuple[str, ...], _predictions: list, _labels) -> li
     return rank_hard_digits(_predictions, _labels)
 
 
-def hard_digits_tab(state: common.DataState) -> None:
+def hard_digits_tab(state: dataset.DataState) -> None:
     runs = compared_runs()
     if len(runs) < 2:
         st.info(
@@ -398,12 +398,12 @@ def hard_digits_tab(state: common.DataState) -> None:
     predictions = []
     try:
         for run in runs:
-            result, _ = common.evaluation(run.ref.key, state)
+            result, _ = registry.evaluation(run.ref.key, state)
             predictions.append(result.predictions)
     except MnistError as exc:
         st.error(f"A saved run cannot be evaluated: {exc}")
         return
-    identities = tuple(common.model_identity(run.ref.key) for run in runs)
+    identities = tuple(registry.model_identity(run.ref.key) for run in runs)
     ranked = hard_ranking(identities, predictions, state.data.test_labels)
     names = ", ".join(run.name for run in runs)
     by_all = sum(1 for h in ranked if h.missed_by == len(runs))
@@ -424,16 +424,16 @@ def hard_digits_tab(state: common.DataState) -> None:
         openable_tiles(HARD_TILES, [h.index for h in shown], alts)
 
 
-common.page_setup()
+session.page_setup()
 open_shared_link()
 switch_to_sketch()
 st.title("Explore")
-data_state = common.get_data()
+data_state = dataset.get_data()
 if data_state.data is None:
-    common.show_data_help(data_state)
+    dataset.show_data_help(data_state)
     st.stop()
 
-model_key = common.active_model_key()
+model_key = registry.active_model_key()
 # on_change="rerun": a tab's .open says whether it is the one shown. The first two always run (their content
 # is ready when a visitor switches); the third evaluates several runs, so it runs only when opened.
 tab_data, tab_mistakes, tab_hard = st.tabs(TABS, key="explore_tab", on_change="rerun")

@@ -15,7 +15,20 @@ from mnist.errors import MnistError
 from mnist.predict import LIVE_IG_STEPS, predict_tensor, saliency_map
 from mnist.preprocess import CanvasImage
 from mnist.verdict import FALLBACK, Calibration, Reading
-from studio import background, canvas_style, common, compare, explain, guide, inside_views, picture, uploads
+from studio import (
+    background,
+    canvas_style,
+    compare,
+    dataset,
+    explain,
+    guide,
+    inside_views,
+    picture,
+    registry,
+    session,
+    sketch_state,
+    uploads,
+)
 from studio.charts import probabilities_figure
 from studio.views import (
     CANVAS_SIZE,
@@ -72,7 +85,7 @@ PICTURE_PREVIEW_WIDTH = 200  # pixels: the ink found in the picture, under its i
 
 def clear_canvas() -> None:
     st.session_state[CANVAS_VERSION_KEY] = st.session_state.get(CANVAS_VERSION_KEY, 0) + 1
-    st.session_state.pop(common.CANVAS_OVERRIDE_KEY, None)
+    st.session_state.pop(sketch_state.CANVAS_OVERRIDE_KEY, None)
     forget_drawing()
 
 
@@ -93,7 +106,7 @@ def canvas_key() -> str:
 def read_drawing(stroke_width: int):
     """The drawing as an RGBA array (None before the first stroke).
 
-    The canvas is always rendered; st.session_state[common.CANVAS_OVERRIDE_KEY], when set, replaces
+    The canvas is always rendered; st.session_state[sketch_state.CANVAS_OVERRIDE_KEY], when set, replaces
     what it returns (AppTest cannot draw on a component).
     """
     # Imported here: the component registers itself at import, which needs a running Streamlit app.
@@ -116,7 +129,7 @@ def read_drawing(stroke_width: int):
         key=canvas_key(),
     )
     st.session_state[CANVAS_DRAWING_KEY] = result.json_data
-    override = st.session_state.get(common.CANVAS_OVERRIDE_KEY)
+    override = st.session_state.get(sketch_state.CANVAS_OVERRIDE_KEY)
     if override is not None:
         return np.asarray(override)
     return result.image_data
@@ -148,11 +161,11 @@ def on_upload() -> None:
         return
     st.session_state[UPLOAD_PAIRED_KEY] = meta.file_id if meta is not None else None
     try:
-        key = common.add_upload(weights.getvalue(), meta.getvalue() if meta is not None else None, weights.name)
+        key = registry.add_upload(weights.getvalue(), meta.getvalue() if meta is not None else None, weights.name)
     except MnistError as exc:
         st.session_state[UPLOAD_ERROR_KEY] = f"{weights.name} cannot be used. {uploads.refusal_text(exc)}"
         return
-    record = common.model_choices()[key].record
+    record = registry.model_choices()[key].record
     used = f"{weights.name} with {meta.name}" if meta is not None else weights.name
     model = f"{record.model_text}, {record.metrics.accuracy_text(' test accuracy')}"
     st.session_state[UPLOAD_OK_KEY] = f"Loaded {used}: {model}. It is now the active model (see the sidebar)."
@@ -262,7 +275,7 @@ def explain_probabilities(key: str, digit: int, confidence: float) -> None:
     """Under the probabilities chart: what its line means and, for a model trained with label smoothing, why it
     is rarely very sure (studio.explain)."""
     st.caption(explain.probabilities_text(digit, confidence, CONFIDENCE_THRESHOLD))
-    smoothing = common.get_checkpoint(key).record.config.label_smoothing
+    smoothing = registry.get_checkpoint(key).record.config.label_smoothing
     if text := explain.label_smoothing_text(smoothing, confidence):
         st.caption(text)
 
@@ -276,7 +289,7 @@ def compare_drawing(key: str, reading: Reading, names: dict[str, str], device: s
     if other is None or reading.empty:
         return
     try:
-        model = common.model_on_device(other, device)
+        model = registry.model_on_device(other, device)
         calibration, _ = read_calibration(other)
         second = reread(model, reading, calibration)
     except MnistError as exc:
@@ -293,7 +306,7 @@ def show_prediction(key: str, label: str, array, names: dict[str, str], what: st
     """The verdict on `array` (the canvas's drawing or a picture's ink: `what`), its details and the comparison."""
     device = st.session_state.get("sketch_device", "cpu")
     try:
-        model = common.model_on_device(key, device)
+        model = registry.model_on_device(key, device)
         calibration, calibrated = read_calibration(key)
         started = time.perf_counter()
         reading = verdict.read_drawing(model, array, calibration)
@@ -379,13 +392,13 @@ def show_digits(reading: Reading) -> None:
 
 
 def show_test_image(key: str | None, label: str | None, index: int, names: dict[str, str]) -> None:
-    """MNIST test image `index` as the input instead of the drawing (set by Explore: common.SKETCH_IMAGE_KEY).
+    """MNIST test image `index` as the input instead of the drawing (set by Explore: sketch_state.SKETCH_IMAGE_KEY).
 
     The model gets the image's own 28x28 pixels (views.mnist_input), so this is the prediction Explore
     lists for it; the heading, probabilities and saliency are the drawing's, through the page's helpers.
     """
     left, right = st.columns(COLUMNS, gap="large")
-    data = common.get_data().data
+    data = dataset.get_data().data
     known = data is not None and 0 <= index < len(data.test_labels)
     with left:
         hidden_heading("The test image")
@@ -402,7 +415,7 @@ def show_test_image(key: str | None, label: str | None, index: int, names: dict[
             "Back to drawing",
             icon=":material/draw:",
             on_click=st.session_state.pop,
-            args=(common.SKETCH_IMAGE_KEY, None),
+            args=(sketch_state.SKETCH_IMAGE_KEY, None),
         )
     with right:
         hidden_heading("The model's answer")
@@ -413,7 +426,7 @@ def show_test_image(key: str | None, label: str | None, index: int, names: dict[
             return
         image = mnist_input(data.test_images[index])
         try:
-            model = common.model_on_device(key, st.session_state.get("sketch_device", "cpu"))
+            model = registry.model_on_device(key, st.session_state.get("sketch_device", "cpu"))
             probs = predict_tensor(model, image.to_tensor())[0]
             saliency = saliency_of(model, image, int(probs.argmax()))
         except MnistError as exc:
@@ -447,7 +460,7 @@ def compare_test_image(key: str, first: compare.Answer, image: CanvasImage, trut
     if other is None:
         return
     try:
-        model = common.model_on_device(other, st.session_state.get("sketch_device", "cpu"))
+        model = registry.model_on_device(other, st.session_state.get("sketch_device", "cpu"))
         probs = tuple(float(p) for p in predict_tensor(model, image.to_tensor())[0])
     except MnistError as exc:
         with st.container(key=compare.CONTAINER_KEY):
@@ -485,8 +498,8 @@ def sketch(key: str | None, label: str | None, names: dict[str, str]) -> None:
     or the rest of the page (a whole-page rerun cost about 3x the CPU per stroke: bench/stroke_cpu.py).
     A change of model or device is a full rerun, which calls it again with the new key and label.
     """
-    if common.SKETCH_IMAGE_KEY in st.session_state:  # a test image opened from Explore
-        show_test_image(key, label, st.session_state[common.SKETCH_IMAGE_KEY], names)
+    if sketch_state.SKETCH_IMAGE_KEY in st.session_state:  # a test image opened from Explore
+        show_test_image(key, label, st.session_state[sketch_state.SKETCH_IMAGE_KEY], names)
         return
     with st.container(key=canvas_style.SKETCH_LAYOUT_KEY):
         left, right = st.columns(COLUMNS, gap="large")
@@ -524,10 +537,10 @@ def sketch(key: str | None, label: str | None, names: dict[str, str]) -> None:
         inside_views.show_inside(key, array)
 
 
-common.page_setup()
+session.page_setup()
 st.title("Sketch a digit")
-choices = common.model_choices()
-key = common.active_model_key(choices)
+choices = registry.model_choices()
+key = registry.active_model_key(choices)
 
 sketch(key, None if key is None else choices[key].label, {k: choice.where for k, choice in choices.items()})
 # Outside the fragment: an upload or another device changes the model, which the sidebar shows too.

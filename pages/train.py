@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 
 from mnist.checkpoint import (
@@ -21,7 +23,7 @@ from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, BusyError
 from mnist.models import ARCHS, build_model, count_parameters, summarize_model
 from mnist.records import ModelRef
 from mnist.train import History
-from studio import common, disk_budget, explain, guide, insight_views, share
+from studio import dataset, disk_budget, explain, guide, insight_views, job_pool, registry, session, share, visitor
 from studio.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
 from studio.form import (
     FORM_FIELDS,
@@ -37,6 +39,7 @@ from studio.remembered import RUN_NAME_KEY, SEEDS_KEY
 from studio.remembered import TRAIN_PREFIX as PREFIX
 from studio.views import format_duration, queue_text, run_row, training_progress
 
+log = logging.getLogger(__name__)
 REFRESH_SECONDS = 1.0  # the live panel reruns (alone) this often while a run is queued or training
 # The form in reading order, two fields a row, each row its own st.columns(2): on a phone the columns
 # stack row by row, so the order stays this one. The preset, arch and QUICK_ROWS come before Start (a
@@ -71,9 +74,9 @@ COMPARE_KEY = "compare_runs"  # the saved runs whose curves are compared
 SHARED_FIELDS = tuple(name for name in FORM_FIELDS if name != "device")
 LINK_PROBLEMS_KEY = "train_link_problems"  # what the link this session was opened with could not set
 
-manager = common.job_manager()
-owner = common.owner_id()
-runs_dir = common.runs_dir()
+manager = job_pool.job_manager()
+owner = visitor.owner_id()
+runs_dir = registry.runs_dir()
 
 
 # --- shareable links --------------------------------------------------------------------------
@@ -108,7 +111,7 @@ def read_seeds(text: str) -> int:
 def read_runs(text: str) -> list[str]:
     """A link's comma-separated run names (a run name has no comma): saved runs this visitor can see."""
     names = [n for n in text.split(",") if n]
-    visible = {r.name for r in common.runs_list()}
+    visible = {r.name for r in registry.runs_list()}
     missing = [n for n in names if n not in visible]
     if not names or missing or len(names) > MAX_COMPARED:
         why = f"there is no saved run named {missing[0]} here" if missing else f"1 to {MAX_COMPARED} run names"
@@ -356,7 +359,7 @@ def max_run_minutes() -> float | None:
     try:
         return read_max_minutes()
     except MnistError as exc:
-        common.log.warning("%s; no cap until it is fixed", exc)
+        log.warning("%s; no cap until it is fixed", exc)
         return None
 
 
@@ -458,7 +461,7 @@ def start_run() -> None:
     except MnistError as exc:  # e.g. the last seed past its range
         st.session_state[START_ERROR_KEY] = f"Cannot start these runs: {exc}."
         return
-    st.session_state[common.JOB_KEY] = job.id
+    st.session_state[job_pool.JOB_KEY] = job.id
     st.session_state[RUN_NAME_KEY] = ""  # that name is taken now: the next run gets its own or an automatic one
 
 
@@ -586,10 +589,10 @@ def render_summary(job) -> None:
 def use_button(run_name: str, label: str, icon: str, key: str) -> None:
     """A button that makes the saved run the active model, or a line saying it already is."""
     model_key = ModelRef.run(run_name).key
-    if st.session_state.get(common.ACTIVE_MODEL_KEY) == model_key:
+    if st.session_state.get(registry.ACTIVE_MODEL_KEY) == model_key:
         st.caption(f"Saved as `{run_name}` · the active model for Sketch and Explore.")
     else:
-        st.button(label, icon=icon, on_click=common.set_active_model, args=(model_key,), key=key)
+        st.button(label, icon=icon, on_click=registry.set_active_model, args=(model_key,), key=key)
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -606,7 +609,7 @@ def show_seed_group(group) -> None:
     n = len(group.jobs)
     if group.state == DONE:
         name = group.run_dir.name
-        record = common.get_checkpoint(ModelRef.run(name).key).record
+        record = registry.get_checkpoint(ModelRef.run(name).key).record
         acc = record.metrics.accuracy_text(" test accuracy")
         st.success(f"{plural(n, 'seed')} done: saved `{name}`, {record.model_text}, {acc}.")
         if text := ensemble_text(record):
@@ -649,10 +652,10 @@ def choose_run_to_watch(labels: dict[str, str]) -> None:
     st.selectbox(
         "Your runs",
         ids,
-        index=ids.index(st.session_state[common.JOB_KEY]),
+        index=ids.index(st.session_state[job_pool.JOB_KEY]),
         key=key,
         format_func=lambda i: labels.get(i, i),
-        on_change=lambda: st.session_state.update({common.JOB_KEY: st.session_state[key]}),
+        on_change=lambda: st.session_state.update({job_pool.JOB_KEY: st.session_state[key]}),
     )
 
 
@@ -665,7 +668,7 @@ def run_panel() -> None:
             "every epoch and the learning rate, live. It trains in the background: you can switch pages.",
             icon=":material/monitoring:",
         )
-        trained = [r for r in common.runs_list() if not r.record.is_ensemble]  # an ensemble has no curves
+        trained = [r for r in registry.runs_list() if not r.record.is_ensemble]  # an ensemble has no curves
         if trained:
             latest = trained[0]
             metrics = latest.record.metrics
@@ -678,11 +681,11 @@ def run_panel() -> None:
                 st.caption(text)
         return
     labels = {j.id: f"{job_title(j)} · {STATE_LABELS.get(j.state, j.state)}" for j in jobs}
-    if st.session_state.get(common.JOB_KEY) not in labels:  # a new session (a reload, a second tab)
-        st.session_state[common.JOB_KEY] = first_to_watch(jobs).id
+    if st.session_state.get(job_pool.JOB_KEY) not in labels:  # a new session (a reload, a second tab)
+        st.session_state[job_pool.JOB_KEY] = first_to_watch(jobs).id
     if len(jobs) > 1:
         choose_run_to_watch(labels)
-    job = manager.get(st.session_state[common.JOB_KEY])
+    job = manager.get(st.session_state[job_pool.JOB_KEY])
     if job.is_finished:
         render_job(job.id)
     else:
@@ -707,20 +710,20 @@ def cancel_delete() -> None:
 
 def refusal(name: str, verb: str) -> str | None:
     """Why this visitor may not change run `name` now (checked again at the click, not just by the button)."""
-    run = next((r for r in common.all_runs() if r.name == name), None)
+    run = next((r for r in registry.all_runs() if r.name == name), None)
     if run is None:
         return f"Could not {verb} {name}: it no longer exists."
-    allowed = common.run_access(run)
+    allowed = registry.run_access(run)
     return None if allowed.can_change else f"Could not {verb} {name}: {allowed.reason}."
 
 
 def forget_run(name: str, new_name: str | None = None) -> None:
     """Drop (or follow, for a rename) this session's references to a run that was deleted or renamed."""
-    if st.session_state.get(common.ACTIVE_MODEL_KEY) == ModelRef.run(name).key:
+    if st.session_state.get(registry.ACTIVE_MODEL_KEY) == ModelRef.run(name).key:
         if new_name is None:
-            st.session_state.pop(common.ACTIVE_MODEL_KEY, None)  # back to the default model
+            st.session_state.pop(registry.ACTIVE_MODEL_KEY, None)  # back to the default model
         else:
-            st.session_state[common.ACTIVE_MODEL_KEY] = ModelRef.run(new_name).key
+            st.session_state[registry.ACTIVE_MODEL_KEY] = ModelRef.run(new_name).key
     compared = st.session_state.get(COMPARE_KEY, [])
     st.session_state[COMPARE_KEY] = [new_name if n == name else n for n in compared if new_name or n != name]
     st.session_state["manage_run"] = new_name
@@ -761,7 +764,7 @@ def do_rename(name: str) -> None:
 
 def manage_controls(run) -> None:
     """Rename and delete, for the run's maker only; everyone else sees who made it and why not."""
-    name, allowed = run.name, common.run_access(run)
+    name, allowed = run.name, registry.run_access(run)
     if not allowed.can_change:
         st.caption(f":material/lock: Made by {allowed.made_by}: you cannot rename or delete it ({allowed.reason}).")
         return
@@ -779,18 +782,18 @@ def manage_controls(run) -> None:
 
 def saved_runs() -> None:
     st.header("Saved runs")
-    policy, policy_problem = common.runs_policy()
+    policy, policy_problem = registry.runs_policy()
     st.caption(f":material/group: {policy.description}")
     if limit := disk_budget.budget():
         st.caption(f":material/hard_drive: {disk_budget.policy_text(limit)}")
     if policy_problem:
         st.error(f"The server's run policy is misconfigured: {policy_problem}.")
-    runs = common.runs_list()
+    runs = registry.runs_list()
     if not runs:
         st.info("No saved runs yet. Every finished or stopped run is saved here.")  # its folder: the operator's log
         return
     st.dataframe(
-        [run_row(r.name, r.record, common.run_access(r).made_by) for r in runs],
+        [run_row(r.name, r.record, registry.run_access(r).made_by) for r in runs],
         hide_index=True,
         width="stretch",
         column_config={
@@ -829,17 +832,17 @@ def saved_runs() -> None:
         record = run.record
         st.caption(
             f"{record.model_text} · {record.metrics.accuracy_text(' test accuracy')} · {record.parameters:,} parameters"
-            f" · made by {common.run_access(run).made_by}"
+            f" · made by {registry.run_access(run).made_by}"
         )
         if record.is_ensemble and (text := ensemble_text(record)):
             st.caption(text)
         key = run.ref.key
-        is_active = st.session_state.get(common.ACTIVE_MODEL_KEY) == key
+        is_active = st.session_state.get(registry.ACTIVE_MODEL_KEY) == key
         st.button(
             "Active model" if is_active else "Make it the active model",
             icon=":material/check:",
             disabled=is_active,
-            on_click=common.set_active_model,
+            on_click=registry.set_active_model,
             args=(key,),
             width="stretch",
         )
@@ -870,16 +873,16 @@ def make_ensemble() -> None:
     """The Make the ensemble button's callback: the chosen runs' ensemble, measured and saved as a run."""
     chosen = list(st.session_state.get(ENSEMBLE_PICK_KEY) or [])
     name = (st.session_state.get(ENSEMBLE_NAME_KEY) or "").strip()
-    state = common.get_data()
+    state = dataset.get_data()
     try:
         if state.data is None:
             raise MnistError("it is measured on the MNIST test set, which is not available")
-        members = [common.get_checkpoint(ModelRef.run(n).key) for n in chosen]
+        members = [registry.get_checkpoint(ModelRef.run(n).key) for n in chosen]
         path = save_ensemble(members, state.data, runs_dir, name or None, owner)
     except MnistError as exc:
         st.session_state[ENSEMBLE_RESULT_KEY] = (False, f"Could not make the ensemble: {exc}.")
         return
-    why = ensemble_text(common.get_checkpoint(ModelRef.run(path.name).key).record)
+    why = ensemble_text(registry.get_checkpoint(ModelRef.run(path.name).key).record)
     st.session_state[ENSEMBLE_RESULT_KEY] = (True, f"Saved the ensemble as `{path.name}`. {why}".rstrip())
     st.session_state[ENSEMBLE_PICK_KEY] = []
     st.session_state[ENSEMBLE_NAME_KEY] = ""
@@ -917,13 +920,13 @@ def ensemble_maker(runs) -> None:
 
 # --- the page ---------------------------------------------------------------------------------
 
-common.page_setup()
+session.page_setup()
 open_shared_link()  # before any widget: the address's setup goes into the form
 st.title("Train a model")
 show_link_problems()
-data_state = common.get_data()
+data_state = dataset.get_data()
 if data_state.data is None:
-    common.show_data_help(data_state)
+    dataset.show_data_help(data_state)
 
 form_col, run_col = st.columns([1.15, 1.6], gap="large")
 with form_col:

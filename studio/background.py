@@ -37,7 +37,7 @@ from mnist.machine import background_threads
 from mnist.neighbours import NeighbourIndex, load_or_build_neighbour_index
 from mnist.records import ModelRef
 from mnist.verdict import FALLBACK, Calibration, calibration_for, save_calibration
-from studio import common, disk_budget
+from studio import disk_budget, registry
 
 WORKERS = 1  # one background computation at a time: the other CPUs stay for Sketch
 MAX_TASKS = 8  # finished results kept in memory (a neighbour index is 31-138 MB); the oldest go first
@@ -115,9 +115,9 @@ def writable_folder(key: str) -> Path | None:
     model, None (memory) for an upload."""
     ref = ModelRef.parse(key)
     if ref.kind == "run":
-        return common.runs_dir() / ref.name
+        return registry.runs_dir() / ref.name
     if ref.kind == "bundled":
-        folder = common.runs_dir() / CACHE_FOLDER / "bundled"
+        folder = registry.runs_dir() / CACHE_FOLDER / "bundled"
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -145,7 +145,7 @@ def within_budget(key: str, compute: Callable[[Progress], object]) -> Callable[[
     model is someone's active one, so its files stay; other runs' caches or runs may go (mnist.disk)."""
     if ModelRef.parse(key).kind != "run":
         return compute  # the bundled model's caches and uploads are outside the budget
-    runs = common.runs_dir()
+    runs = registry.runs_dir()
 
     def computed_then_budget(progress: Progress) -> object:
         result = compute(progress)
@@ -157,17 +157,17 @@ def within_budget(key: str, compute: Callable[[Progress], object]) -> Callable[[
 
 def digit_map_task(key: str, data: MnistData) -> Task:
     """The (shared) task computing the digit map of the model behind `key` (an ensemble: its first member's)."""
-    model = common.inside_model(key)
+    model = registry.inside_model(key)
     shipped = BUNDLED_DIR if ModelRef.parse(key).kind == "bundled" else None
     compute = functools.partial(compute_digit_map, model, data, writable_folder(key), shipped)
-    return worker().task(f"digit-map|{common.model_identity(key)}", within_budget(key, compute))
+    return worker().task(f"digit-map|{registry.model_identity(key)}", within_budget(key, compute))
 
 
 def neighbours_task(key: str, data: MnistData) -> Task:
     """The (shared) task building the neighbour index of the model behind `key` (an ensemble: its first member's)."""
-    model = common.inside_model(key)
+    model = registry.inside_model(key)
     compute = functools.partial(compute_neighbours, model, data, writable_folder(key))
-    return worker().task(f"neighbours|{common.model_identity(key)}", within_budget(key, compute))
+    return worker().task(f"neighbours|{registry.model_identity(key)}", within_budget(key, compute))
 
 
 def compute_calibration(checkpoint: Checkpoint, save_to: Path | None) -> Calibration:
@@ -180,7 +180,7 @@ def compute_calibration(checkpoint: Checkpoint, save_to: Path | None) -> Calibra
 
 def calibration_task(key: str) -> Task:
     """The (shared) task calibrating the not-a-digit check for the model behind `key`."""
-    checkpoint = common.get_checkpoint(key)
+    checkpoint = registry.get_checkpoint(key)
     save_to = writable_folder(key) if ModelRef.parse(key).kind == "run" else None
     compute = functools.partial(compute_calibration, checkpoint, save_to)
-    return worker().task(f"verdict|{common.model_identity(key)}", within_budget(key, lambda _progress: compute()))
+    return worker().task(f"verdict|{registry.model_identity(key)}", within_budget(key, lambda _progress: compute()))

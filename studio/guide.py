@@ -17,7 +17,7 @@ from enum import Enum
 import streamlit as st
 
 from mnist.jobs import DONE
-from studio import common, remembered
+from studio import job_pool, remembered, visitor
 
 DISMISSED = remembered.GUIDE_PREFIX + "dismissed"
 TITLE = "Start here"
@@ -68,7 +68,7 @@ class Step(Enum):
 
 def progress() -> dict[str, bool]:
     """This visitor's guide flags (Step.key and DISMISSED), from the process's store."""
-    return dict(remembered.store().recall(common.owner_id()).guide)
+    return dict(remembered.store().recall(visitor.owner_id()).guide)
 
 
 def is_done(step: Step) -> bool:
@@ -82,18 +82,19 @@ def is_dismissed() -> bool:
 def mark_done(step: Step) -> None:
     """Tick a step off for this visitor (cheap when it already is: one look-up, no write)."""
     if not is_done(step):
-        remembered.store().remember(common.owner_id(), {step.key: True})
+        remembered.store().remember(visitor.owner_id(), {step.key: True})
 
 
 def set_dismissed(dismissed: bool) -> None:
     """Hide the guide (True) or bring it back (False), for every tab of this visitor."""
-    remembered.store().remember(common.owner_id(), {DISMISSED: dismissed})
+    remembered.store().remember(visitor.owner_id(), {DISMISSED: dismissed})
 
 
 def tick_finished_training() -> None:
     """Step.TRAIN is done once a run this visitor started has finished (checked on every run: the run trains
     in the background, and the visitor may be on another page when it ends)."""
-    if not is_done(Step.TRAIN) and any(job.state == DONE for job in common.job_manager().jobs_for(common.owner_id())):
+    jobs = job_pool.job_manager().jobs_for(visitor.owner_id())
+    if not is_done(Step.TRAIN) and any(job.state == DONE for job in jobs):
         mark_done(Step.TRAIN)
 
 

@@ -28,7 +28,7 @@ from mnist.digit_map import DigitMap
 from mnist.errors import MnistError
 from mnist.inside import Filters, LayerActivation, extract_filters, inspect_drawing
 from mnist.preprocess import CanvasImage, preprocess_canvas
-from studio import background, common, explain
+from studio import background, dataset, explain, registry
 from studio.charts import DIGIT_PALETTE, _layout, probabilities_figure
 from studio.views import a_digit, image_alt, upscale
 
@@ -359,8 +359,8 @@ def show_inside(key: str, drawing) -> None:
     if image is None or image.pixels is None:
         st.caption("Draw a digit to see inside the model.")
         return
-    model = common.inside_model(key)  # the CPU copy: these views are batch-1 work
-    record = common.get_checkpoint(key).record
+    model = registry.inside_model(key)  # the CPU copy: these views are batch-1 work
+    record = registry.get_checkpoint(key).record
     if record.is_ensemble:
         first = record.members[0]
         st.caption(
@@ -424,14 +424,14 @@ def shown_width(pixels: int) -> int:
 
 def show_filters(key: str, model: nn.Module) -> None:
     st.markdown("**Filters**: the first layer's learned weights")
-    png, width, caption, text = cached_filters_image(common.model_identity(key), model)
+    png, width, caption, text = cached_filters_image(registry.model_identity(key), model)
     st.html(gallery([(png, width, caption)]))
     st.caption(text)
 
 
 def show_digit_map(key: str, inspection) -> None:
     features, prediction = inspection.features, inspection.prediction
-    state = common.get_data()
+    state = dataset.get_data()
     if state.data is None:
         st.info("The digit map and the nearest training images need MNIST (see Train or Explore).")
         return
@@ -472,7 +472,7 @@ def poll(tasks: list[background.Task]) -> None:
 
 
 def show_map(key: str, digit_map: DigitMap, features: np.ndarray, data) -> None:
-    fig, indices = session_map_figure(common.model_identity(key), digit_map)
+    fig, indices = session_map_figure(registry.model_identity(key), digit_map)
     event = st.plotly_chart(
         place_drawing(fig, map_units(digit_map.place(features)[None], digit_map.coords)[0]),
         key="digit_map_chart",

@@ -15,7 +15,7 @@ import streamlit as st
 from mnist.checkpoint import SavedRun
 from mnist.insight import INSIGHT_FILE, EpochInsight, load_insight
 from mnist.train import EpochEvent
-from studio import common, explain
+from studio import dataset, explain
 from studio.charts import confusion_figure
 from studio.inside_views import filters_image
 from studio.views import image_alt, upscale
@@ -96,7 +96,7 @@ def filters_caption(insight: EpochInsight) -> str:
 
 def show_panel(insight: EpochInsight, epochs: int) -> None:
     """The fixed test digits with this epoch's prediction and confidence; ✗ marks a wrong one."""
-    data = common.get_data().data
+    data = dataset.get_data().data
     if data is None:
         return
     predictions = insight.panel_predictions

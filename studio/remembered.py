@@ -28,7 +28,7 @@ from mnist.records import ModelRef
 
 MAX_VISITORS = 4096  # remembered per process; the least recently seen visitor is forgotten first
 MAX_TEXT_CHARS = 200  # a typed value longer than this (a run name is at most 100) is not remembered
-MODEL_KEY = "active_model"  # studio.common.ACTIVE_MODEL_KEY: the sidebar's selectbox
+MODEL_KEY = "active_model"  # studio.registry.ACTIVE_MODEL_KEY: the sidebar's selectbox
 DEVICE_KEY = "sketch_device"  # pages/sketch.py's "Device for predictions"
 TRAIN_PREFIX = "cfg_"  # pages/train.py's form: cfg_preset and cfg_<TrainConfig field>
 RUN_NAME_KEY = "new_run_name"  # pages/train.py: the next run's name

@@ -7,7 +7,7 @@ into st.session_state (so the address wins over the visitor's remembered choices
 one is a plain sentence for the page to show, its widget keeping its default; the link's parameters are then
 taken out of the address, so that a reload shows what the visitor changed since.
 
-Never the visitor's identity: studio.common may put ?visitor=<token> in the address of a visitor whose browser
+Never the visitor's identity: studio.visitor may put ?visitor=<token> in the address of a visitor whose browser
 refuses cookies. A link is built only from the page's Params, and no Param may be named like it, so a shared
 link never carries a token and opening one never makes the opener into someone else.
 
@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import streamlit as st
 
-from studio.common import VISITOR_PARAM
+from studio.visitor import VISITOR_PARAM
 
 APPLIED_PREFIX = "share_applied_"  # + scope: the session already read its link
 MAX_VALUE_CHARS = 200  # a parameter's text longer than this is refused unread

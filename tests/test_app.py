@@ -1,7 +1,7 @@
 """The Streamlit app, driven headless through AppTest: every page, a real training run, the explorer, sketching.
 
 AppTest cannot draw on the canvas component: the Sketch page uses the array stored in
-st.session_state["sketch_canvas_override"] (studio.common.CANVAS_OVERRIDE_KEY) instead of the drawing, and
+st.session_state["sketch_canvas_override"] (studio.sketch_state.CANVAS_OVERRIDE_KEY) instead of the drawing, and
 these tests put real MNIST test digits there, scaled up onto a 280x280 RGBA canvas.
 """
 
@@ -368,7 +368,7 @@ def saved_run(request, with_data) -> str:
 
 
 def test_saved_run_download_and_delete_with_confirmation(saved_run, with_data, monkeypatch):
-    monkeypatch.setattr("studio.common.BUNDLED_DIR", with_data / "no-bundled-model")  # the run is the only model
+    monkeypatch.setattr("studio.registry.BUNDLED_DIR", with_data / "no-bundled-model")  # the run is the only model
     name = saved_run
     model_key = f"run:{name}"
     at = open_app("train", visitor_token=VISITOR)

@@ -16,7 +16,7 @@ from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, load_checkpoint
 from mnist.data import normalize
 from mnist.predict import predict_canvas
 from mnist.train import evaluate
-from studio.common import SKETCH_IMAGE_KEY
+from studio.sketch_state import SKETCH_IMAGE_KEY
 from studio.views import WRONG_FRAME_RGB, digit_canvas, framed
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """The "Inside the model" views in the app, through AppTest: Sketch's five containers, Train's training insight.
 
-The drawing comes through the canvas seam (studio.common.CANVAS_OVERRIDE_KEY): a real MNIST test digit on a
+The drawing comes through the canvas seam (studio.sketch_state.CANVAS_OVERRIDE_KEY): a real MNIST test digit on a
 280x280 canvas. The digit map comes from the background worker (the bundled model's shipped file); the
 neighbour index is built from NEIGHBOUR_IMAGES training images instead of 60,000 (110 s) to keep the test short.
 """
@@ -26,7 +26,7 @@ from mnist import neighbours
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE
 from mnist.inside import extract_filters, inspect_drawing
 from mnist.models import build_model
-from studio import common
+from studio import sketch_state
 from studio.inside_views import activation_image, activation_png, filters_image
 from studio.views import digit_canvas
 
@@ -60,7 +60,7 @@ def sketch(mnist_data, **query) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     for name, value in query.items():
         at.query_params[name] = value
-    at.session_state[common.CANVAS_OVERRIDE_KEY] = digit_canvas(mnist_data.test_images[DRAWN])
+    at.session_state[sketch_state.CANVAS_OVERRIDE_KEY] = digit_canvas(mnist_data.test_images[DRAWN])
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

@@ -125,7 +125,7 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
     runs = tmp_path / "runs"
     runs.mkdir()
     monkeypatch.setenv("MNIST_RUNS_DIR", str(runs))
-    monkeypatch.setattr("studio.common.BUNDLED_DIR", tmp_path / "no-bundled-model")  # runs are the only models
+    monkeypatch.setattr("studio.registry.BUNDLED_DIR", tmp_path / "no-bundled-model")  # runs are the only models
     return runs
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE
-from studio.common import CANVAS_OVERRIDE_KEY
+from studio.sketch_state import CANVAS_OVERRIDE_KEY
 from studio.views import digit_canvas
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"

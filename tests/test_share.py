@@ -15,7 +15,7 @@ from mnist.config import TrainConfig
 from mnist.models import build_model
 from mnist.records import RunMetrics
 from studio import share
-from studio.common import VISITOR_PARAM
+from studio.visitor import VISITOR_PARAM
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 TRAIN_PAGE = "pages/train.py"

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE
-from studio.common import CANVAS_OVERRIDE_KEY
+from studio.sketch_state import CANVAS_OVERRIDE_KEY
 
 APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 TIMEOUT = 120  # seconds per AppTest run: the machine is slow and shared

@@ -1,7 +1,7 @@
 """The real app in a real browser: `streamlit run` on a free port, driven by Playwright in headless Chromium.
 
 Each test opens its own browser session at `/` (a fresh server's first request to a subpage takes a detour, see
-pages/common.page_setup) and goes to its page through the sidebar, as a person would. The screenshots for
+studio/session.page_setup) and goes to its page through the sidebar, as a person would. The screenshots for
 docs/app.md are written to docs/screenshots/ along the way.
 """
 

@@ -2,7 +2,7 @@
 
 Streamlit treats pages/ beside the entry script as its old multipage mode for the first script run of a
 process (PagesManager.uses_pages_directory starts True and only st.navigation turns it off), so without
-studio.common.page_setup's detour a first visitor at /train would get pages/train.py alone: no
+studio.session.page_setup's detour a first visitor at /train would get pages/train.py alone: no
 st.navigation, and the sidebar's links named after the files ('streamlit app', 'explore', 'sketch',
 'train': what this test saw with page_setup returning at once). Each case starts its own server
 (fresh_server, not the session's app_server, which other tests have visited already).

@@ -26,7 +26,7 @@ from mnist.checkpoint import build_record, encode_weights
 from mnist.config import TrainConfig
 from mnist.models import build_model
 from mnist.records import RunMetrics
-from studio import common, serve
+from studio import ownership, serve, visitor
 
 from .conftest import SERVER_START_TIMEOUT, TIMEOUT_MS, VIEWPORT
 from .test_browser import go_to, open_app
@@ -74,17 +74,17 @@ def origin_of(url: str) -> str:
 
 
 def address_token(page) -> str | None:
-    return (parse_qs(urlsplit(page.url).query).get(common.VISITOR_PARAM) or [None])[0]
+    return (parse_qs(urlsplit(page.url).query).get(visitor.VISITOR_PARAM) or [None])[0]
 
 
 def wait_for_address_token(page) -> str:
     """The token the address gets once the page has told the server that the cookie is refused."""
-    expect(page).to_have_url(re.compile(rf"[?&]{common.VISITOR_PARAM}="))
+    expect(page).to_have_url(re.compile(rf"[?&]{visitor.VISITOR_PARAM}="))
     return address_token(page)
 
 
 def cookie_token(context) -> str | None:
-    return next((c["value"] for c in context.cookies() if c["name"] == common.VISITOR_COOKIE), None)
+    return next((c["value"] for c in context.cookies() if c["name"] == visitor.VISITOR_COOKIE), None)
 
 
 def write_model(folder: Path) -> Path:
@@ -110,7 +110,7 @@ def test_no_log_line_carries_the_token_after_uploads(served, browser, tmp_path):
     try:
         open_app(page, served.url)
         token = wait_for_address_token(page)
-        assert common.valid_token(token) and cookie_token(context) is None
+        assert ownership.valid_token(token) and cookie_token(context) is None
         page.get_by_text(SETTINGS).click()
         upload(page, write_model(tmp_path))
         expect(page.get_by_text(re.compile(r"^Loaded secret\.safetensors"))).to_be_visible()  # not "uploaded secret…"
@@ -150,7 +150,7 @@ def test_the_address_holds_the_token_only_where_cookies_are_refused(served, brow
     try:
         open_app(page, served.url)
         token = cookie_token(context)
-        assert token and common.valid_token(token)
+        assert token and ownership.valid_token(token)
         expect(page.get_by_role("heading", name="Sketch a digit")).to_be_visible()
         assert address_token(page) is None  # the cookie works: the address never gets the token
         for link, heading in PAGES:
@@ -159,11 +159,11 @@ def test_the_address_holds_the_token_only_where_cookies_are_refused(served, brow
         page.reload()
         expect(page.get_by_role("heading", name="Sketch a digit")).to_be_visible()
         assert address_token(page) is None and cookie_token(context) == token  # the same visitor after a reload
-        page.goto(f"{served.url}/?{common.VISITOR_PARAM}={token}")  # an old bookmark: cleaned at once
+        page.goto(f"{served.url}/?{visitor.VISITOR_PARAM}={token}")  # an old bookmark: cleaned at once
         expect(page).to_have_url(re.compile(r"^[^?]*$"))
     finally:
         context.close()
-    assert [url for url in page.requests if f"{common.VISITOR_PARAM}=" in url] == [f"{served.url}/?visitor={token}"]
+    assert [url for url in page.requests if f"{visitor.VISITOR_PARAM}=" in url] == [f"{served.url}/?visitor={token}"]
 
     context, page = new_visitor(browser, refuse_cookies=True)
     try:
@@ -171,7 +171,7 @@ def test_the_address_holds_the_token_only_where_cookies_are_refused(served, brow
         token = wait_for_address_token(page)
         for link, heading in PAGES:
             go_to(page, link, heading)
-            expect(page).to_have_url(re.compile(rf"[?&]{common.VISITOR_PARAM}={token}"))
+            expect(page).to_have_url(re.compile(rf"[?&]{visitor.VISITOR_PARAM}={token}"))
         page.reload()
         expect(page.get_by_role("heading", name="Sketch a digit")).to_be_visible()
         assert address_token(page) == token  # the address kept the visitor across pages and the reload

@@ -20,7 +20,7 @@ SETUP = "preset=tutorial&epochs=3"
 
 
 def test_a_shared_link_opens_its_setup_and_offers_the_same_link_back(page, app_server):
-    open_app(page, app_server.url)  # the server's first request goes to / (see common.page_setup)
+    open_app(page, app_server.url)  # the server's first request goes to / (see session.page_setup)
     page.goto(f"{app_server.url}/train?{SETUP}&lr=abc")
     expect(page.get_by_role("heading", name="Train a model", exact=True)).to_be_visible()
     tutorial = page.get_by_role("radiogroup", name="Preset").get_by_role("radio", name="tutorial", exact=True)
