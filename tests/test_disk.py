@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from helpers import random_mnist
+from helpers import open_app, random_mnist
 
 from mnist.checkpoint import add_save_listener, list_runs, save_run
 from mnist.config import TrainConfig
@@ -206,17 +206,6 @@ def test_save_listener_failure_never_fails_the_save(trained, tmp_path):
 
 
 # --- the app: sessions' active models are spared, makers are told ---------------------------------
-
-
-def open_app(**state):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "streamlit_app.py"), default_timeout=120)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 @pytest.fixture

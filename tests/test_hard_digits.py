@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
+from helpers import PAGES, open_app
 
 from mnist.checkpoint import load_checkpoint, save_run
 from mnist.config import TrainConfig
@@ -22,8 +22,7 @@ PREDICTIONS = [
     torch.tensor([0, 7, 2, 8, 4]),  # misses 1, 3
     torch.tensor([0, 1, 2, 8, 4]),  # misses 3
 ]
-APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
-EXPLORE = "pages/explore.py"
+EXPLORE = PAGES["explore"]
 HARD_TAB = ":material/groups: Hard for every model"  # pages/explore.py TABS[2]
 TIMEOUT = 240  # seconds per script run: each run is evaluated on the 10,000 test images
 
@@ -61,8 +60,7 @@ def test_the_tab_lists_an_image_both_saved_runs_miss(runs_dir, mnist_dir, mnist_
     both = (results[0].predictions != results[0].labels) & (results[1].predictions != results[1].labels)
     first = int(both.nonzero()[0])  # most missed (by both) first, ties in test order
 
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.run()
+    at = open_app(timeout=TIMEOUT)
     at.switch_page(EXPLORE)
     at.session_state["explore_tab"] = HARD_TAB  # the tab a visitor opened
     at.run()

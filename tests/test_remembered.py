@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import PAGES, open_app
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, load_checkpoint, save_run
@@ -19,19 +20,9 @@ from mnist.train import evaluate
 from studio.ownership import owner_of
 from studio.remembered import MAX_TEXT_CHARS, Choices, ChoiceStore, worth_keeping
 
-REPO = Path(__file__).resolve().parent.parent
-APP = REPO / "streamlit_app.py"
-PAGES = {"sketch": "pages/sketch.py", "train": "pages/train.py", "explore": "pages/explore.py"}
 TIMEOUT = 180  # seconds per script run: the first Explore run evaluates a model on 10,000 images
 VISITOR = "visitor-token-of-remembered-0001"  # one browser: each AppTest below is a new session of it
 RUN = "kept-run"
-
-
-@pytest.fixture
-def with_data(monkeypatch, mnist_dir, runs_dir) -> Path:
-    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
-    monkeypatch.setattr("mnist.data.download_mnist", lambda root: pytest.fail("tests never download MNIST"))
-    return runs_dir
 
 
 @pytest.fixture
@@ -43,13 +34,7 @@ def visitors_run(with_data) -> Path:
 
 def session(page: str, token: str = VISITOR) -> AppTest:
     """A new Streamlit session of the browser holding `token`, on `page`."""
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.session_state["visitor_token"] = token
-    at.run()
-    if page != "sketch":
-        at.switch_page(PAGES[page]).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(page, token=token, timeout=TIMEOUT)
 
 
 def visible_text(at: AppTest) -> str:
@@ -153,11 +138,7 @@ def test_a_remembered_model_that_is_gone_falls_back_with_the_notice(visitors_run
 def test_a_value_that_names_no_model_falls_back_without_an_error(with_data, forged, notice):
     """A stale or forged menu value (a replayed old label, a hand-made message) is no crash; a value of a
     model's form that is not there reads as a model that is gone (the usual notice)."""
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.session_state["visitor_token"] = "visitor-token-forging-a-value-03"
-    at.session_state["active_model"] = forged
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_app(token="visitor-token-forging-a-value-03", active_model=forged, timeout=TIMEOUT)
     assert at.session_state["active_model"] == "bundled"
     assert bool([w.value for w in at.sidebar.warning if "deleted or renamed" in w.value]) == notice
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import PAGES, open_app
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import list_runs, load_checkpoint, save_ensemble, save_run
@@ -17,10 +18,7 @@ from mnist.records import RunMetrics
 from studio import explain
 from studio.views import queue_text
 
-REPO = Path(__file__).resolve().parent.parent
-APP = REPO / "streamlit_app.py"
-TRAIN_PAGE, SKETCH_PAGE = "pages/train.py", "pages/sketch.py"
-TIMEOUT = 120  # seconds per AppTest run: the machine is slow and shared
+TRAIN_PAGE, SKETCH_PAGE = PAGES["train"], PAGES["sketch"]
 RUN_TIMEOUT = 240  # seconds for a run on 600 images, on a shared machine
 START = "Start training"
 # (field, what a user types): each one is refused, whatever the reason
@@ -37,24 +35,12 @@ REFUSED = [
 ]
 
 
-@pytest.fixture
-def with_data(runs_dir, mnist_dir, monkeypatch) -> Path:
-    """Real MNIST (Start needs it), never a download, and an empty runs folder: its path."""
-    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
-    monkeypatch.setattr("mnist.data.download_mnist", lambda root: pytest.fail("tests never download MNIST"))
-    return runs_dir
-
-
 def make_run(runs_dir: Path, name: str) -> None:
     save_run(build_model("mlp"), TrainConfig(arch="mlp"), RunMetrics(test_accuracy=0.9), None, runs_dir, name)
 
 
 def open_train() -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page(TRAIN_PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app("train")
 
 
 def start_button(at: AppTest):

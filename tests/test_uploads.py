@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import pickle
 import struct
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import open_app
 from safetensors.torch import save as save_safetensors
 from streamlit.testing.v1 import AppTest
 
@@ -22,7 +22,6 @@ from mnist.config import TrainConfig
 from mnist.models import build_model
 from mnist.records import RunMetrics, RunRecord
 
-APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
 WEIGHTS = "checkpoint_upload"
 JSON_0 = "checkpoint_upload_json_0"  # the .json uploader's first key (bumped when it is emptied)
 # Words that belong to safetensors, torch or Python, not to a visitor's explanation.
@@ -60,10 +59,7 @@ def app(runs_dir, tmp_path, monkeypatch) -> AppTest:
     empty.mkdir()
     monkeypatch.setenv("MNIST_DATA_DIR", str(empty))
     monkeypatch.setattr("mnist.data.download_mnist", lambda root: (_ for _ in ()).throw(OSError("no network")))
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(timeout=60)
 
 
 def upload(at: AppTest, name: str, data: bytes, key: str = WEIGHTS) -> AppTest:
