@@ -580,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         "verdicts",
         machine,
         figures,
-        file_stem="verdicts-quick" if args.quick else None,
+        file_stem="verdicts-quick" if args.quick or test_limit is not None else None,  # a part of the test set
         quick=args.quick,
         seeds={
             "canvases, non-digits, numbers and timing canvases": seeds,
