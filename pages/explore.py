@@ -14,7 +14,7 @@ from mnist.errors import MnistError
 from mnist.hard_digits import HardDigit, rank_hard_digits
 from mnist.predict import predict_tensor
 from mnist.stats import class_counts, indices_of, mean_images
-from studio import dataset, guide, registry, session, share, sketch_state
+from studio import dataset, guide, registry, session, share
 from studio.explore_charts import (
     CELL_SELECTION,
     class_distribution_chart,
@@ -22,6 +22,7 @@ from studio.explore_charts import (
     per_class_accuracy_chart,
     selected_cell,
 )
+from studio.sketch_state import SketchState
 from studio.tiles import make_openable, opened_index
 from studio.views import (
     MISTAKE_ORDERS,
@@ -237,7 +238,7 @@ def open_tile(container_key: str) -> None:
 
 
 def open_test_image(index: int) -> None:
-    st.session_state[sketch_state.SKETCH_IMAGE_KEY] = index
+    SketchState.of().test_image = index
     st.session_state[SWITCH_KEY] = True
 
 

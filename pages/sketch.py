@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import streamlit as st
 
 from mnist import verdict
 from mnist.compare import reread
-from mnist.device import available_devices
 from mnist.ensemble import first_member, members_of
 from mnist.errors import MnistError
 from mnist.predict import LIVE_IG_STEPS, predict_tensor, saliency_map
@@ -23,13 +21,13 @@ from studio import (
     explain,
     guide,
     inside_views,
-    picture,
     registry,
     session,
-    sketch_state,
-    uploads,
 )
 from studio.charts import probabilities_figure
+from studio.model_upload import model_settings
+from studio.sketch_input import clear_canvas, keep_drawing, read_drawing, show_picture_input
+from studio.sketch_state import SketchState
 from studio.views import (
     CANVAS_SIZE,
     image_alt,
@@ -52,192 +50,16 @@ NOT_A_DIGIT_HINT = "Draw one digit, 0 to 9, as one shape, or several digits side
 DEFAULT_STROKE = 20  # canvas pixels; the digit is rescaled anyway, this looks like MNIST's pen
 PREVIEW_SCALE = 8  # the 28x28 input shown at 224x224
 COLUMNS = [1, 1.35]  # canvas | prediction, relative widths
-CANVAS_VERSION_KEY = "canvas_version"  # bumped by Clear: a new canvas key remounts an empty canvas
 TOOLBAR_CAPTION = "Above the canvas: ↶ Undo the last stroke · ↷ Redo it. Clear starts over."
 # streamlit-drawable-canvas 0.13 keeps Undo's history across a new width, but resets it whenever it is handed a
 # drawing (initial_drawing), which this page must do at each width change (CANVAS_RESTORE_KEY): it has no way to
 # hand back the history itself.
 STROKE_HINT = "A new width keeps the drawing, but Undo then starts from it: the canvas component forgets its history."
-CANVAS_DRAWING_KEY = "canvas_drawing"  # the drawing (fabric.js JSON) the canvas last reported
-# The drawing passed back to the canvas as its initial_drawing, taken at each stroke-width change. A new width
-# changes the component's data, and two changes in quick succession race in Streamlit's component loader: the
-# canvas is disposed and mounted anew, empty, without telling the server. Given the drawing, it comes back.
-CANVAS_RESTORE_KEY = "canvas_restore"
-UPLOAD_WIDGET_KEY = "checkpoint_upload"  # the weights: one .safetensors file, a new one replaces it
-# The optional meta.json has an uploader of its own, whose key carries a version: bumping it empties it.
-UPLOAD_JSON_KEY = "checkpoint_upload_json"
-UPLOAD_JSON_VERSION_KEY = "checkpoint_upload_json_version"
-UPLOAD_PAIRED_KEY = "checkpoint_upload_paired_json"  # file_id of the .json the last weights were tried with
-UPLOAD_ERROR_KEY = "checkpoint_upload_error"
-UPLOAD_OK_KEY = "checkpoint_upload_ok"
 # The input: the canvas (Draw) or a picture (Picture), as tabs; the open tab is what the model reads. Only the
 # open tab's widgets are made (lazy tabs), so the camera asks for permission only once Picture is opened; the
 # canvas is made in both, so the drawing is still there on the way back.
 INPUT_TAB_KEY = canvas_style.INPUT_TABS_KEY  # its phone layout: studio.page_css
 DRAW_TAB, PICTURE_TAB = "Draw", "Picture"
-PICTURE_UPLOAD_KEY = "picture_upload"
-PICTURE_CAMERA_KEY = "picture_camera"
-CAMERA_ON_KEY = "picture_camera_on"  # the camera is opened on demand: a visitor who uploads is never asked
-PICTURE_TYPES = ["png", "jpg", "jpeg", "webp"]
-PICTURE_HINT = "A digit written in dark ink on light paper, large in the frame. One digit, or a number."
-PICTURE_PREVIEW_WIDTH = 200  # pixels: the ink found in the picture, under its inputs
-
-
-def clear_canvas() -> None:
-    st.session_state[CANVAS_VERSION_KEY] = st.session_state.get(CANVAS_VERSION_KEY, 0) + 1
-    st.session_state.pop(sketch_state.CANVAS_OVERRIDE_KEY, None)
-    forget_drawing()
-
-
-def forget_drawing() -> None:
-    st.session_state.pop(CANVAS_DRAWING_KEY, None)
-    st.session_state.pop(CANVAS_RESTORE_KEY, None)
-
-
-def keep_drawing() -> None:
-    """Before the canvas gets a new stroke width: hand it the drawing, in case it remounts (CANVAS_RESTORE_KEY)."""
-    st.session_state[CANVAS_RESTORE_KEY] = st.session_state.get(CANVAS_DRAWING_KEY)
-
-
-def canvas_key() -> str:
-    return f"canvas_{st.session_state.get(CANVAS_VERSION_KEY, 0)}"
-
-
-def read_drawing(stroke_width: int):
-    """The drawing as an RGBA array (None before the first stroke).
-
-    The canvas is always rendered; st.session_state[sketch_state.CANVAS_OVERRIDE_KEY], when set, replaces
-    what it returns (AppTest cannot draw on a component).
-    """
-    # Imported here: the component registers itself at import, which needs a running Streamlit app.
-    from streamlit_drawable_canvas import st_canvas
-
-    if canvas_key() not in st.session_state:
-        # A canvas new to the server (first visit, back from another page): it reports nothing until the first
-        # stroke, so a drawing handed to it would be ink the prediction knows nothing of.
-        forget_drawing()
-    result = st_canvas(
-        stroke_width=stroke_width,
-        stroke_color="#FFFFFF",
-        background_color="#000000",
-        width=CANVAS_SIZE,
-        height=CANVAS_SIZE,
-        drawing_mode="freedraw",
-        update_streamlit=True,  # send the drawing after every stroke: no button to press
-        return_image_data=True,
-        initial_drawing=st.session_state.get(CANVAS_RESTORE_KEY),
-        key=canvas_key(),
-    )
-    st.session_state[CANVAS_DRAWING_KEY] = result.json_data
-    override = st.session_state.get(sketch_state.CANVAS_OVERRIDE_KEY)
-    if override is not None:
-        return np.asarray(override)
-    return result.image_data
-
-
-def json_uploader_key() -> str:
-    return f"{UPLOAD_JSON_KEY}_{st.session_state.get(UPLOAD_JSON_VERSION_KEY, 0)}"
-
-
-def on_weights_upload() -> None:
-    """A new weights file: load it, without the .json that went with the previous weights."""
-    meta = st.session_state.get(json_uploader_key())
-    if meta is not None and meta.file_id == st.session_state.get(UPLOAD_PAIRED_KEY):
-        # That .json described the weights this file replaces: kept, it would be refused as another run's.
-        st.session_state[UPLOAD_JSON_VERSION_KEY] = st.session_state.get(UPLOAD_JSON_VERSION_KEY, 0) + 1
-    on_upload()
-
-
-def on_upload() -> None:
-    """Validate the uploaded weights (with the .json, if one is uploaded) and make them the active model."""
-    st.session_state.pop(UPLOAD_ERROR_KEY, None)
-    st.session_state.pop(UPLOAD_OK_KEY, None)
-    weights = st.session_state.get(UPLOAD_WIDGET_KEY)
-    meta = st.session_state.get(json_uploader_key())
-    if weights is None:
-        return  # removed, or a .json before its weights: the model in use stays
-    if not weights.name.lower().endswith(".safetensors"):
-        st.session_state[UPLOAD_ERROR_KEY] = uploads.wrong_file_text(weights.name)
-        return
-    st.session_state[UPLOAD_PAIRED_KEY] = meta.file_id if meta is not None else None
-    try:
-        key = registry.add_upload(weights.getvalue(), meta.getvalue() if meta is not None else None, weights.name)
-    except MnistError as exc:
-        st.session_state[UPLOAD_ERROR_KEY] = f"{weights.name} cannot be used. {uploads.refusal_text(exc)}"
-        return
-    record = registry.model_choices()[key].record
-    used = f"{weights.name} with {meta.name}" if meta is not None else weights.name
-    model = f"{record.model_text}, {record.metrics.accuracy_text(' test accuracy')}"
-    st.session_state[UPLOAD_OK_KEY] = f"Loaded {used}: {model}. It is now the active model (see the sidebar)."
-
-
-def model_settings(expanded: bool) -> None:
-    with st.expander("Model, device and your own checkpoint", icon=":material/tune:", expanded=expanded):
-        st.caption("Pick the model in the sidebar: the bundled one, any run trained on the Train page, or an upload.")
-        st.file_uploader(
-            "Upload a checkpoint (model.safetensors)",
-            type=["safetensors"],
-            key=UPLOAD_WIDGET_KEY,
-            on_change=on_weights_upload,
-            help="The file from Download model.safetensors on the Train page. A new file replaces the old one.",
-        )
-        st.file_uploader(
-            "Its meta.json (only for weights saved without their description)",
-            type=["json"],
-            key=json_uploader_key(),
-            on_change=on_upload,
-            help="MNIST Studio's downloads carry their description: they need no .json.",
-        )
-        if UPLOAD_ERROR_KEY in st.session_state:
-            st.error(st.session_state[UPLOAD_ERROR_KEY])
-        if UPLOAD_OK_KEY in st.session_state:
-            st.success(st.session_state[UPLOAD_OK_KEY])
-        devices = available_devices()
-        if st.session_state.get("sketch_device") not in devices:
-            st.session_state["sketch_device"] = devices[-1]  # cpu: a single drawing gains nothing from a GPU
-        st.selectbox("Device for predictions", devices, key="sketch_device")
-
-
-def on_picture_upload() -> None:
-    given = st.session_state.get(PICTURE_UPLOAD_KEY)
-    if given is None:
-        picture.forget_picture()  # removed: Picture shows its inputs again
-    else:
-        picture.take_picture(given.name, given.getvalue())
-
-
-def on_camera_photo() -> None:
-    photo = st.session_state.get(PICTURE_CAMERA_KEY)
-    if photo is None:
-        picture.forget_picture()
-    else:
-        picture.take_picture("Your photo", photo.getvalue())
-
-
-def show_picture_input() -> picture.Picture | None:
-    """The Picture tab: a file or a camera photo, then the ink found in it (or why it cannot be read)."""
-    st.file_uploader(
-        "Upload a picture of a digit (PNG or JPEG)",
-        type=PICTURE_TYPES,
-        key=PICTURE_UPLOAD_KEY,
-        on_change=on_picture_upload,
-        help=PICTURE_HINT,
-    )
-    if st.toggle("Use the camera", key=CAMERA_ON_KEY):
-        st.camera_input("Take a photo of a digit on paper", key=PICTURE_CAMERA_KEY, on_change=on_camera_photo)
-    given = picture.current_picture()
-    if given is None:
-        st.caption(PICTURE_HINT)
-    elif given.error is not None:
-        st.error(given.error)
-    else:
-        st.image(
-            given.ink,
-            width=PICTURE_PREVIEW_WIDTH,
-            caption=f"The ink found in {given.name}",
-            alt=f"The ink found in {given.name}, white on black",
-        )
-    return given
 
 
 def read_calibration(key: str) -> tuple[Calibration, bool]:
@@ -304,7 +126,7 @@ def compare_drawing(key: str, reading: Reading, names: dict[str, str], device: s
 
 def show_prediction(key: str, label: str, array, names: dict[str, str], what: str = "drawing") -> None:
     """The verdict on `array` (the canvas's drawing or a picture's ink: `what`), its details and the comparison."""
-    device = st.session_state.get("sketch_device", "cpu")
+    device = SketchState.of().device
     try:
         model = registry.model_on_device(key, device)
         calibration, calibrated = read_calibration(key)
@@ -338,7 +160,8 @@ def show_prediction(key: str, label: str, array, names: dict[str, str], what: st
         key="probabilities",
         config={"displayModeBar": False},
     )
-    explain_probabilities(key, group.digit, group.confidence)
+    if group.digit is not None:  # not a digit: no digit for the line's words
+        explain_probabilities(key, group.digit, group.confidence)
     compare_drawing(key, reading, names, device)
     seen, why = st.columns(2)
     with seen:
@@ -391,8 +214,12 @@ def show_digits(reading: Reading) -> None:
             )
 
 
+def close_test_image() -> None:
+    SketchState.of().test_image = None
+
+
 def show_test_image(key: str | None, label: str | None, index: int, names: dict[str, str]) -> None:
-    """MNIST test image `index` as the input instead of the drawing (set by Explore: sketch_state.SKETCH_IMAGE_KEY).
+    """MNIST test image `index` as the input instead of the drawing (set by Explore: SketchState.test_image).
 
     The model gets the image's own 28x28 pixels (views.mnist_input), so this is the prediction Explore
     lists for it; the heading, probabilities and saliency are the drawing's, through the page's helpers.
@@ -414,8 +241,7 @@ def show_test_image(key: str | None, label: str | None, index: int, names: dict[
         st.button(
             "Back to drawing",
             icon=":material/draw:",
-            on_click=st.session_state.pop,
-            args=(sketch_state.SKETCH_IMAGE_KEY, None),
+            on_click=close_test_image,
         )
     with right:
         hidden_heading("The model's answer")
@@ -426,7 +252,7 @@ def show_test_image(key: str | None, label: str | None, index: int, names: dict[
             return
         image = mnist_input(data.test_images[index])
         try:
-            model = registry.model_on_device(key, st.session_state.get("sketch_device", "cpu"))
+            model = registry.model_on_device(key, SketchState.of().device)
             probs = predict_tensor(model, image.to_tensor())[0]
             saliency = saliency_of(model, image, int(probs.argmax()))
         except MnistError as exc:
@@ -460,7 +286,7 @@ def compare_test_image(key: str, first: compare.Answer, image: CanvasImage, trut
     if other is None:
         return
     try:
-        model = registry.model_on_device(other, st.session_state.get("sketch_device", "cpu"))
+        model = registry.model_on_device(other, SketchState.of().device)
         probs = tuple(float(p) for p in predict_tensor(model, image.to_tensor())[0])
     except MnistError as exc:
         with st.container(key=compare.CONTAINER_KEY):
@@ -498,8 +324,8 @@ def sketch(key: str | None, label: str | None, names: dict[str, str]) -> None:
     or the rest of the page (a whole-page rerun cost about 3x the CPU per stroke: bench/stroke_cpu.py).
     A change of model or device is a full rerun, which calls it again with the new key and label.
     """
-    if sketch_state.SKETCH_IMAGE_KEY in st.session_state:  # a test image opened from Explore
-        show_test_image(key, label, st.session_state[sketch_state.SKETCH_IMAGE_KEY], names)
+    if (test_image := SketchState.of().test_image) is not None:  # a test image opened from Explore
+        show_test_image(key, label, test_image, names)
         return
     with st.container(key=canvas_style.SKETCH_LAYOUT_KEY):
         left, right = st.columns(COLUMNS, gap="large")

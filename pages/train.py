@@ -8,23 +8,15 @@ import streamlit as st
 
 from mnist.checkpoint import (
     check_run_name,
-    checkpoint_file_bytes,
-    delete_run,
-    load_history,
-    rename_run,
-    save_ensemble,
 )
 from mnist.config import FIELD_SPECS, PRESET_DESCRIPTIONS, PRESETS, FieldSpec, TrainConfig, preset_config, range_text
 from mnist.cost import estimate, over_cap_message, read_max_minutes
 from mnist.device import PRECISION_LABELS, available_devices, dtype_name, resolve_device, resolve_precision
 from mnist.ensemble import MAX_MEMBERS, MIN_MEMBERS
 from mnist.errors import ConfigError, MnistError
-from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, BusyError
+from mnist.jobs import BusyError
 from mnist.models import ARCHS, build_model, count_parameters, summarize_model
-from mnist.records import ModelRef
-from mnist.train import History
-from studio import dataset, disk_budget, explain, guide, insight_views, job_pool, registry, session, share, visitor
-from studio.charts import DEFAULT_SMOOTHING, compare_figure, epoch_figure, lr_figure, step_loss_figure
+from studio import dataset, job_pool, registry, session, share, visitor
 from studio.form import (
     FORM_FIELDS,
     NUMBER_WORDS,
@@ -37,10 +29,12 @@ from studio.form import (
 )
 from studio.remembered import RUN_NAME_KEY, SEEDS_KEY
 from studio.remembered import TRAIN_PREFIX as PREFIX
-from studio.views import format_duration, queue_text, run_row, training_progress
+from studio.train_jobs import REFRESH_SECONDS, STATE_LABELS, run_panel
+from studio.train_runs import RUNS_PARAM, saved_runs
+from studio.train_state import JOB_KEY, LINK_PROBLEMS_KEY, START_ERROR_KEY
+from studio.views import format_duration
 
 log = logging.getLogger(__name__)
-REFRESH_SECONDS = 1.0  # the live panel reruns (alone) this often while a run is queued or training
 # The form in reading order, two fields a row, each row its own st.columns(2): on a phone the columns
 # stack row by row, so the order stays this one. The preset, arch and QUICK_ROWS come before Start (a
 # short Tab path to it); FORM_ROWS, every other field (full width) and the run's name and seeds are in the
@@ -57,22 +51,10 @@ FORM_ROWS = (
 )  # augment is left out: its label needs the full width (in a half column it was cut to "Augment (ra…")
 MORE_SETTINGS = "More settings: batch size, optimizer, schedule, augmentation, device, run name, seeds"
 BETWEEN_FIELDS = ""  # the key of a problem that no single field has (batch size vs training images, ...)
-STATE_LABELS = {QUEUED: "queued", RUNNING: "training", DONE: "finished", STOPPED: "stopped", FAILED: "failed"}
-MAX_COMPARED = 8
 MIN_SEEDS = 1
-DELETE_CONFIRM_KEY = "confirm_delete"
-DELETE_ERROR_KEY = "delete_error"  # why the last rename or delete was refused
-RENAME_KEY = "rename_to"
-START_ERROR_KEY = "start_error"  # why the last Start was refused by the pool
-RUN_PICK_KEY = "runs_to_watch"  # prefix of "Your runs"' key (see choose_run_to_watch)
-ENSEMBLE_PICK_KEY = "ensemble_runs"  # the saved runs chosen for a new ensemble
-ENSEMBLE_NAME_KEY = "ensemble_name"
-ENSEMBLE_RESULT_KEY = "ensemble_result"  # (ok, message) of the last Make the ensemble
-COMPARE_KEY = "compare_runs"  # the saved runs whose curves are compared
 # What a link to this page's setup carries (studio.share): the preset and the fields, not the device (a
 # machine's devices do not travel with a link) nor the run name (a name is taken once); and the compared runs.
 SHARED_FIELDS = tuple(name for name in FORM_FIELDS if name != "device")
-LINK_PROBLEMS_KEY = "train_link_problems"  # what the link this session was opened with could not set
 
 manager = job_pool.job_manager()
 owner = visitor.owner_id()
@@ -108,17 +90,6 @@ def read_seeds(text: str) -> int:
     return value
 
 
-def read_runs(text: str) -> list[str]:
-    """A link's comma-separated run names (a run name has no comma): saved runs this visitor can see."""
-    names = [n for n in text.split(",") if n]
-    visible = {r.name for r in registry.runs_list()}
-    missing = [n for n in names if n not in visible]
-    if not names or missing or len(names) > MAX_COMPARED:
-        why = f"there is no saved run named {missing[0]} here" if missing else f"1 to {MAX_COMPARED} run names"
-        raise ValueError(f"must name saved runs ({why})")
-    return names
-
-
 def form_params() -> list[share.Param]:
     params = [share.Param("preset", PREFIX + "preset", share.read_choice(PRESETS), label="Preset")]
     for name in SHARED_FIELDS:
@@ -127,9 +98,6 @@ def form_params() -> list[share.Param]:
         params.append(share.Param(name, PREFIX + name, field_reader(spec), write, spec.label))
     params.append(share.Param("seeds", SEEDS_KEY, read_seeds, label="Seeds"))
     return params
-
-
-RUNS_PARAM = share.Param("runs", COMPARE_KEY, read_runs, ",".join, "Compare runs")
 
 
 def open_shared_link() -> None:
@@ -461,461 +429,8 @@ def start_run() -> None:
     except MnistError as exc:  # e.g. the last seed past its range
         st.session_state[START_ERROR_KEY] = f"Cannot start these runs: {exc}."
         return
-    st.session_state[job_pool.JOB_KEY] = job.id
+    st.session_state[JOB_KEY] = job.id
     st.session_state[RUN_NAME_KEY] = ""  # that name is taken now: the next run gets its own or an automatic one
-
-
-# --- the run being watched --------------------------------------------------------------------
-
-
-def my_jobs():
-    """This session's runs, newest first."""
-    return sorted(manager.jobs_for(owner), key=lambda j: j.created, reverse=True)
-
-
-def first_to_watch(jobs):
-    """The run a page opened afresh shows: one training now (after a reload mid-run, not the queued seed
-    behind it), else the newest."""
-    return next((j for j in jobs if j.state == RUNNING), jobs[0])
-
-
-def plural(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
-
-
-def job_title(job) -> str:
-    c = job.config
-    limit = f" · first {c.train_limit:,} images" if c.train_limit else ""
-    seed = f" · seed {c.seed}" if job.group else ""  # one of several seeds: which one
-    return f"{job.id} · {c.arch} · {plural(c.epochs, 'epoch')} · batch {c.batch_size}{limit}{seed}"
-
-
-def render_job(job_id: str) -> None:
-    job = manager.get(job_id)
-    if job is None:
-        st.info("This run is no longer tracked; find it under Saved runs below.")
-        return
-    events = manager.events(job)
-    state = job.state
-    st.markdown(f"**{job_title(job)}** · {STATE_LABELS.get(state, state)}")
-    if state == QUEUED:
-        running, _queued = manager.active_count()
-        st.info(queue_text(manager.position(job), manager.max_workers, running), icon=":material/hourglass_top:")
-        st.button("Cancel this run", icon=":material/close:", on_click=manager.stop, args=(job.id,), key="stop_job")
-    elif state == RUNNING:
-        progress = training_progress(History.of_events(events).steps, job.config.epochs)
-        st.progress(progress.fraction, text=progress.text)
-        if job.stop_event.is_set():
-            st.caption("Stopping after the current step; the model trained so far will be saved…")
-        else:
-            st.button(
-                "Stop (keeps the model trained so far)",
-                icon=":material/stop:",
-                on_click=manager.stop,
-                args=(job.id,),
-                key="stop_job",
-            )
-    elif state == FAILED:
-        st.error(f"Training failed: {job.error}", icon=":material/error:")
-    elif job.metrics is None:  # withdrawn from the queue before it started
-        why = f" {job.stop_reason[0].upper()}{job.stop_reason[1:]}." if job.stop_reason else ""
-        st.info(f"Cancelled before it started: nothing was trained or saved.{why}", icon=":material/block:")
-    else:
-        render_summary(job)
-    if events:
-        history = History.of_events(events)
-        smoothing = st.session_state.get("loss_smoothing", DEFAULT_SMOOTHING)
-        st.plotly_chart(step_loss_figure(history.steps, smoothing), key="live_step_loss")
-        st.plotly_chart(epoch_figure(history.epochs), key="live_epochs")
-        if text := curves_text(history):
-            st.caption(text)
-        st.plotly_chart(lr_figure(history.steps), key="live_lr")
-        st.caption(explain.learning_rate_text(job.config.scheduler, job.config.lr))
-        st.slider(
-            "Loss smoothing (EMA)", 0.0, 0.99, DEFAULT_SMOOTHING, 0.01, key="loss_smoothing", persist_state="session"
-        )
-        insight_views.show_job_insight(events)
-
-
-def curves_text(history: History) -> str:
-    """The paragraph under a run's curves, with its own numbers (studio.explain)."""
-    last = history.epochs[-1] if history.epochs else None
-    return explain.curves_text(
-        [e.loss for e in history.steps],
-        None if last is None else last.train_accuracy,
-        None if last is None else last.test_accuracy,
-        len(history.epochs),
-    )
-
-
-def ensemble_text(record) -> str:
-    """Why an ensemble scores what it scores against its members (studio.explain); '' without the figures."""
-    members = [m.metrics.test_accuracy for m in record.members]
-    if record.metrics.test_accuracy is None or None in members:
-        return ""
-    return explain.ensemble_text(members, record.metrics.test_accuracy)
-
-
-def render_summary(job) -> None:
-    m = job.metrics  # a finished job that trained always has them (render_job checks)
-    acc, loss = m.test_accuracy or 0.0, m.test_loss or 0.0
-    duration = format_duration(m.train_seconds)
-    if job.state == STOPPED:
-        why = f" ({job.stop_reason})" if job.stop_reason else ""
-        st.warning(
-            f"Stopped after {m.steps_done:,} steps{why}: the model trained so far was saved. "
-            f"Test accuracy {acc * 100:.2f}% after {duration} of training.",
-            icon=":material/stop_circle:",
-        )
-    else:
-        st.success(
-            f"Finished: test accuracy {acc * 100:.2f}% after {duration} of training "
-            f"({plural(m.epochs_done, 'epoch')}, {plural(m.steps_done, 'step')}"
-            f"{f', in {m.precision}' if m.precision else ''}).",
-            icon=":material/check_circle:",
-        )
-    cols = st.columns(4)
-    cols[0].metric("Test accuracy", f"{acc * 100:.2f}%")
-    cols[1].metric("Test loss", f"{loss:.4f}")
-    seconds = m.train_seconds  # plain seconds: "2 min 05 s" is cut off in a narrow column
-    cols[2].metric("Training time", "–" if seconds is None else f"{seconds:,.0f} s")
-    cols[3].metric("Steps", f"{m.steps_done:,}")
-    if job.run_dir is not None:
-        use_button(job.run_dir.name, "Use this model in Sketch and Explore", ":material/check:", "use_finished")
-    if job.state == DONE:
-        guide.mark_done(guide.Step.TRAIN)  # the start guide's step 2: a run trained to its end and saved
-
-
-def use_button(run_name: str, label: str, icon: str, key: str) -> None:
-    """A button that makes the saved run the active model, or a line saying it already is."""
-    model_key = ModelRef.run(run_name).key
-    if st.session_state.get(registry.ACTIVE_MODEL_KEY) == model_key:
-        st.caption(f"Saved as `{run_name}` · the active model for Sketch and Explore.")
-    else:
-        st.button(label, icon=icon, on_click=registry.set_active_model, args=(model_key,), key=key)
-
-
-@st.fragment(run_every=REFRESH_SECONDS)
-def live_job(job_id: str) -> None:
-    """Reruns on its own every second while the run is queued or training, then hands back to the page."""
-    render_job(job_id)
-    job = manager.get(job_id)
-    if job is None or job.is_finished:
-        st.rerun()  # the whole page: the new run joins the history and the sidebar's model list
-
-
-def show_seed_group(group) -> None:
-    """One line about a seeds group: how far it is, its saved ensemble, or why there is none."""
-    n = len(group.jobs)
-    if group.state == DONE:
-        name = group.run_dir.name
-        record = registry.get_checkpoint(ModelRef.run(name).key).record
-        acc = record.metrics.accuracy_text(" test accuracy")
-        st.success(f"{plural(n, 'seed')} done: saved `{name}`, {record.model_text}, {acc}.")
-        if text := ensemble_text(record):
-            st.caption(text)
-        use_button(name, "Use the ensemble in Sketch and Explore", ":material/stacks:", f"use_ensemble_{group.id}")
-    elif group.state == FAILED:
-        st.warning(f"{plural(n, 'seed')}: {group.error}.", icon=":material/info:")
-    else:
-        finished = group.finished_jobs
-        st.info(
-            f"{plural(n, 'seed')}: {finished} of {n} runs finished; their ensemble is saved when all are done"
-            f"{' (saving it now…)' if finished == n else ''}.",
-            icon=":material/stacks:",
-        )
-
-
-@st.fragment(run_every=REFRESH_SECONDS)
-def live_seed_group(group) -> None:
-    """Refreshes while a group trains; reruns the page once its ensemble is saved (or cannot be)."""
-    show_seed_group(group)
-    if group.is_finished:
-        st.rerun()
-
-
-def seed_groups() -> None:
-    for group in sorted(manager.groups_for(owner), key=lambda g: g.id, reverse=True)[:3]:  # the latest few
-        (show_seed_group if group.is_finished else live_seed_group)(group)
-
-
-def choose_run_to_watch(labels: dict[str, str]) -> None:
-    """ "Your runs": which of this visitor's runs the panel shows, each labelled with its state now.
-
-    The widget's key names every run's state: a key kept across a state change (training -> stopped) kept
-    the browser's old label of the chosen run. A new key is a new widget, drawn with the labels of now;
-    JOB_KEY holds the choice across them.
-    """
-    states = "-".join(label.rsplit(" · ", 1)[-1] for label in labels.values())
-    key = f"{RUN_PICK_KEY}_{len(labels)}_{states}"
-    ids = list(labels)
-    st.selectbox(
-        "Your runs",
-        ids,
-        index=ids.index(st.session_state[job_pool.JOB_KEY]),
-        key=key,
-        format_func=lambda i: labels.get(i, i),
-        on_change=lambda: st.session_state.update({job_pool.JOB_KEY: st.session_state[key]}),
-    )
-
-
-def run_panel() -> None:
-    seed_groups()
-    jobs = my_jobs()
-    if not jobs:
-        st.info(
-            "Start a run to watch it learn here: the loss after every few steps, train and test accuracy after "
-            "every epoch and the learning rate, live. It trains in the background: you can switch pages.",
-            icon=":material/monitoring:",
-        )
-        trained = [r for r in registry.runs_list() if not r.record.is_ensemble]  # an ensemble has no curves
-        if trained:
-            latest = trained[0]
-            metrics = latest.record.metrics
-            acc_text = "" if metrics.test_accuracy is None else f", {metrics.accuracy_text(' test accuracy')}"
-            st.caption(f"Meanwhile, the curves of the latest saved run, `{latest.name}`{acc_text}:")
-            history = cached_history(str(latest.path))
-            st.plotly_chart(step_loss_figure(history.steps), key="latest_step_loss")
-            st.plotly_chart(epoch_figure(history.epochs), key="latest_epochs")
-            if text := curves_text(history):
-                st.caption(text)
-        return
-    labels = {j.id: f"{job_title(j)} · {STATE_LABELS.get(j.state, j.state)}" for j in jobs}
-    if st.session_state.get(job_pool.JOB_KEY) not in labels:  # a new session (a reload, a second tab)
-        st.session_state[job_pool.JOB_KEY] = first_to_watch(jobs).id
-    if len(jobs) > 1:
-        choose_run_to_watch(labels)
-    job = manager.get(st.session_state[job_pool.JOB_KEY])
-    if job.is_finished:
-        render_job(job.id)
-    else:
-        live_job(job.id)
-
-
-# --- saved runs -------------------------------------------------------------------------------
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def cached_history(path: str) -> History:
-    return load_history(path)  # runs never change once saved
-
-
-def ask_delete(name: str) -> None:
-    st.session_state[DELETE_CONFIRM_KEY] = name
-
-
-def cancel_delete() -> None:
-    st.session_state.pop(DELETE_CONFIRM_KEY, None)
-
-
-def refusal(name: str, verb: str) -> str | None:
-    """Why this visitor may not change run `name` now (checked again at the click, not just by the button)."""
-    run = next((r for r in registry.all_runs() if r.name == name), None)
-    if run is None:
-        return f"Could not {verb} {name}: it no longer exists."
-    allowed = registry.run_access(run)
-    return None if allowed.can_change else f"Could not {verb} {name}: {allowed.reason}."
-
-
-def forget_run(name: str, new_name: str | None = None) -> None:
-    """Drop (or follow, for a rename) this session's references to a run that was deleted or renamed."""
-    if st.session_state.get(registry.ACTIVE_MODEL_KEY) == ModelRef.run(name).key:
-        if new_name is None:
-            st.session_state.pop(registry.ACTIVE_MODEL_KEY, None)  # back to the default model
-        else:
-            st.session_state[registry.ACTIVE_MODEL_KEY] = ModelRef.run(new_name).key
-    compared = st.session_state.get(COMPARE_KEY, [])
-    st.session_state[COMPARE_KEY] = [new_name if n == name else n for n in compared if new_name or n != name]
-    st.session_state["manage_run"] = new_name
-    if new_name is None:
-        st.session_state.pop("manage_run", None)
-
-
-def do_delete(name: str) -> None:
-    st.session_state.pop(DELETE_CONFIRM_KEY, None)
-    problem = refusal(name, "delete")
-    if problem is None:
-        try:
-            delete_run(runs_dir, name)
-        except MnistError as exc:
-            problem = f"Could not delete {name}: {exc}"
-    if problem:
-        st.session_state[DELETE_ERROR_KEY] = problem
-        return
-    forget_run(name)
-
-
-def do_rename(name: str) -> None:
-    new_name = (st.session_state.get(RENAME_KEY) or "").strip()
-    problem = refusal(name, "rename")
-    if problem is None and new_name == name:
-        problem = f"{name} already has that name: type a new one."
-    if problem is None:
-        try:
-            rename_run(runs_dir, name, new_name)
-        except MnistError as exc:
-            problem = f"Could not rename {name}: {exc}"
-    if problem:
-        st.session_state[DELETE_ERROR_KEY] = problem
-        return
-    st.session_state[RENAME_KEY] = ""
-    forget_run(name, new_name)
-
-
-def manage_controls(run) -> None:
-    """Rename and delete, for the run's maker only; everyone else sees who made it and why not."""
-    name, allowed = run.name, registry.run_access(run)
-    if not allowed.can_change:
-        st.caption(f":material/lock: Made by {allowed.made_by}: you cannot rename or delete it ({allowed.reason}).")
-        return
-    with st.form("rename_run", border=False, enter_to_submit=True):
-        st.text_input("New name", key=RENAME_KEY, placeholder=name, max_chars=100)
-        st.form_submit_button("Rename", icon=":material/edit:", on_click=do_rename, args=(name,), width="stretch")
-    if st.session_state.get(DELETE_CONFIRM_KEY) == name:
-        st.warning(f"Delete `{name}`? Its folder and checkpoint are removed from disk.")
-        yes, no = st.columns(2)
-        yes.button("Yes, delete", type="primary", on_click=do_delete, args=(name,), width="stretch")
-        no.button("Cancel", on_click=cancel_delete, width="stretch")
-    else:
-        st.button("Delete…", icon=":material/delete:", on_click=ask_delete, args=(name,), width="stretch")
-
-
-def saved_runs() -> None:
-    st.header("Saved runs")
-    policy, policy_problem = registry.runs_policy()
-    st.caption(f":material/group: {policy.description}")
-    if limit := disk_budget.budget():
-        st.caption(f":material/hard_drive: {disk_budget.policy_text(limit)}")
-    if policy_problem:
-        st.error(f"The server's run policy is misconfigured: {policy_problem}.")
-    runs = registry.runs_list()
-    if not runs:
-        st.info("No saved runs yet. Every finished or stopped run is saved here.")  # its folder: the operator's log
-        return
-    st.dataframe(
-        [run_row(r.name, r.record, registry.run_access(r).made_by) for r in runs],
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "test accuracy %": st.column_config.NumberColumn(format="%.2f"),
-            "lr": st.column_config.NumberColumn(format="%g"),
-            "parameters": st.column_config.NumberColumn(format="localized"),
-            "stopped early": st.column_config.CheckboxColumn("stopped", help="Stopped before its last epoch"),
-        },
-    )
-    names = [r.name for r in runs]
-    by_name = {r.name: r for r in runs}
-
-    compare_col, manage_col = st.columns([2, 1], gap="large")
-    with compare_col:
-        if COMPARE_KEY not in st.session_state:
-            st.session_state[COMPARE_KEY] = names[:2]
-        st.session_state[COMPARE_KEY] = [n for n in st.session_state[COMPARE_KEY] if n in by_name]
-        chosen = st.multiselect(
-            "Compare runs",
-            names,
-            key=COMPARE_KEY,
-            max_selections=MAX_COMPARED,
-            placeholder="Choose runs",
-            persist_state="session",  # kept while the visitor is on another page
-        )
-        if chosen:
-            histories = {n: cached_history(str(by_name[n].path)) for n in chosen}
-            st.plotly_chart(compare_figure(histories), key="compare")
-            st.caption("A link that shows these curves:")
-            st.code(share.link([RUNS_PARAM], {COMPARE_KEY: chosen}), language=None, wrap_lines=True)
-    with manage_col:
-        if st.session_state.get("manage_run") not in by_name:
-            st.session_state["manage_run"] = names[0]
-        name = st.selectbox("Manage a run", names, key="manage_run", persist_state="session")
-        run = by_name[name]
-        record = run.record
-        st.caption(
-            f"{record.model_text} · {record.metrics.accuracy_text(' test accuracy')} · {record.parameters:,} parameters"
-            f" · made by {registry.run_access(run).made_by}"
-        )
-        if record.is_ensemble and (text := ensemble_text(record)):
-            st.caption(text)
-        key = run.ref.key
-        is_active = st.session_state.get(registry.ACTIVE_MODEL_KEY) == key
-        st.button(
-            "Active model" if is_active else "Make it the active model",
-            icon=":material/check:",
-            disabled=is_active,
-            on_click=registry.set_active_model,
-            args=(key,),
-            width="stretch",
-        )
-        try:
-            weights = checkpoint_file_bytes(run.path)
-        except MnistError as exc:
-            st.error(str(exc))
-        else:
-            st.download_button(
-                "Download model.safetensors",
-                data=weights,
-                file_name="model.safetensors",
-                mime="application/octet-stream",
-                icon=":material/download:",
-                on_click="ignore",
-                width="stretch",
-                help="One file: the weights with the run's description embedded. Load it on the Sketch page.",
-            )
-        manage_controls(run)
-        if DELETE_ERROR_KEY in st.session_state:
-            st.error(st.session_state.pop(DELETE_ERROR_KEY))
-    with st.expander(f"Training insight of {name}", icon=":material/visibility:"):
-        insight_views.show_run_insight(run)
-    ensemble_maker(runs)
-
-
-def make_ensemble() -> None:
-    """The Make the ensemble button's callback: the chosen runs' ensemble, measured and saved as a run."""
-    chosen = list(st.session_state.get(ENSEMBLE_PICK_KEY) or [])
-    name = (st.session_state.get(ENSEMBLE_NAME_KEY) or "").strip()
-    state = dataset.get_data()
-    try:
-        if state.data is None:
-            raise MnistError("it is measured on the MNIST test set, which is not available")
-        members = [registry.get_checkpoint(ModelRef.run(n).key) for n in chosen]
-        path = save_ensemble(members, state.data, runs_dir, name or None, owner)
-    except MnistError as exc:
-        st.session_state[ENSEMBLE_RESULT_KEY] = (False, f"Could not make the ensemble: {exc}.")
-        return
-    why = ensemble_text(registry.get_checkpoint(ModelRef.run(path.name).key).record)
-    st.session_state[ENSEMBLE_RESULT_KEY] = (True, f"Saved the ensemble as `{path.name}`. {why}".rstrip())
-    st.session_state[ENSEMBLE_PICK_KEY] = []
-    st.session_state[ENSEMBLE_NAME_KEY] = ""
-    st.session_state["manage_run"] = path.name
-
-
-def ensemble_maker(runs) -> None:
-    """Pick saved runs and save their ensemble (the mean of their probabilities) as a run of its own."""
-    st.markdown("**Make an ensemble** of saved runs: it averages their probabilities and is saved as a run.")
-    names = [r.name for r in runs]  # an ensemble chosen here adds its members
-    st.session_state[ENSEMBLE_PICK_KEY] = [n for n in st.session_state.get(ENSEMBLE_PICK_KEY, []) if n in names]
-    pick_col, name_col = st.columns([2, 1])
-    chosen = pick_col.multiselect(
-        "Runs to combine", names, key=ENSEMBLE_PICK_KEY, max_selections=MAX_MEMBERS, placeholder="Choose runs"
-    )
-    name_col.text_input("Ensemble name", key=ENSEMBLE_NAME_KEY, placeholder="optional: automatic")
-    enough = len(chosen) >= MIN_MEMBERS
-    if not enough:
-        st.caption(
-            f"Choose {MIN_MEMBERS} to {MAX_MEMBERS} runs (any architectures; an ensemble adds its members, "
-            f"up to {MAX_MEMBERS} models in all)."
-        )
-    st.button(
-        "Make the ensemble",
-        icon=":material/stacks:",
-        disabled=not enough,
-        on_click=make_ensemble,
-        key="make_ensemble",
-        help="Measures it on the 10,000 test images (a second or two per run), then saves it; it is yours.",
-    )
-    if ENSEMBLE_RESULT_KEY in st.session_state:
-        ok, message = st.session_state.pop(ENSEMBLE_RESULT_KEY)
-        (st.success if ok else st.error)(message)
 
 
 # --- the page ---------------------------------------------------------------------------------

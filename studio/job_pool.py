@@ -13,7 +13,6 @@ from studio.dataset import data_root, training_data
 from studio.registry import runs_dir
 from studio.visitor import presence
 
-JOB_KEY = "job_id"  # the training job this session is looking at (the Train page)
 log = logging.getLogger(__name__)
 
 
