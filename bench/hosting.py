@@ -85,7 +85,7 @@ NO_DATA_LOAD_ARGS = ("--no-ramp", "--sessions", "2", "--trainers", "0", "--step-
 SETTINGS_EXPANDER = "Model, device and your own checkpoint"  # the Sketch page's expander with the uploaders
 WEIGHTS_LABEL = "Upload a checkpoint (model.safetensors)"
 UPLOAD_PATH = "/_stcore/upload_file"
-TOKEN_PARAM = "visitor"  # studio.common.VISITOR_PARAM: the address keeps the token where cookies are refused
+TOKEN_PARAM = "visitor"  # studio.visitor.VISITOR_PARAM: the address keeps the token where cookies are refused
 UPLOAD_ARCH = "cnn-bn-fast"
 UPLOAD_PROCESSES = 2  # when a run has one backend (no nginx), the upload check gets a container with nginx
 # What CPU hardware never loads, relative to site-packages (fnmatch patterns on the path).
