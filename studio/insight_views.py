@@ -17,7 +17,7 @@ from mnist.insight import INSIGHT_FILE, EpochInsight, load_insight
 from mnist.train import EpochEvent
 from studio import dataset, explain
 from studio.charts import confusion_figure
-from studio.inside_views import filters_image
+from studio.inside_maps import filters_image
 from studio.views import image_alt, upscale
 
 CONFUSION_HEIGHT = 380  # px

@@ -27,7 +27,7 @@ from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE
 from mnist.inside import extract_filters, inspect_drawing
 from mnist.models import build_model
 from studio import sketch_state
-from studio.inside_views import activation_image, activation_png, filters_image
+from studio.inside_maps import activation_image, activation_png, filters_image
 from studio.views import digit_canvas
 
 APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
@@ -104,7 +104,7 @@ def captions_of(element) -> list[str]:
 
 
 def gallery_captions(at: AppTest, key: str) -> list[str]:
-    """The captions of a view's inlined images (inside_views.gallery), in order."""
+    """The captions of a view's inlined images (inside_maps.gallery), in order."""
     text = "".join(h.value for h in at.container(key).html)
     return [html.unescape(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", text)]
 
