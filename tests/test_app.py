@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import PAGES, digits_side_by_side, open_app
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, checkpoint_file_bytes, list_runs, load_checkpoint, save_run
@@ -27,11 +28,7 @@ from studio.compare import plain
 from studio.ownership import owner_of
 from studio.views import digit_canvas
 
-REPO = Path(__file__).resolve().parent.parent
-APP = REPO / "streamlit_app.py"
-PAGES = {"sketch": "pages/sketch.py", "train": "pages/train.py", "explore": "pages/explore.py"}
 CANVAS_KEY = "sketch_canvas_override"
-TIMEOUT = 120  # seconds per script run: the first Explore run evaluates a model on 10,000 images
 ACCURACY_RE = re.compile(r"test accuracy (\d{1,3}\.\d{2})%", re.IGNORECASE)
 
 
@@ -87,17 +84,6 @@ def model_path(key: str, runs_dir: Path) -> Path:
     return BUNDLED_DIR if key == "bundled" else runs_dir / key.removeprefix("run:")
 
 
-def open_app(page: str = "sketch", **state) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    if page != "sketch":
-        at.switch_page(PAGES[page]).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def texts(at: AppTest) -> str:
     """Every piece of visible text, for searching."""
     parts = []
@@ -128,7 +114,7 @@ def wait_for(at: AppTest, condition, timeout: float = 240.0, what: str = "condit
 # --- every page renders -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("page", list(PAGES))
+@pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p == "explore" else p for p in PAGES])
 def test_pages_render_with_data(with_data, page):
     at = open_app(page)
     assert not at.error, [e.value for e in at.error]
@@ -138,6 +124,7 @@ def test_pages_render_with_data(with_data, page):
     assert "MNIST: available" in sidebar
 
 
+@pytest.mark.slow
 def test_explore_shows_the_data_set(with_data, mnist_data):
     at = open_app("explore")
     means = [img.captions[0] for img in at.image[:10]]  # "digit · count" under each mean image
@@ -391,6 +378,7 @@ def test_saved_run_download_and_delete_with_confirmation(saved_run, with_data, m
 # --- the explorer -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_explorer_shows_the_models_misclassifications(model_key, with_data, mnist_data):
     at = open_app("explore", active_model=model_key)
     assert not at.error, [e.value for e in at.error]
@@ -512,6 +500,7 @@ def ensemble_key(two_quick_runs, with_data, mnist_data) -> str:
     return f"run:{save_ensemble(members, mnist_data, with_data, 'duo').name}"
 
 
+@pytest.mark.slow
 def test_the_sidebar_and_sketch_name_an_ensemble_and_it_predicts(ensemble_key, mnist_data):
     at = open_app("sketch", active_model=ensemble_key)
     model_select = at.sidebar.selectbox(key="active_model")
@@ -562,6 +551,7 @@ def guide_ticks(token: str) -> dict[str, bool]:
     return dict(remembered.store().recall(owner_of(token)).guide)
 
 
+@pytest.mark.slow
 def test_compare_shows_both_models_answers_and_the_choice_survives_reruns(model_key, second_key, mnist_data):
     from studio import guide
 
@@ -600,9 +590,7 @@ def test_compare_reads_a_number_with_each_model(model_key, second_key, mnist_dat
     other, folder = second_key
     labels = mnist_data.test_labels
     one, seven = int((labels == 1).nonzero()[0]), int((labels == 7).nonzero()[0])
-    drawing = np.zeros((280, 280), np.uint8)
-    for left, index in ((20, one), (150, seven)):
-        drawing[80:192, left : left + 112] = np.kron(mnist_data.test_images[index].numpy(), np.ones((4, 4), np.uint8))
+    drawing = digits_side_by_side([mnist_data.test_images[i].numpy() for i in (one, seven)], gap=18)  # at x 20, 150
     at = open_app("sketch", active_model=model_key, compare_with=other, sketch_canvas_override=drawing)
     assert prediction(at).startswith("### Number: 17")
     texts_ = compare_texts(at)

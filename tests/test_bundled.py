@@ -23,6 +23,7 @@ def test_bundled_model_is_small_and_described():
     assert record.metrics.test_accuracy >= MIN_BUNDLED_ACCURACY
 
 
+@pytest.mark.slow
 def test_bundled_model_scores_what_it_says_on_mnist_test(mnist_data):
     ckpt = load_checkpoint()
     result = evaluate(ckpt.model, mnist_data.test_images, mnist_data.test_labels)

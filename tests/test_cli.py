@@ -20,6 +20,7 @@ def run_cli(*args, env_extra=None, timeout=300):
     )
 
 
+@pytest.mark.slow
 def test_archs_lists_parameter_counts():
     out = run_cli("archs", "--json")
     assert out.returncode == 0
@@ -27,6 +28,7 @@ def test_archs_lists_parameter_counts():
     assert counts["lenet-dropout"] == 21_840 and counts["seed-4conv"] == 593_200
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, words",
     [
@@ -45,6 +47,7 @@ def test_bad_arguments_give_one_line_and_nonzero_exit(args, words):
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_train_evaluate_and_predict_end_to_end(mnist_dir, mnist_data, tmp_path):
     env = {"MNIST_DATA_DIR": str(mnist_dir)}
     out = run_cli(
@@ -111,6 +114,7 @@ def test_predict_gives_every_image_one_verdict(mnist_data, tmp_path, capsys):
     assert lines[2].startswith(f"{paths[2]}: digit {labels[3]} (")
 
 
+@pytest.mark.slow
 def test_predict_rejects_a_file_that_is_not_an_image(tmp_path):
     bogus = tmp_path / "notes.png"
     bogus.write_text("not an image")

@@ -243,6 +243,7 @@ def test_app_spares_active_models_and_tells_the_maker(trained, app_server):
 # --- caches are compact and give the same answers -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_float16_training_features_give_the_float32_neighbours(mnist_data, tmp_path):
     """The stored features (float16: half the bytes of float32) find the nearest training images of test
     digits as the model's float32 features do: the same list for nearly all digits, and otherwise images as

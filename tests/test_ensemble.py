@@ -253,6 +253,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mnist", *args], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_ensemble_then_evaluate_json(mnist_dir, runs_dir):
     for k, arch in enumerate(ARCHS):
         save_member(runs_dir, arch, f"m{k}")
@@ -271,6 +272,7 @@ def test_cli_ensemble_then_evaluate_json(mnist_dir, runs_dir):
     assert out["test_accuracy"] == pytest.approx(record.metrics.test_accuracy)
 
 
+@pytest.mark.slow
 def test_cli_ensemble_refuses_one_run_and_a_missing_run(mnist_dir, runs_dir):
     save_member(runs_dir, "mlp", "m0")
     one = run_cli("ensemble", "m0", "--data-dir", str(mnist_dir))
@@ -279,6 +281,7 @@ def test_cli_ensemble_refuses_one_run_and_a_missing_run(mnist_dir, runs_dir):
     assert missing.returncode == 2 and "no checkpoint at" in missing.stderr and "Traceback" not in missing.stderr
 
 
+@pytest.mark.slow
 def test_cli_train_seeds_saves_the_runs_and_their_ensemble(mnist_dir, mnist_data, runs_dir, tmp_path):
     made = run_cli(
         "train", "--arch", "mlp", "--epochs", "1", "--train-limit", "1000", "--batch-size", "100", "--seed", "3",
@@ -302,6 +305,7 @@ def test_cli_train_seeds_saves_the_runs_and_their_ensemble(mnist_dir, mnist_data
     assert len(result["probabilities"]) == 10 and sum(result["probabilities"]) == pytest.approx(1, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_cli_train_seeds_refuses_a_taken_name_before_training(mnist_dir, runs_dir):
     save_member(runs_dir, "mlp", "twin")
     out = run_cli("train", "--arch", "mlp", "--seeds", "2", "--name", "twin", "--data-dir", str(mnist_dir))

@@ -6,10 +6,10 @@ The expected predictions come from the library's own evaluate() of the active (b
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import PAGES, open_app
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, load_checkpoint
@@ -19,9 +19,7 @@ from mnist.train import evaluate
 from studio.sketch_state import SKETCH_IMAGE_KEY
 from studio.views import WRONG_FRAME_RGB, digit_canvas, framed
 
-REPO = Path(__file__).resolve().parent.parent
-APP = REPO / "streamlit_app.py"
-EXPLORE, SKETCH = "pages/explore.py", "pages/sketch.py"
+SKETCH = PAGES["sketch"]
 TIMEOUT = 180  # seconds per script run: the first Explore run with a model evaluates it on 10,000 images
 PER_PAGE = 60  # pages/explore.py SAMPLES_PER_PAGE
 SAMPLE_GRID = 10  # st.image elements before the sample grid: the ten mean images
@@ -41,18 +39,8 @@ def result(model, mnist_data):
     return evaluate(model, mnist_data.test_images, mnist_data.test_labels)
 
 
-@pytest.fixture
-def with_data(monkeypatch, mnist_dir, runs_dir):
-    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
-
-
 def open_explore() -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.session_state["active_model"] = "bundled"
-    at.run()
-    at.switch_page(EXPLORE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app("explore", active_model="bundled", timeout=TIMEOUT)
 
 
 def expected_caption(label: int, predicted: int) -> str:
@@ -67,6 +55,7 @@ def button(at: AppTest, key: str):
     return next(b for b in at.button if b.key == key)
 
 
+@pytest.mark.slow
 def test_test_samples_mark_the_evaluations_right_and_wrong(with_data, mnist_data, result):
     first_mistake = int((result.predictions != result.labels).nonzero()[0])
     page = first_mistake // PER_PAGE + 1
@@ -88,6 +77,7 @@ def page_range(page: int) -> tuple[int, int]:
     return (page - 1) * PER_PAGE, page * PER_PAGE
 
 
+@pytest.mark.slow
 def test_train_samples_are_predicted_one_page_at_a_time(with_data, mnist_data, model, monkeypatch):
     import mnist.predict
 
@@ -136,6 +126,7 @@ def check_sketch_shows(at: AppTest, index: int, result, mnist_data) -> None:
     assert any(f"Why {predicted}: pixels that pushed" in c for image in at.image for c in image.captions)
 
 
+@pytest.mark.slow
 def test_open_a_test_image_in_sketch_and_back_to_drawing(with_data, mnist_data, result):
     index = 1234
     at = open_explore()
@@ -150,6 +141,7 @@ def test_open_a_test_image_in_sketch_and_back_to_drawing(with_data, mnist_data, 
     assert "Draw a digit" in heading(at) and "Prediction" not in heading(at)
 
 
+@pytest.mark.slow
 def test_a_mistake_opens_with_the_prediction_explore_lists(with_data, mnist_data, model, result):
     # A mistake the canvas preprocessing (re-centring, rescaling) would read differently: Sketch must not.
     mistakes = [m["index"] for m in result.misclassified()][:40]  # the gallery's first page, most confident first

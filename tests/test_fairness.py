@@ -56,6 +56,7 @@ def wait_until(condition, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_one_request_per_visitor_and_a_seeds_group_counts_once(pool):
     manager = pool(Fairness(requests_per_owner=1))
     group = manager.submit_seeds(LONG, "alice", seeds=3)
@@ -91,6 +92,7 @@ def test_a_bad_setting_is_refused_in_words(monkeypatch, bad):
         Fairness.from_env()
 
 
+@pytest.mark.slow
 def test_a_vanished_visitors_queued_run_is_dropped_and_the_running_one_finishes(pool):
     manager = pool(Fairness(requests_per_owner=2, abandon_after_s=ABANDON_S))
     running = manager.submit(LONG, "alice")
@@ -122,6 +124,7 @@ def test_a_visitor_who_comes_back_keeps_their_queue(pool):
     manager.stop(queued.id)
 
 
+@pytest.mark.slow
 def test_the_operator_can_stop_abandoned_runs_too(pool):
     manager = pool(Fairness(abandon_after_s=ABANDON_S, stop_abandoned_runs=True))
     job = manager.submit(LONG, "alice")
@@ -144,6 +147,7 @@ def test_a_run_past_twice_its_estimate_is_stopped_and_keeps_its_model(pool, tmp_
     assert run.record.metrics.stopped is True
 
 
+@pytest.mark.slow
 def test_a_short_run_gets_a_grace_beyond_twice_its_estimate(pool):
     """A fast run estimated on an idle server is not cut short when visitors slow it down."""
     manager = pool(Fairness())
@@ -162,6 +166,7 @@ def test_steps_are_counted_as_training_counts_them():
     assert cost.steps_of(config.replace(train_limit=0), train_images=300) == 8  # 0 = all images
 
 
+@pytest.mark.slow
 def test_the_estimate_is_measured_once_and_scales_with_steps_and_seeds():
     config = preset_config("fast").replace(arch="mlp", device="cpu")
     one = cost.estimate(config)

@@ -472,6 +472,7 @@ def test_bad_config_and_missing_data_fail_the_job_not_the_app(synthetic_data, ru
     assert visible_entries(runs_dir) == []
 
 
+@pytest.mark.slow
 def test_queue_positions_and_stopping_a_queued_job(synthetic_data, runs_dir, monkeypatch, managers):
     gate, started = threading.Event(), threading.Event()
 

@@ -53,6 +53,7 @@ def save_untrained(runs_dir: Path, name: str, seed: int) -> Path:
     return save_run(model, TrainConfig(arch="mlp"), RunMetrics(test_accuracy=0.1), None, runs_dir, name)
 
 
+@pytest.mark.slow
 def test_the_tab_lists_an_image_both_saved_runs_miss(runs_dir, mnist_dir, mnist_data, monkeypatch):
     monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
     folders = [save_untrained(runs_dir, f"hard-{seed}", seed) for seed in (1, 2)]

@@ -116,6 +116,7 @@ def test_capture_keeps_each_threads_own_forward_passes(bundled):
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in bundled.modules())  # all removed
 
 
+@pytest.mark.slow
 def test_neighbours_are_the_nearest_by_brute_force(bundled, mnist_data, tmp_path):
     index = build_neighbour_index(bundled, mnist_data, limit=SMALL_INDEX)
     queries = extract_features(bundled, mnist_data.test_images[:25])
@@ -197,6 +198,7 @@ def test_a_damaged_digit_map_is_recomputed(bundled, mnist_data, tmp_path):
     assert load_digit_map(path) is None
 
 
+@pytest.mark.slow
 def test_digit_map_keeps_digits_apart_better_than_pca(bundled, mnist_data):
     graph = compute_digit_map(bundled, mnist_data, limit=1000, epochs=100)
     pca = compute_digit_map(bundled, mnist_data, limit=1000, method="pca")
@@ -234,6 +236,7 @@ def test_bundled_digit_map_loads_with_10000_points_and_ships_in_the_package(bund
     assert any(fnmatch.fnmatch(relative, pattern) for pattern in package_data["mnist"])
 
 
+@pytest.mark.slow
 def test_insight_is_saved_with_the_run_and_loads_back(mnist_data, runs_dir):
     config = TrainConfig(arch="cnn-bn-fast", train_limit=512, batch_size=128, epochs=2, log_every=4)
     events = list(train(config, mnist_data))
@@ -273,6 +276,7 @@ def test_linear_model_insight_keeps_its_first_units_as_images(mnist_data):
     assert insight.panel_probabilities.shape == (3, 10)
 
 
+@pytest.mark.slow
 def test_cli_digit_map_writes_a_map_for_the_checkpoint(mnist_dir, mnist_data, runs_dir, capsys):
     from mnist.__main__ import main
 

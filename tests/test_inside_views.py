@@ -14,11 +14,11 @@ import io
 import json
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import open_app
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -30,8 +30,6 @@ from studio import sketch_state
 from studio.inside_maps import activation_image, activation_png, filters_image
 from studio.views import digit_canvas
 
-APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
-TIMEOUT = 120  # seconds per script run
 WAIT_SECONDS = 240  # for a background computation or a training run
 SKETCH_VIEWS = ("feature-maps", "filters", "digit-map", "neighbours", "fool-the-model")
 NEIGHBOUR_IMAGES = 2000
@@ -43,13 +41,6 @@ pytestmark = pytest.mark.skipif(not (BUNDLED_DIR / WEIGHTS_FILE).is_file(), reas
 
 
 @pytest.fixture
-def app_env(monkeypatch, mnist_dir, runs_dir):
-    monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
-    monkeypatch.setattr("mnist.data.download_mnist", lambda root: pytest.fail("tests never download"))
-    return runs_dir
-
-
-@pytest.fixture
 def small_index(monkeypatch):
     """The neighbour index of the first NEIGHBOUR_IMAGES training images (the app asks for all 60,000)."""
     build = neighbours.build_neighbour_index
@@ -57,13 +48,7 @@ def small_index(monkeypatch):
 
 
 def sketch(mnist_data, **query) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for name, value in query.items():
-        at.query_params[name] = value
-    at.session_state[sketch_state.CANVAS_OVERRIDE_KEY] = digit_canvas(mnist_data.test_images[DRAWN])
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(query=query, **{sketch_state.CANVAS_OVERRIDE_KEY: digit_canvas(mnist_data.test_images[DRAWN])})
 
 
 def present(at: AppTest, key: str) -> bool:
@@ -112,7 +97,8 @@ def gallery_captions(at: AppTest, key: str) -> list[str]:
 # --- Sketch ----------------------------------------------------------------------------------
 
 
-def test_views_are_off_for_a_first_visit_and_absent_when_switched_off(app_env, mnist_data):
+@pytest.mark.slow
+def test_views_are_off_for_a_first_visit_and_absent_when_switched_off(with_data, mnist_data):
     at = sketch(mnist_data)
     assert at.toggle(key="inside_on").value is False
     assert not any(present(at, key) for key in SKETCH_VIEWS)
@@ -125,13 +111,13 @@ def test_views_are_off_for_a_first_visit_and_absent_when_switched_off(app_env, m
     assert not any(present(at, key) for key in SKETCH_VIEWS)
 
 
-def test_query_parameter_switches_every_view_on(app_env, mnist_data):
+def test_query_parameter_switches_every_view_on(with_data, mnist_data):
     at = sketch(mnist_data, inside="on")
     assert at.toggle(key="inside_on").value is True
     assert all(present(at, key) for key in SKETCH_VIEWS)
 
 
-def test_feature_maps_and_filters_of_the_bundled_cnn(app_env, mnist_data):
+def test_feature_maps_and_filters_of_the_bundled_cnn(with_data, mnist_data):
     at = sketch(mnist_data, inside="on")
     captions = gallery_captions(at, "feature-maps")
     assert len(captions) == 5, captions  # cnn-bn's five conv layers, one grid each
@@ -148,7 +134,10 @@ def test_feature_maps_and_filters_of_the_bundled_cnn(app_env, mnist_data):
     assert "These are the 32 filters of the first layer, each a 3×3 grid of weights" in filters_text
 
 
-def test_digit_map_places_the_drawing_among_its_digit_and_neighbours_share_its_label(app_env, small_index, mnist_data):
+@pytest.mark.slow
+def test_digit_map_places_the_drawing_among_its_digit_and_neighbours_share_its_label(
+    with_data, small_index, mnist_data
+):
     at = sketch(mnist_data, inside="on")
     traces = wait_for(at, map_traces, "the background digit map")
     by_name = {t["name"]: t for t in traces}
@@ -169,7 +158,7 @@ def test_digit_map_places_the_drawing_among_its_digit_and_neighbours_share_its_l
     assert sum(c.startswith(f"a {drawn} ") for c in captions) >= 6, captions
 
 
-def test_fool_the_model_reaches_the_target_or_says_the_budget_is_too_small(app_env, mnist_data):
+def test_fool_the_model_reaches_the_target_or_says_the_budget_is_too_small(with_data, mnist_data):
     at = sketch(mnist_data, inside="on")
     fooled = at.container("fool-the-model")
     assert "The model reads a 7" in fooled.caption[-1].value
@@ -225,10 +214,8 @@ def insight_images(at: AppTest, key: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_training_insight_live_then_finished_then_saved(app_env):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page(str(Path(APP).parent / "pages/train.py")).run()
+def test_training_insight_live_then_finished_then_saved(with_data):
+    at = open_app("train")
     # The net these counts were measured with: its panel of hard digits is 10 of 16 right after 3 epochs
     # (cnn-bn-lite, as accurate on the test set, gets 9: the panel is 16 digits, not an accuracy).
     at.selectbox(key="cfg_arch").set_value("cnn-bn-fast").run()

@@ -197,6 +197,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_under_a_one_cpu_quota_everything_sizes_to_one(one_cpu_cgroup):
     env = {k: v for k, v in os.environ.items() if k not in (machine.CPUS_ENV, *machine.THREAD_ENV_VARS)}
     done = subprocess.run(
@@ -219,6 +220,7 @@ def test_under_a_one_cpu_quota_everything_sizes_to_one(one_cpu_cgroup):
     }
 
 
+@pytest.mark.slow
 def test_studio_serve_under_a_one_cpu_quota_starts_one_backend(one_cpu_cgroup, tmp_path):
     """With nginx installed and 2 CPUs visible, serve would start 2; the quota makes it 1 (no nginx)."""
     from bench import harness, ps

@@ -53,6 +53,7 @@ def test_a_normalised_batch_equals_the_batch_of_a_normalised_copy(mnist_data):
     assert torch.equal(normalize(images[idx]), normalize(images)[idx])
 
 
+@pytest.mark.slow
 def test_training_normalises_one_batch_at_a_time_and_keeps_the_uint8_data(mnist_data, monkeypatch):
     sizes = []
 
@@ -70,6 +71,7 @@ def test_training_normalises_one_batch_at_a_time_and_keeps_the_uint8_data(mnist_
     assert mnist_data.train_images.dtype == torch.uint8 and mnist_data.train_images.data_ptr() == before
 
 
+@pytest.mark.slow
 def test_evaluating_in_chunks_equals_one_batch(mnist_data, monkeypatch):
     if not (BUNDLED_DIR / WEIGHTS_FILE).is_file():
         pytest.skip("no bundled model")
@@ -111,6 +113,7 @@ print(json.dumps({"before": before, "after": memory.memory_now()["peak_mb"]}))
 """
 
 
+@pytest.mark.slow
 def test_training_the_fast_preset_grows_a_fresh_process_little(mnist_dir):
     """A memory regression test: peak RSS (VmHWM) from the data set loaded to a few steps + evaluation."""
     assert PRESETS["fast"].train_limit in (0, None)  # all 60,000 images: the case that was OOM-killed

@@ -61,6 +61,7 @@ def test_a_wide_single_digit_is_not_split(bundled, calibration, mnist_data, digi
     assert len(reading.groups) == 1 and reading.digits == (digit,)
 
 
+@pytest.mark.slow
 def test_uci_digits_of_other_writers_are_rarely_refused(bundled, calibration):
     images, labels = handwriting.load_uci()
     rng = np.random.default_rng(0)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import open_app
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import META_FILE, list_runs, load_checkpoint, rename_run, save_run
@@ -16,10 +17,6 @@ from mnist.records import RunMetrics, RunRecord
 from studio import ownership
 from studio.ownership import Policy, access, owner_of, read_policy
 
-REPO = Path(__file__).resolve().parent.parent
-APP = REPO / "streamlit_app.py"
-TRAIN_PAGE = "pages/train.py"
-TIMEOUT = 120  # seconds per AppTest run: the machine is slow and shared
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdefgh"
 
@@ -130,21 +127,14 @@ def runs_dir(tmp_path, monkeypatch) -> Path:
 
 
 def open_train(token: str | None = None, query: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    if token is not None:
-        at.session_state["visitor_token"] = token
-    if query is not None:
-        at.query_params["visitor"] = query
-    at.run()
-    at.switch_page(TRAIN_PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app("train", token=token, query=None if query is None else {"visitor": query})
 
 
 def labels(at: AppTest) -> list[str]:
     return [b.label for b in at.button]
 
 
+@pytest.mark.slow
 def test_the_maker_can_delete_and_another_visitor_cannot(runs_dir):
     make_run(runs_dir, "alices-run", ALICE)
     bob = open_train(BOB)

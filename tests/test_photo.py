@@ -96,6 +96,7 @@ def reader():
     return lambda array: read_drawing(checkpoint.model, array, calibration)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("condition", CONDITIONS)
 def test_photos_of_test_digits_are_read_right(condition, mnist_data, reader):
     images, labels = mnist_data.test_images.numpy(), mnist_data.test_labels.numpy()
@@ -142,6 +143,7 @@ def test_a_phone_photo_taken_sideways_is_turned_upright(mnist_data, reader):
     assert reader(array).digit == int(mnist_data.test_labels[0])
 
 
+@pytest.mark.slow
 def test_a_twelve_megapixel_photo_is_read_small_and_fast():
     photo = paper_photo(None, "plain", np.random.default_rng(0), TWELVE_MEGAPIXELS)
     start = time.perf_counter()

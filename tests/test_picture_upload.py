@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import open_app
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -15,8 +15,6 @@ from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE
 from studio.sketch_state import CANVAS_OVERRIDE_KEY
 from studio.views import digit_canvas
 
-APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
-TIMEOUT = 120  # seconds per AppTest run: the machine is slow and shared
 SCALE = 12  # an MNIST digit enlarged to 336 px, on a sheet of paper
 PAPER = 235  # the paper's grey level: light, not pure white
 MARGIN = 150  # pixels of paper around the digit
@@ -36,13 +34,7 @@ def paper_png(digit: np.ndarray) -> bytes:
 
 
 def open_picture_tab(**state) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.session_state["sketch_input"] = "Picture"
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app(**state, sketch_input="Picture")
 
 
 def prediction(at: AppTest) -> str:

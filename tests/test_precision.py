@@ -46,6 +46,7 @@ def tiny_run(mnist_data, precision):
     return run_training(config, mnist_data)
 
 
+@pytest.mark.slow
 def test_a_mixed_run_computes_in_bfloat16_keeps_float32_weights_and_learns(mnist_data, tmp_path):
     mixed, plain = tiny_run(mnist_data, "mixed"), tiny_run(mnist_data, "float32")
     assert (mixed.precision, plain.precision) == ("bfloat16", "float32")

@@ -152,6 +152,7 @@ def test_no_page_shows_the_servers_folders(with_data, mnist_dir, page):
         assert folder not in shown, folder
 
 
+@pytest.mark.slow
 def test_one_mistake_is_one_image(with_data, mnist_data):
     if not (BUNDLED_DIR / WEIGHTS_FILE).is_file():
         pytest.fail("the bundled model is part of the checkout: mnist/assets/default-model/")

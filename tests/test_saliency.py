@@ -21,6 +21,7 @@ def model():
     return load_checkpoint(BUNDLED_DIR).model
 
 
+@pytest.mark.slow
 def test_the_live_views_few_steps_give_the_reference_map(model, mnist_data):
     steps = LIVE_IG_STEPS  # what Sketch uses per stroke
     correlations = []

@@ -117,6 +117,7 @@ def backend_for(url: str, forwarded_for: str) -> tuple[str, str]:
             time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_client_cannot_choose_its_backend(tmp_path):
     """Behind a proxy, whatever the client writes into X-Forwarded-For, the proxy's entry decides."""
     if not serve.nginx_available():

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from helpers import open_app
 from streamlit.testing.v1 import AppTest
 
 from mnist.checkpoint import save_run
@@ -17,9 +18,6 @@ from mnist.records import RunMetrics
 from studio import share
 from studio.visitor import VISITOR_PARAM
 
-APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
-TRAIN_PAGE = "pages/train.py"
-TIMEOUT = 120  # seconds per script run: the machine is slow and shared
 DIGIT = share.Param("digit", "sample_digit", share.read_choice(range(10)), label="Digit")
 WRONG = share.Param("wrong", "only_wrong", share.read_bool, share.write_bool)
 
@@ -34,13 +32,7 @@ def runs(runs_dir, mnist_dir, monkeypatch) -> Path:
 
 def open_train(token: str, query: dict[str, str]) -> AppTest:
     """A new session of the browser holding `token`, opening Train's address with `query`."""
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.session_state["visitor_token"] = token
-    for name, value in query.items():
-        at.query_params[name] = value
-    at.switch_page(TRAIN_PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app("train", token=token, query=query, via_sketch=False)
 
 
 def form(at: AppTest) -> tuple:
@@ -133,17 +125,9 @@ def test_a_link_shows_a_saved_runs_curves(runs):
 
 # --- Explore's filters ------------------------------------------------------------------------
 
-EXPLORE_PAGE = "pages/explore.py"
-
 
 def open_explore(token: str, query: dict[str, str]) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.session_state["visitor_token"] = token
-    for name, value in query.items():
-        at.query_params[name] = value
-    at.switch_page(EXPLORE_PAGE).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_app("explore", token=token, query=query, via_sketch=False)
 
 
 def explore_link(at: AppTest) -> dict[str, str]:

@@ -90,6 +90,7 @@ def test_a_float16_upload_loads_and_other_narrow_dtypes_are_refused(members):
         load_uploaded(save({k: v.contiguous() for k, v in bf16.items()}), meta)
 
 
+@pytest.mark.slow
 def test_cli_ensemble_weights_dtype(mnist_dir, runs_dir):
     for k, arch in enumerate(("mlp", "cnn-bn-fast")):
         save_member(runs_dir, arch, f"m{k}")

@@ -8,6 +8,7 @@ from mnist.errors import ConfigError
 from mnist.train import DoneEvent, EpochEvent, StepEvent, WeightAverage, evaluate, run_training, train
 
 
+@pytest.mark.slow
 def test_short_real_training_passes_95_percent(mnist_data):
     events = list(train(TrainConfig(epochs=1, log_every=50), mnist_data))
     steps = [e for e in events if isinstance(e, StepEvent)]
@@ -29,6 +30,7 @@ def small_run(mnist_data, **changes):
     return [e.loss for e in events if isinstance(e, StepEvent)], events[-1].model
 
 
+@pytest.mark.slow
 def test_same_seed_same_results_on_cpu(mnist_data):
     losses_a, model_a = small_run(mnist_data, seed=3)
     losses_b, model_b = small_run(mnist_data, seed=3)
@@ -39,6 +41,7 @@ def test_same_seed_same_results_on_cpu(mnist_data):
     assert losses_a != losses_c
 
 
+@pytest.mark.slow
 def test_stop_between_steps_returns_a_usable_model(mnist_data):
     stop = threading.Event()
     done = None
@@ -110,6 +113,7 @@ def test_weight_average_follows_the_model_with_warmup_and_its_decay():
     assert not any(p.requires_grad for p in average.model.parameters())
 
 
+@pytest.mark.slow
 def test_ema_run_evaluates_and_returns_the_averaged_weights(mnist_data):
     config = TrainConfig(train_limit=2048, batch_size=64, epochs=1, log_every=100)
     plain = run_training(config, mnist_data)

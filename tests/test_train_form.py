@@ -57,6 +57,7 @@ def type_into(at: AppTest, key: str, text: str) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_each_invalid_value_blocks_start_with_the_field_and_its_range(with_data):
     at = open_train()
     assert not start_button(at).disabled and not errors(at)
@@ -158,6 +159,7 @@ def test_a_named_run_is_saved_under_its_name_with_the_values_typed(with_data):
     assert any("The loss measures how wrong the model is" in c.value for c in at.caption)  # the curves explained
 
 
+@pytest.mark.slow
 def test_saved_run_choices_survive_a_page_switch(with_data):
     for name in ("run-a", "run-b", "run-c"):
         make_run(with_data, name)
@@ -192,6 +194,7 @@ def test_each_fields_tooltip_explains_it_in_plain_words_then_gives_its_range(wit
     assert at.toggle(key="cfg_augment").proto.help.startswith(explain.field_text("augment"))
 
 
+@pytest.mark.slow
 def test_an_ensembles_accuracy_is_explained_beside_its_members(with_data, mnist_data):
     for name, accuracy in (("weak", 0.9834), ("strong", 0.9923)):
         save_run(build_model("mlp"), TrainConfig(arch="mlp"), RunMetrics(test_accuracy=accuracy), None, with_data, name)

@@ -122,6 +122,7 @@ def test_one_digit_gets_exactly_the_pixels_and_probabilities_of_predict_canvas(b
     assert reading.digits == (reading.digit,) and reading.confidence == pytest.approx(prediction.confidence, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_real_test_digits_are_read_as_the_right_digit(bundled, calibration, mnist_data):
     rng = np.random.default_rng(0)
     right = 0
@@ -230,6 +231,7 @@ def test_overlap_and_small_level_pieces_belong_together():
 # ---------------------------------------------------------------- several digits
 
 
+@pytest.mark.slow
 def test_numbers_are_read_left_to_right(bundled, calibration, mnist_data):
     rng = np.random.default_rng(3)
     images, labels = mnist_data.test_images.numpy(), mnist_data.test_labels.numpy()
@@ -332,6 +334,7 @@ def test_stored_calibration_belongs_to_the_bundled_weights(calibration, tmp_path
         load_calibration(run)
 
 
+@pytest.mark.slow
 def test_calibration_rejects_its_quantile_of_held_out_digits(bundled, mnist_data):
     quantile = 0.05
     cal = calibrate(
@@ -361,6 +364,7 @@ def test_a_calibration_for_another_feature_size_is_an_error(bundled):
 # ---------------------------------------------------------------- any array
 
 
+@pytest.mark.slow
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 )
