@@ -56,11 +56,6 @@ MIN_SEEDS = 1
 # machine's devices do not travel with a link) nor the run name (a name is taken once); and the compared runs.
 SHARED_FIELDS = tuple(name for name in FORM_FIELDS if name != "device")
 
-manager = job_pool.job_manager()
-owner = visitor.owner_id()
-runs_dir = registry.runs_dir()
-
-
 # --- shareable links --------------------------------------------------------------------------
 
 
@@ -333,7 +328,8 @@ def max_run_minutes() -> float | None:
 
 def show_busy_requests() -> None:
     """Under a refused Start: what this visitor already has waiting or training, each with its Stop."""
-    for request in manager.active_requests(owner):
+    manager = job_pool.job_manager()
+    for request in manager.active_requests(visitor.owner_id()):
         jobs = getattr(request, "jobs", [request])
         for job in (j for j in jobs if not j.is_finished):
             st.button(
@@ -393,6 +389,7 @@ def run_name_problem(name: str, config: TrainConfig | None) -> str | None:
         check_run_name(name)
     except MnistError as exc:
         return f"Run name: {exc}."
+    manager, owner, runs_dir = job_pool.job_manager(), visitor.owner_id(), registry.runs_dir()
     waiting = {job.name for job in manager.jobs_for(owner) if not job.is_finished}
     waiting |= {group.name for group in manager.groups_for(owner) if not group.is_finished}
     for taken in planned_names(name, config):
@@ -403,7 +400,8 @@ def run_name_problem(name: str, config: TrainConfig | None) -> str | None:
 
 def start_run() -> None:
     # The form is read at the click, not passed from the last render: a click right after editing a field
-    # can interrupt the rerun that edit started, and that render's values are the old ones.
+    # can interrupt the rerun that edit started, and that render's values are the old ones. The pool and the
+    # owner are read here too: a callback reads no module global (a page module's globals are its last run's).
     config, _problems = build_config()
     name = run_name()
     if config is None or run_name_problem(name, config):
@@ -418,6 +416,7 @@ def start_run() -> None:
         if found.minutes > cap:
             return  # the form says why, with the figures
         per_seed = found.seconds_per_seed  # past twice this, the run is stopped (its model kept)
+    manager, owner = job_pool.job_manager(), visitor.owner_id()
     try:
         if seeds() == 1:
             job = manager.submit(config, owner, name=name or None, estimate_s=per_seed)
