@@ -1,12 +1,13 @@
 """Fixtures for the real-browser tests: the app on a free port, Debian's Chromium through Playwright, a page.
 
 Without Chromium (or the playwright package) the browser tests are skipped on a developer machine, with the
-reason, and fail in CI (the CI environment variable set), where a missing browser is a broken setup.
+reason, and fail in CI (the CI environment variable set), where a missing browser is a broken setup. Every test
+under tests/e2e is marked e2e here, so `-m "not e2e"` leaves them all out. Plain helpers (serve_app, window
+sizes, strokes and taps) are in helpers.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,20 +16,15 @@ import pytest
 
 from bench import harness
 
-VIEWPORT = {"width": 1400, "height": 1000}
-TIMEOUT_MS = 60_000  # default for every Playwright action and expect(): the machine is slow and shared
-SERVER_START_TIMEOUT = 120  # seconds for `streamlit run` to answer /_stcore/health
+from .helpers import TIMEOUT_MS, VIEWPORT, browser_missing_reason, serve_app
 
 
-def browser_missing_reason() -> str | None:
-    """Why the browser tests cannot run here, or None when they can."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install -r requirements-dev.txt)"
-    if not harness.CHROMIUM.is_file() or not os.access(harness.CHROMIUM, os.X_OK):
-        return f"Chromium not found at {harness.CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)"
-    return None
+def pytest_collection_modifyitems(items):
+    """Every test under tests/e2e is a browser test, whether or not its module says so."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -58,27 +54,6 @@ def browser(playwright_instance):
     browser = harness.launch_chromium(playwright_instance)
     yield browser
     browser.close()
-
-
-@contextlib.contextmanager
-def serve_app(mnist_dir: Path, folder: Path) -> Iterator[harness.Server]:
-    """`streamlit run streamlit_app.py` with real MNIST and an empty runs folder in `folder`.
-
-    A server that does not start fails the test with the end of its log; the log's path is server.log_path.
-    """
-    env = {"MNIST_DATA_DIR": str(mnist_dir), "MNIST_RUNS_DIR": str(folder / "runs")}
-    log_path = folder / "streamlit.log"
-    started = False
-    try:
-        with harness.run_app(env, timeout=SERVER_START_TIMEOUT, log_path=log_path) as server:
-            server.log_path = log_path
-            started = True
-            yield server
-    except (RuntimeError, TimeoutError) as exc:
-        if started:  # raised by the test itself, not by the start
-            raise
-        log = log_path.read_text(errors="replace")[-4000:] if log_path.exists() else ""
-        pytest.fail(f"the app did not start: {exc}\n--- streamlit log ---\n{log}")
 
 
 @pytest.fixture(scope="session")

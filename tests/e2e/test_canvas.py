@@ -15,6 +15,7 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
 
 from bench import harness
 
+from .helpers import TIMEOUT_MS
 from .test_browser import open_app
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +23,6 @@ pytestmark = pytest.mark.e2e
 CANVAS = 280  # canvas pixels (studio.views.CANVAS_SIZE)
 TOOLBAR_BAND = 30  # px at the top of the canvas the hidden toolbar used to cover
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
-TIMEOUT_MS = 60_000
 # Arrow-key bursts on the slider: each press a new width, a fragment run, new data for the component. The burst
 # erased the canvas about every other time, so three of them, fast and a little slower.
 KEY_BURSTS = (("ArrowRight", 0), ("ArrowLeft", 40), ("ArrowRight", 0))

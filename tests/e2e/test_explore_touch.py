@@ -14,7 +14,7 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
 
 from bench import harness
 
-from .conftest import TIMEOUT_MS
+from .helpers import TIMEOUT_MS, tap
 from .test_browser import markdown, screenshot
 from .test_phone_layout import PHONE
 
@@ -24,18 +24,6 @@ CELLS = ".st-key-confusion path[aria-label]"  # the matrix renders as SVG: one l
 CELL_RE = re.compile(r"predicted digit: (\d); true digit: (\d); mistakes: \d+; images: (\d+)")
 TILES = '.st-key-mistake_tiles [role="button"]'
 EVALUATION_MS = 240_000  # the first visit to the mistakes evaluates the model on 10,000 images
-
-
-def tap(page, locator) -> None:
-    """One finger's tap on the middle of the element: touchStart, touchEnd, nothing in between."""
-    box = locator.bounding_box()
-    point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
-    session = page.context.new_cdp_session(page)
-    try:
-        session.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [point]})
-        session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
-    finally:
-        session.detach()
 
 
 def cell_counts(page) -> dict[tuple[int, int], int]:

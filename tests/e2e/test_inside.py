@@ -25,7 +25,7 @@ from mnist.neighbours import (
 )
 from studio.background import CACHE_FOLDER
 
-from .conftest import serve_app
+from .helpers import serve_app
 from .test_browser import SCREENSHOTS, go_to, open_app, start_run
 
 pytestmark = pytest.mark.e2e

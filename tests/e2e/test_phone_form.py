@@ -15,12 +15,11 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
 from bench import harness
 from mnist.config import FIELD_SPECS, TrainConfig
 
-from .conftest import TIMEOUT_MS, VIEWPORT
+from .helpers import PHONE, TIMEOUT_MS, VIEWPORT
 from .test_browser import open_more_settings
 
 pytestmark = pytest.mark.e2e
 
-PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 3}
 DEFAULTS = dataclasses.asdict(TrainConfig())
 # The form's fields that show with the default values (no momentum with Adam, ...), and the run's name.
 LABELS = [spec.label for spec in FIELD_SPECS.values() if spec.in_form and spec.applies(DEFAULTS)] + ["Run name"]

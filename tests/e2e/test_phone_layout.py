@@ -12,12 +12,11 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
 
 from bench import harness
 
-from .conftest import TIMEOUT_MS
+from .helpers import PHONE, TIMEOUT_MS, touch_digit
 from .test_browser import go_to, open_app, screenshot
 
 pytestmark = pytest.mark.e2e
 
-PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 3}
 DIGIT = 7
 PROBABILITIES_SELECTOR = ".st-key-probabilities"
 # Every <img> of the page that has no alt, or an empty one (Streamlit's own icons included).
@@ -30,17 +29,6 @@ def in_viewport(page, selector: str) -> bool:
     box = page.locator(selector).first.bounding_box()
     size = page.viewport_size
     return box["y"] >= 0 and box["x"] >= 0 and box["y"] + box["height"] <= size["height"] and box["width"] > 0
-
-
-def touch_digit(page, digit: int) -> None:
-    """Draw a digit with a finger, stroke by stroke, each stroke's rerun over before the next."""
-    harness.install_watchers(page)
-    for points in harness.DIGIT_STROKES[digit]:
-        harness.wait_for_canvas(page, TIMEOUT_MS)
-        before = harness.canvas_ink(page)
-        harness.touch_stroke(page, points)
-        harness.wait_for_ink(page, before, digit)
-        harness.wait_for_run_after_stroke(page, TIMEOUT_MS)
 
 
 @pytest.fixture

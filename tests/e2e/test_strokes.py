@@ -17,7 +17,7 @@ from bench import harness
 from mnist.checkpoint import save_run
 from mnist.config import TrainConfig
 
-from .conftest import serve_app
+from .helpers import serve_app
 from .test_browser import open_app
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ try:
 except ImportError:  # conftest.py skips every test with the reason (in CI: fails them)
     expect = None
 
-from .conftest import TIMEOUT_MS, VIEWPORT
+from .helpers import TIMEOUT_MS, VIEWPORT
 from .test_browser import (
     DEFAULT_ARCH,
     TRAIN_RUN_TIMEOUT_MS,
