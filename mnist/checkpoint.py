@@ -3,7 +3,7 @@
 A run folder holds model.safetensors, meta.json and history.json, and insight.safetensors when the run
 recorded per-epoch insight (mnist.insight). It is built under a hidden temporary name and renamed into
 place, so a crash never leaves a half-written run visible. Files computed later from its model (the digit
-map, the training features: mnist.feature_cache) may be added beside them.
+map, the training features, the verdict calibration: mnist.store) may be added beside them.
 Loading never unpickles: safetensors holds raw tensors only.
 
 An ensemble (mnist.ensemble) is a run like any other: its model.safetensors holds every member's tensors,

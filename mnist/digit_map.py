@@ -24,7 +24,7 @@ Method: a neighbour-graph embedding (UMAP's recipe in plain torch, mnist.layout)
   method is offered too; it places by its own transform.
 
 File: digit_map.safetensors beside the model (a run folder; mnist/assets/default-model ships the bundled
-model's), a feature_cache file keyed by the model's weights and the test set: tensors coords (N, 2)
+model's), a mnist.store file keyed by the model's weights and the test set: tensors coords (N, 2)
 float32, labels and predictions (N,) uint8, confidences (N,) float16, reference (N, P) float16, mean (D,)
 and components (P, D) float32; info: method, seed, epochs, seconds. A damaged, stale or foreign file
 reads as None and `load_or_compute_digit_map` recomputes it.
@@ -46,18 +46,12 @@ from torch import nn
 from .constants import NUM_CLASSES
 from .data import MnistData
 from .errors import MnistError
-from .feature_cache import CacheKey, read_cache, write_cache
-from .inside import (
-    Progress,
-    digest_images,
-    digest_model,
-    features_and_probabilities,
-)
+from .inside import Progress, features_and_probabilities
 from .layout import LAYOUT_EPOCHS, embed_neighbour_graph, pca_basis
 from .machine import background_threads, limited_threads
 from .predict import single_thread
+from .store import DIGIT_MAP_FILE, Stored, StoreKey, digest_images, digest_model, load_or_compute, read, write
 
-DIGIT_MAP_FILE = "digit_map.safetensors"
 DIGIT_MAP_FORMAT = "mnist-studio-digit-map"
 DIGIT_MAP_VERSION = 1  # bump when the layout changes: older files are then recomputed
 Method = Literal["neighbour-graph", "pca"]
@@ -90,7 +84,7 @@ class DigitMap:
     predictions: np.ndarray  # (N,) int64: the model's digits
     confidences: np.ndarray  # (N,) float32: probability of the prediction
     method: Method
-    key: CacheKey  # the model and test set it was computed for
+    key: StoreKey  # the model and test set it was computed for
     projection: FeatureProjection  # features -> reference space
     reference: np.ndarray  # (N, P) float32: the test features projected (float16 precision, as stored)
     seconds: float  # compute time, feature pass included
@@ -196,27 +190,34 @@ def digit_map_tensors(digit_map: DigitMap) -> dict[str, torch.Tensor]:
     }
 
 
-def save_digit_map(digit_map: DigitMap, path: Path | str) -> None:
-    """Write the map to `path` (a .safetensors file) atomically."""
+def digit_map_stored(digit_map: DigitMap) -> Stored:
+    """What the file holds: digit_map_tensors, the key, and method, seconds, seed and epochs as info."""
     info = {"method": digit_map.method, "seconds": digit_map.seconds, "seed": digit_map.seed}
     info["epochs"] = digit_map.epochs
-    write_cache(Path(path), digit_map_tensors(digit_map), DIGIT_MAP_FORMAT, DIGIT_MAP_VERSION, digit_map.key, **info)
+    return Stored(digit_map_tensors(digit_map), digit_map.key, info)
 
 
-def load_digit_map(path: Path | str, key: CacheKey | None = None) -> DigitMap | None:
-    """The map stored at `path` if it is valid and was made for `key` (None: for any model), else None."""
-    found = read_cache(Path(path), DIGIT_MAP_FORMAT, DIGIT_MAP_VERSION, key)
-    if found is None:
-        return None
-    tensors, found_key, info = found
+def digit_map_from_stored(stored: Stored) -> DigitMap | None:
+    """The map in a stored file, or None (logged) when its tensors or info are damaged."""
     try:
-        return digit_map_from_tensors(tensors, found_key, info)
+        return digit_map_from_tensors(stored.tensors, stored.key, stored.info)
     except (KeyError, TypeError, ValueError) as exc:
-        log.warning("ignoring damaged digit map %s: %s", path, exc)
+        log.warning("ignoring damaged digit map: %s", exc)
         return None
 
 
-def digit_map_from_tensors(tensors: dict[str, torch.Tensor], key: CacheKey, info: dict) -> DigitMap:
+def save_digit_map(digit_map: DigitMap, path: Path | str) -> None:
+    """Write the map to `path` (a .safetensors file) atomically."""
+    write(path, digit_map_stored(digit_map), DIGIT_MAP_FORMAT, DIGIT_MAP_VERSION)
+
+
+def load_digit_map(path: Path | str, key: StoreKey | None = None) -> DigitMap | None:
+    """The map stored at `path` if it is valid and was made for `key` (None: for any model), else None."""
+    found = read(path, DIGIT_MAP_FORMAT, DIGIT_MAP_VERSION, key)
+    return None if found is None else digit_map_from_stored(found)
+
+
+def digit_map_from_tensors(tensors: dict[str, torch.Tensor], key: StoreKey, info: dict) -> DigitMap:
     """Check shapes, ranges and finiteness (ValueError naming the problem) and build the DigitMap."""
     arrays = {name: tensors[name].float().numpy() for name in ("coords", "confidences", "reference", "mean")}
     arrays["components"] = tensors["components"].float().numpy()
@@ -254,9 +255,9 @@ def digit_map_from_tensors(tensors: dict[str, torch.Tensor], key: CacheKey, info
     )
 
 
-def digit_map_key(model: nn.Module, data: MnistData, limit: int | None = None) -> CacheKey:
+def digit_map_key(model: nn.Module, data: MnistData, limit: int | None = None) -> StoreKey:
     """The key a map of this model over these test images (the first `limit`) is stored under."""
-    return CacheKey(digest_model(model), digest_images(data.test_images[:limit], data.test_labels[:limit]))
+    return StoreKey(digest_model(model), digest_images(data.test_images[:limit], data.test_labels[:limit]))
 
 
 def load_or_compute_digit_map(model: nn.Module, data: MnistData, folder: Path | str | None, **options) -> DigitMap:
@@ -264,14 +265,18 @@ def load_or_compute_digit_map(model: nn.Module, data: MnistData, folder: Path | 
     options) and saved there. A folder that cannot be written (the installed bundled model) keeps it in memory
     only; folder None: compute, no file."""
     path = Path(folder) / DIGIT_MAP_FILE if folder is not None else None
-    if path is not None:
-        found = load_digit_map(path, digit_map_key(model, data, options.get("limit")))
-        if found is not None and found.method == options.get("method", found.method):
-            return found
-    digit_map = compute_digit_map(model, data, **options)
-    if path is not None:
-        try:
-            save_digit_map(digit_map, path)
-        except OSError as exc:
-            log.warning("digit map kept in memory only: cannot write %s (%s)", path, exc)
-    return digit_map
+    method = options.get("method")
+
+    def from_stored(stored: Stored) -> DigitMap | None:
+        found = digit_map_from_stored(stored)
+        return found if found is not None and found.method == (method or found.method) else None
+
+    return load_or_compute(
+        path,
+        DIGIT_MAP_FORMAT,
+        DIGIT_MAP_VERSION,
+        digit_map_key(model, data, options.get("limit")),
+        lambda: compute_digit_map(model, data, **options),
+        to_stored=digit_map_stored,
+        from_stored=from_stored,
+    )

@@ -28,15 +28,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .checkpoint import SavedRun, delete_run, list_runs
-from .digit_map import DIGIT_MAP_FILE
 from .errors import CheckpointError, MnistError
 from .io import atomic_write_json
-from .neighbours import TRAIN_FEATURES_FILE
-from .verdict import CALIBRATION_FILE
+from .store import COMPUTED_FILES
 
 BUDGET_ENV = "MNIST_RUNS_MAX_MB"
 BYTES_PER_MB = 1_000_000  # decimal megabytes, as file sizes are usually quoted
-CACHE_FILES = (TRAIN_FEATURES_FILE, DIGIT_MAP_FILE, CALIBRATION_FILE)  # recomputed from the model when missing
+CACHE_FILES = COMPUTED_FILES  # mnist.store: recomputed from the model when missing
 REMOVED_FOLDER = ".removed"  # one JSON note per owner whose runs were removed; hidden, so list_runs ignores it
 IN_USE_FOLDER = ".in-use"  # one JSON file per app process: the runs its sessions have active
 NOTE_DAYS = 30  # a removal note older than this is dropped: its maker has not come back

@@ -3,8 +3,9 @@
 Everything here reads a model and never changes it, so the app can call it on a model that other threads
 are using at the same time (Sketch predictions, other visitors):
 
-- Activations and features are captured with forward hooks that record only the calling thread's tensors
+- Activations are captured with forward hooks that record only the calling thread's tensors
   (`recording`): another thread running the same model meanwhile passes through the hooks untouched.
+  Penultimate features come from mnist.features.features_and_logits, the function the verdict uses.
 - Nothing calls model.eval()/train() or touches .grad: the model must already be in eval mode (loaded
   checkpoints are).
 - Thread counts are set for the calling thread only and restored (`limited_threads`); batch-1 work runs on
@@ -22,7 +23,7 @@ API:
   (out, in, k, k), or for a linear-only model its first linear layer's weights as (units, 28, 28) images.
 - `extract_features(model, images, ...) -> np.ndarray (N, D)`: penultimate features (the input of the last
   linear layer) of many images, in batches, with a bounded thread count; stop and progress for the app.
-- `digest_model(model) -> str`: a hash of the weights, the key of everything cached per model.
+- `digest_model(model) -> str`: a hash of the weights, the key of everything stored per model (mnist.store).
 
 The rest of "see inside the model" lives beside this module: mnist.digit_map (the test set in 2-D, place a
 drawing on it), mnist.neighbours (the nearest training images), mnist.attack (fool the model) and
@@ -31,7 +32,6 @@ mnist.insight (per-epoch confusion, filters and panel predictions, saved with a 
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,9 +45,10 @@ from torch import nn
 from .constants import IMAGE_SIZE
 from .data import normalize
 from .errors import MnistError
+from .features import features_and_logits, last_linear
 from .machine import limited_threads
-from .predict import model_device, single_thread
 from .preprocess import CanvasImage
+from .store import digest_images, digest_model  # noqa: F401 - re-exported: stored files' identity (mnist.store)
 
 FEATURE_BATCH = 250  # images per forward in extract_features: train.EVAL_BATCH's measured memory trade-off
 # Layers that keep their input's shape and act element by element (or are identities in eval mode): the
@@ -151,14 +152,6 @@ def recording(
             handle.remove()
 
 
-def last_linear(model: nn.Module) -> nn.Module:
-    """The model's last nn.Linear (in module order): its input is the penultimate feature vector."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise MnistError(f"{type(model).__name__} has no linear layer: no penultimate features to read")
-    return linears[-1]
-
-
 def plan_captures(model: nn.Module) -> list[_Capture]:
     """Every Conv2d, and every Linear but the last (the logits), with the element-wise layers after it.
 
@@ -204,19 +197,15 @@ def to_input(image: CanvasImage | np.ndarray | torch.Tensor) -> torch.Tensor:
 def inspect_drawing(model: nn.Module, image: CanvasImage | np.ndarray | torch.Tensor) -> Inspection:
     """Activations of every conv and hidden linear layer, penultimate features and probabilities, in one
     forward pass. The model must be in eval mode; safe to call while other threads use it."""
-    x = to_input(image).to(model_device(model))
+    x = to_input(image)
     captures = plan_captures(model)
-    outputs = {c.name: c.source for c in captures}
-    with recording(outputs, {"features": last_linear(model)}) as seen, torch.inference_mode():
-        with single_thread(x.device.type == "cpu"):  # batch 1: a second thread costs more than it saves
-            logits = model(x)
+    with recording({c.name: c.source for c in captures}) as seen:
+        feats, logits = features_and_logits(model, x)  # batch 1: on one CPU thread
     activations = []
     for c in captures:
         values = seen[c.name][0][0].float().cpu().numpy()
         activations.append(LayerActivation(c.name, c.kind, tuple(values.shape), values, c.stages))
-    features = seen["features"][0][0].float().cpu().numpy()
-    probabilities = logits[0].float().softmax(0).cpu().numpy()
-    return Inspection(activations, features, probabilities)
+    return Inspection(activations, feats[0].numpy(), logits[0].softmax(0).numpy())
 
 
 def capture_activations(model: nn.Module, image: CanvasImage | np.ndarray | torch.Tensor) -> list[LayerActivation]:
@@ -270,38 +259,17 @@ def features_and_probabilities(
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Penultimate features (N, D) and probabilities (N, 10), float32, of many images in one pass."""
-    device = model_device(model)
+    last_linear(model)  # MnistError for a model without one: it has no penultimate features
     features, probabilities = [], []
-    with recording({}, {"features": last_linear(model)}) as seen, torch.inference_mode():
-        for start in range(0, len(images), FEATURE_BATCH):
-            if stop is not None and stop.is_set():
-                raise ComputationStopped("stopped while computing features")
-            chunk = images[start : start + FEATURE_BATCH].to(device)
-            logits = model(normalize(chunk) if chunk.dtype == torch.uint8 else chunk)
-            probabilities.append(logits.float().softmax(1).cpu())
-            features.append(seen["features"].pop().float().cpu().flatten(1))
-            if progress is not None:
-                progress(min(1.0, (start + FEATURE_BATCH) / len(images)))
+    for start in range(0, len(images), FEATURE_BATCH):
+        if stop is not None and stop.is_set():
+            raise ComputationStopped("stopped while computing features")
+        chunk = images[start : start + FEATURE_BATCH]
+        feats, logits = features_and_logits(model, normalize(chunk) if chunk.dtype == torch.uint8 else chunk)
+        features.append(feats)
+        probabilities.append(logits.softmax(1))
+        if progress is not None:
+            progress(min(1.0, (start + FEATURE_BATCH) / len(images)))
     if not features:
         raise MnistError("no images to compute features of")
     return torch.cat(features).numpy(), torch.cat(probabilities).numpy()
-
-
-def digest_model(model: nn.Module) -> str:
-    """SHA-256 of every state tensor's name, dtype, shape and bytes: equal digests, same model."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # reshape: 0-d tensors cannot be viewed
-    return h.hexdigest()
-
-
-def digest_images(images: torch.Tensor, labels: torch.Tensor) -> str:
-    """SHA-256 of a data split (images and labels): a cache made from other data is not reused."""
-    h = hashlib.sha256()
-    for t in (images, labels):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())  # the tensor's own bytes: no 47 MB copy
-    return h.hexdigest()

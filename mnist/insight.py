@@ -11,9 +11,11 @@ After each epoch's evaluation, train() attaches an `EpochInsight` to its EpochEv
 
 The insight is not part of history.json (History.to_dict leaves it out): save_run writes it beside, as
 insight.safetensors, and `load_insight(run_dir)` reads it back (an empty list for a run without one or a
-damaged file). Tensors: epochs (E,) int32, confusion (E, 10, 10) int32, filters (E, ...) float16,
-panel_indices and panel_labels (P,) int32, panel_probabilities (E, P, 10) float32; metadata: format,
-version, the filters' layer name, kind and total units.
+damaged file). A mnist.store file, with no key (it is the run's own record, read with the run, and
+not recomputable). Tensors: epochs (E,) int32, confusion (E, 10, 10) int32, filters (E, ...)
+float16, panel_indices and panel_labels (P,) int32, panel_probabilities (E, P, 10) float32; info: the
+filters' layer name, kind and total units (files written before mnist.store kept them as a metadata
+entry "filters", still read).
 """
 
 from __future__ import annotations
@@ -25,13 +27,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors_bytes
-from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from .constants import NUM_CLASSES
 from .inside import Filters, extract_filters
+from .store import READ_ERRORS, Stored, StoreKey, decode, encode, read_bytes
 
 INSIGHT_FILE = "insight.safetensors"
 INSIGHT_FORMAT = "mnist-studio-insight"
@@ -40,7 +40,6 @@ FIRST_OF_EACH_DIGIT = (3, 2, 1, 18, 4, 8, 11, 0, 61, 7)  # test indices of the f
 BUNDLED_MISTAKES = (2130, 1901, 6576, 9729, 3422, 8408)  # the bundled model's confident mistakes
 PANEL_INDICES = FIRST_OF_EACH_DIGIT + BUNDLED_MISTAKES
 MAX_INSIGHT_UNITS = 64  # mlp: 64 of its 256 first-layer units per epoch (64 x 784 float16 = 100 KB)
-MAX_INSIGHT_BYTES = 64 * 1024 * 1024
 log = logging.getLogger(__name__)
 
 
@@ -101,18 +100,17 @@ def encode_insight(insights: list[EpochInsight]) -> bytes:
         "panel_probabilities": torch.from_numpy(np.stack([i.panel_probabilities for i in insights])).float(),
     }
     filters = {"name": first.filters.name, "kind": first.filters.kind, "total_units": first.filters.total_units}
-    metadata = {"format": INSIGHT_FORMAT, "format_version": str(INSIGHT_VERSION), "filters": json.dumps(filters)}
-    return save_safetensors_bytes(tensors, metadata=metadata)
+    unkeyed = StoreKey("")  # recorded while training, read back with its run: never looked up by model
+    return encode(Stored(tensors, unkeyed, {"filters": filters}), INSIGHT_FORMAT, INSIGHT_VERSION)
 
 
 def decode_insight(data: bytes) -> list[EpochInsight]:
     """Parse insight.safetensors bytes; ValueError (or a safetensors error) when they are not a valid one."""
-    tensors = load_safetensors_bytes(data)
-    header_len = int.from_bytes(data[:8], "little")
-    metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
-    if metadata.get("format") != INSIGHT_FORMAT or metadata.get("format_version") != str(INSIGHT_VERSION):
-        raise ValueError("not an MNIST Studio insight file of this version")
-    layer = json.loads(metadata["filters"])
+    stored = decode(data, INSIGHT_FORMAT, INSIGHT_VERSION)
+    tensors = stored.tensors
+    layer = stored.info["filters"] if "filters" in stored.info else json.loads(stored.metadata["filters"])
+    if not isinstance(layer, dict):
+        raise ValueError("the filters' description is not a mapping")
     epochs = tensors["epochs"].long().numpy()
     confusion = tensors["confusion"].long().numpy()
     filters = tensors["filters"].float().numpy()
@@ -140,9 +138,8 @@ def load_insight(run_dir: Path | str) -> list[EpochInsight]:
     """A saved run's per-epoch insight; [] when it has none or the file is damaged (logged)."""
     path = Path(run_dir) / INSIGHT_FILE
     try:
-        if not path.is_file() or path.stat().st_size > MAX_INSIGHT_BYTES:
-            return []
-        return decode_insight(path.read_bytes())
-    except (OSError, SafetensorError, ValueError, KeyError, TypeError, RuntimeError, OverflowError) as exc:
+        data = read_bytes(path)
+        return [] if data is None else decode_insight(data)
+    except READ_ERRORS as exc:
         log.warning("ignoring damaged training insight %s: %s", path, exc)
         return []

@@ -12,7 +12,7 @@ Features are kept at float16 precision (3 significant digits), in memory as floa
 and one read back from its file are the same. Memory: 60,000 x D x 4 bytes (31 MB for the bundled model's
 128 features; 138 MB for cnn-bn-fast's 576).
 
-File: train_features.safetensors (a feature_cache file keyed by the model's weights and the training set):
+File: train_features.safetensors (a mnist.store file keyed by the model's weights and the training set):
 features (N, D) float16 (float32 if a value exceeds float16's range), labels (N,) uint8.
 """
 
@@ -30,12 +30,11 @@ from torch import nn
 from .constants import NUM_CLASSES
 from .data import MnistData
 from .errors import MnistError
-from .feature_cache import CacheKey, read_cache, write_cache
-from .inside import Progress, digest_images, digest_model, extract_features
+from .inside import Progress, extract_features
 from .machine import background_threads
 from .predict import single_thread
+from .store import TRAIN_FEATURES_FILE, Stored, StoreKey, digest_images, digest_model, load_or_compute, read, write
 
-TRAIN_FEATURES_FILE = "train_features.safetensors"
 TRAIN_FEATURES_FORMAT = "mnist-studio-train-features"
 TRAIN_FEATURES_VERSION = 1
 NEIGHBOURS = 8  # training images shown for a drawing
@@ -56,7 +55,7 @@ class NeighbourIndex:
 
     features: torch.Tensor  # (N, D) float32, float16-precision values; held column-major (below)
     labels: np.ndarray  # (N,) int64
-    key: CacheKey  # the model and training set it was computed for
+    key: StoreKey  # the model and training set it was computed for
     squared_norms: torch.Tensor = field(init=False, repr=False)  # (N,) float32
 
     def __post_init__(self) -> None:
@@ -107,25 +106,20 @@ def build_neighbour_index(
     return NeighbourIndex(at_float16_precision(torch.from_numpy(features)), labels.long().numpy(), key)
 
 
-def neighbour_index_key(model: nn.Module, data: MnistData, limit: int | None = None) -> CacheKey:
-    return CacheKey(digest_model(model), digest_images(data.train_images[:limit], data.train_labels[:limit]))
+def neighbour_index_key(model: nn.Module, data: MnistData, limit: int | None = None) -> StoreKey:
+    return StoreKey(digest_model(model), digest_images(data.train_images[:limit], data.train_labels[:limit]))
 
 
-def save_neighbour_index(index: NeighbourIndex, path: Path | str) -> None:
-    """Write the index atomically (float16 features when they fit)."""
+def neighbour_index_stored(index: NeighbourIndex) -> Stored:
+    """What the file holds: float16 features when they fit (else float32) and uint8 labels."""
     half = index.features.half()
     features = half if torch.isfinite(half).all() else index.features
-    tensors = {"features": features, "labels": torch.from_numpy(index.labels).to(torch.uint8)}
-    write_cache(Path(path), tensors, TRAIN_FEATURES_FORMAT, TRAIN_FEATURES_VERSION, index.key)
+    return Stored({"features": features, "labels": torch.from_numpy(index.labels).to(torch.uint8)}, index.key)
 
 
-def load_neighbour_index(path: Path | str, key: CacheKey | None = None) -> NeighbourIndex | None:
-    """The index stored at `path` if valid and made for `key` (None: any), else None."""
-    found = read_cache(Path(path), TRAIN_FEATURES_FORMAT, TRAIN_FEATURES_VERSION, key)
-    if found is None:
-        return None
-    tensors, found_key, _ = found
-    features, labels = tensors.get("features"), tensors.get("labels")
+def neighbour_index_from_stored(stored: Stored) -> NeighbourIndex | None:
+    """The index in a stored file, or None (logged) when its tensors are damaged."""
+    features, labels = stored.tensors.get("features"), stored.tensors.get("labels")
     valid = (
         features is not None
         and labels is not None
@@ -136,9 +130,20 @@ def load_neighbour_index(path: Path | str, key: CacheKey | None = None) -> Neigh
         and int(labels.max()) < NUM_CLASSES
     )
     if not valid:
-        log.warning("ignoring damaged training features %s", path)
+        log.warning("ignoring damaged training features")
         return None
-    return NeighbourIndex(features.float(), labels.long().numpy(), found_key)
+    return NeighbourIndex(features.float(), labels.long().numpy(), stored.key)
+
+
+def save_neighbour_index(index: NeighbourIndex, path: Path | str) -> None:
+    """Write the index atomically (float16 features when they fit)."""
+    write(path, neighbour_index_stored(index), TRAIN_FEATURES_FORMAT, TRAIN_FEATURES_VERSION)
+
+
+def load_neighbour_index(path: Path | str, key: StoreKey | None = None) -> NeighbourIndex | None:
+    """The index stored at `path` if valid and made for `key` (None: any), else None."""
+    found = read(path, TRAIN_FEATURES_FORMAT, TRAIN_FEATURES_VERSION, key)
+    return None if found is None else neighbour_index_from_stored(found)
 
 
 def load_or_build_neighbour_index(
@@ -146,15 +151,12 @@ def load_or_build_neighbour_index(
 ) -> NeighbourIndex:
     """folder/train_features.safetensors if it fits the model and data, else built (build_neighbour_index's
     options) and saved there when the folder can be written; folder None: build, no file."""
-    path = Path(folder) / TRAIN_FEATURES_FILE if folder is not None else None
-    if path is not None:
-        found = load_neighbour_index(path, neighbour_index_key(model, data, options.get("limit")))
-        if found is not None:
-            return found
-    index = build_neighbour_index(model, data, **options)
-    if path is not None:
-        try:
-            save_neighbour_index(index, path)
-        except OSError as exc:
-            log.warning("training features kept in memory only: cannot write %s (%s)", path, exc)
-    return index
+    return load_or_compute(
+        Path(folder) / TRAIN_FEATURES_FILE if folder is not None else None,
+        TRAIN_FEATURES_FORMAT,
+        TRAIN_FEATURES_VERSION,
+        neighbour_index_key(model, data, options.get("limit")),
+        lambda: build_neighbour_index(model, data, **options),
+        to_stored=neighbour_index_stored,
+        from_stored=neighbour_index_from_stored,
+    )

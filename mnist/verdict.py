@@ -41,10 +41,12 @@ How a drawing is read:
    `preprocess_canvas`, like a single drawing: a one-group drawing gives exactly `predict_canvas`'s
    pixels and probabilities. All groups go through the model in one batch.
    **Touching digits** ("17" written fast) are one component. A group at least SPLIT_MIN_ASPECT as wide
-   as tall is also cut in two along SPLIT_CANDIDATES valleys (`valley`: the least inked top-to-bottom
-   path around one of the least inked middle columns), each piece read in the same batch; the group
-   becomes two digits when both pieces of a cut are confident digits (SPLIT_CONFIDENT), nearly as tall
-   as the group (SPLIT_MIN_HEIGHT), each surer than the whole (`best_reading`): a wide 0 stays a 0.
+   as tall, unless read whole as a sure and typical digit (`worth_cutting`), is also cut in two along
+   valleys (`valley`: the least inked top-to-bottom path around a column; columns every SPLIT_STEP of
+   its width), each distinct cut's pieces read in a second batch; the group becomes two digits when
+   both pieces of a cut are confident digits (SPLIT_CONFIDENT), nearly as tall as the group
+   (SPLIT_MIN_HEIGHT), and the cut is likelier than the whole (`best_reading`): each piece surer than
+   the whole, or, for a whole the model finds atypical, each piece more typical. A wide 0 stays a 0.
 3. **Ink rules** (`InkStats`, measured on the group's 28x28 image and its box on the canvas;
    thresholds chosen on MNIST's training set): too little ink (the group spans under MIN_EXTENT of
    the canvas' longest side); a line (elongated, LINE_ELONGATION, and tilted LINE_MIN_TILT or more from
@@ -68,26 +70,25 @@ CALIBRATION_FIT_SAMPLES MNIST training digits, and `max_distance`, the (1 - REJE
 of the distances of CALIBRATION_THRESHOLD_SAMPLES other training digits (each digit through
 `preprocess_canvas` like a drawing). The test set is never used, so the share of test digits
 rejected (bench/verdicts.py) is a measurement, not a fit. The bundled model's calibration is stored
-beside it (CALIBRATION_FILE, safetensors, tied to the weights by their SHA-256): rebuild it with
+beside it (CALIBRATION_FILE, a mnist.store file keyed by the model's weights digest): rebuild it with
 ``python -m mnist.verdict calibrate [RUN_DIR]`` after retraining. `calibration_for(checkpoint)` uses a
 stored calibration that matches the weights; else computes one when MNIST is on disk (20,000 forward
-passes: about 20 s for cnn-bn on 2 cores, 50 s for an ensemble of three, so compute it once per model
-and keep it, or store it with `save_calibration`); else returns FALLBACK, without feature statistics:
-suspect ink is then rejected on the ink alone and a group whose top probability is under
-FALLBACK_MIN_CONFIDENCE is unlike any digit.
+passes: about 20 s for cnn-bn on 2 cores, 50 s for an ensemble of three) and stores it in the run
+folder (mnist.store.load_or_compute; `save_calibration` stores one anywhere); else returns FALLBACK,
+without feature statistics: suspect ink is then rejected on the ink alone and a group whose top
+probability is under FALLBACK_MIN_CONFIDENCE is unlike any digit. A stored calibration is looked up by the
+model's digest only (no data digest): it must serve where MNIST is not on disk.
 
 An ensemble (mnist.ensemble): its probabilities are the ensemble's and its features are all its members'
 penultimate features side by side, (B, D_1 + ... + D_K): one Gaussian per class over the joint vector,
 with one shared covariance, fitted like a single model's. The members' feature spaces differ (even two
 seeds of one architecture), so they cannot be averaged; side by side, every member has its say, and the
 covariance weighs how much they agree. A single member's distance is noisier: a 1 with a wide base sat at
-0.92-1.09 of each member's own threshold. A stored calibration belongs to the ensemble's own weights file.
+0.92-1.09 of each member's own threshold. A stored calibration belongs to the ensemble's own weights.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -96,18 +97,28 @@ from typing import Literal
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save as save_safetensors_bytes
 from scipy import ndimage
 from torch import nn
 
-from .checkpoint import WEIGHTS_FILE, Checkpoint, atomic_write_bytes
+from .checkpoint import WEIGHTS_FILE, Checkpoint
 from .constants import NUM_CLASSES
 from .data import MnistData, load_mnist, normalize
-from .ensemble import Ensemble, StackedLinear, mean_log_probabilities, mean_of_side_by_side, members_of
 from .errors import DataError, MnistError
-from .predict import SMALL_BATCH, model_device, single_thread
+from .features import features_and_logits, member_features_and_logits, split_model  # noqa: F401 - re-exported
 from .preprocess import INK_THRESHOLD, MIN_INK_CONTRAST, CanvasImage, ink_map, preprocess_canvas
+from .store import (
+    CALIBRATION_FILE,
+    READ_ERRORS,
+    Stored,
+    StoreKey,
+    decode,
+    digest_model,
+    digest_weights_file,
+    load_or_compute,
+    read_bytes,
+    read_metadata,
+    write,
+)
 
 Verdict = Literal["digit", "unsure", "not_a_digit", "several_digits"]
 GroupVerdict = Literal["digit", "unsure", "not_a_digit"]
@@ -146,16 +157,18 @@ STATS_INK_LEVEL = 0.5  # 28x28 pixels at least this bright count as ink for the 
 # Touching digits (recognition-based segmentation of one group of ink into two digits)
 SPLIT_MIN_ASPECT = 0.75  # a group at least this wide for its height may be two digits that touch
 SPLIT_MIN_WIDTH_PX = 8  # narrower groups are never cut: no room for two digits
-SPLIT_MARGIN = 0.2  # cuts are tried between this share of the group's width from each side
-SPLIT_CANDIDATES = 4  # columns tried: the least inked ones, at least SPLIT_SPACING of the width apart
-SPLIT_SPACING = 0.1
-SPLIT_SMOOTHING = 0.05  # the column ink profile is averaged over this share of the group's width
-SPLIT_CONFIDENT = 0.9  # each half must be read at least this sure, and typical (see model_reason)
+SPLIT_MARGIN = 0.15  # cuts are tried between this share of the group's width from each side
+SPLIT_STEP = 0.04  # a cut around every this share of the width (cuts that end up the same are read once)
+SPLIT_REACH = 0.1  # a cut strays at most this share of the width from its column
+SPLIT_CONFIDENT = 0.8  # each half must be read at least this sure, and typical (see model_reason)
+UNCUT_CONFIDENT = 0.99  # a group read whole this surely, and typical (SUSPECT_DISTANCE_SHARE), is not cut
 VALLEY_STEP_COST = 0.05  # ink cost of every pixel of a cut: the shortest of equally blank paths
 SPLIT_MIN_HEIGHT = 0.8  # and span at least this share of the group's height
 FRAGMENT_SHARE = 0.15  # after a cut, ink pieces under this share of the half's largest are dropped
 # Calibration
-CALIBRATION_FILE = "verdict.safetensors"
+CALIBRATION_FORMAT = "mnist-studio-calibration"  # a mnist.store file beside the model (CALIBRATION_FILE)
+CALIBRATION_VERSION = 1
+OLD_CALIBRATION_ENTRY = "weights_sha256"  # metadata of files written before mnist.store: recomputed once
 CALIBRATION_FIT_SAMPLES = 10_000  # MNIST training digits for the class means and the covariance
 CALIBRATION_THRESHOLD_SAMPLES = 10_000  # other training digits for the distance threshold
 REJECT_QUANTILE = 0.0025  # share of the threshold sample's digits beyond max_distance
@@ -333,46 +346,6 @@ class Calibration:
 FALLBACK = Calibration(None, None, None, "uncalibrated: no stored calibration and no MNIST to compute one")
 
 
-def split_model(model: nn.Module) -> tuple[list[nn.Module], nn.Module]:
-    """(body layers, head): head is the final Linear layer of a Sequential, the body its other layers
-    (a fused ensemble's final StackedLinear too: its body's output is the members' features side by side).
-
-    Any other model is treated as body = [model], head = identity: its logits are its features.
-    """
-    if isinstance(model, nn.Sequential) and len(model) > 1 and isinstance(model[-1], nn.Linear | StackedLinear):
-        layers = list(model)
-        return layers[:-1], layers[-1]
-    return [model], nn.Identity()
-
-
-@torch.inference_mode()
-def features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, 1, 28, 28) normalised -> (B, D) penultimate features and (B, 10) logits, float32 on the CPU.
-
-    An ensemble: its members' features side by side, and the log of their mean probabilities."""
-    device = model_device(model)
-    with single_thread(device.type == "cpu" and len(x) <= SMALL_BATCH):
-        h = x.to(device)
-        fused = model.fused_for(h) if isinstance(model, Ensemble) else None
-        if fused is not None:
-            feats, stacked = member_features_and_logits(fused, h)  # (B, K * D), (B, K * 10)
-            logits = mean_of_side_by_side(stacked, len(model.members))
-        else:
-            outputs = [member_features_and_logits(member, h) for member in members_of(model)]
-            feats = torch.cat([f for f, _ in outputs], 1)
-            logits = outputs[0][1] if len(outputs) == 1 else mean_log_probabilities([z for _, z in outputs])
-    return feats.float().cpu(), logits.float().cpu()
-
-
-def member_features_and_logits(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One network: (B, D) the input of its last Linear layer, and (B, 10) its logits."""
-    body, head = split_model(model)
-    for layer in body:
-        x = layer(x)
-    feats = x.flatten(1)
-    return feats, head(feats)
-
-
 def distances(calibration: Calibration, feats: torch.Tensor) -> torch.Tensor | None:
     """(B, D) features -> (B,) squared Mahalanobis distance to the nearest class mean (None: FALLBACK)."""
     if not calibration.calibrated:
@@ -432,64 +405,103 @@ def calibrate(
     return Calibration(means, whiten, max_distance, "computed from MNIST training digits", details)
 
 
-def weights_digest(run_dir: Path) -> str | None:
-    """SHA-256 of the run folder's weights file: what a stored calibration belongs to."""
-    path = Path(run_dir) / WEIGHTS_FILE
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
-def save_calibration(run_dir: Path | str, calibration: Calibration) -> Path:
-    """Write run_dir/CALIBRATION_FILE: tensors means and whiten; max_distance, details and the weights'
-    SHA-256 as metadata."""
+def calibration_stored(calibration: Calibration, key: StoreKey) -> Stored:
+    """What the file holds: tensors means and whiten; max_distance and details as info."""
     if not calibration.calibrated:
         raise CalibrationError("the fallback calibration has nothing to store")
-    meta = {
-        "max_distance": repr(calibration.max_distance),
-        "details": json.dumps(calibration.details, sort_keys=True),
-        "weights_sha256": weights_digest(run_dir) or "",
-    }
-    tensors = {"means": calibration.means.contiguous(), "whiten": calibration.whiten.contiguous()}
+    tensors = {"means": calibration.means, "whiten": calibration.whiten}
+    return Stored(tensors, key, {"max_distance": calibration.max_distance, "details": calibration.details})
+
+
+def calibration_from_stored(stored: Stored) -> Calibration:
+    """The calibration in a stored file; CalibrationError naming what is wrong with it."""
+    try:
+        means, whiten = stored.tensors["means"].float(), stored.tensors["whiten"].float()
+        max_distance, details = float(stored.info["max_distance"]), dict(stored.info.get("details", {}))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CalibrationError(f"not a valid calibration file ({exc})") from None
+    d = whiten.shape[-1]
+    if means.shape != (NUM_CLASSES, d) or whiten.shape != (d, d) or not math.isfinite(max_distance):
+        raise CalibrationError("not a valid calibration file: tensors of the wrong shape or a bad threshold")
+    if not (torch.isfinite(means).all() and torch.isfinite(whiten).all()):
+        raise CalibrationError("not a valid calibration file: it holds NaN or infinite values")
+    return Calibration(means, whiten, max_distance, "stored with the model", details)
+
+
+def stored_calibration_or_none(stored: Stored) -> Calibration | None:
+    """load_or_compute's reader: a damaged file is computed again."""
+    try:
+        return calibration_from_stored(stored)
+    except CalibrationError:
+        return None
+
+
+def run_model_digest(run_dir: Path) -> str | None:
+    """mnist.store's digest of the model saved in run_dir; None when it has no weights that read."""
+    return digest_weights_file(Path(run_dir) / WEIGHTS_FILE)
+
+
+def save_calibration(run_dir: Path | str, calibration: Calibration, model: nn.Module | None = None) -> Path:
+    """Write run_dir/CALIBRATION_FILE (a mnist.store file) for `model` (default: the run's own model)."""
+    digest = digest_model(model) if model is not None else run_model_digest(Path(run_dir))
+    if digest is None:
+        raise CalibrationError(f"{run_dir} holds no model to store a calibration for")
     path = Path(run_dir) / CALIBRATION_FILE
-    atomic_write_bytes(path, save_safetensors_bytes(tensors, metadata=meta))
+    write(path, calibration_stored(calibration, StoreKey(digest)), CALIBRATION_FORMAT, CALIBRATION_VERSION)
     return path
 
 
-def load_calibration(run_dir: Path | str) -> Calibration | None:
-    """The calibration stored in a run folder; None when there is none or it was made for other weights."""
+def load_calibration(run_dir: Path | str, model: nn.Module | None = None) -> Calibration | None:
+    """The calibration stored in a run folder for `model` (default: the run's own model); None when there
+    is none or it was made for other weights. CalibrationError when the file is damaged."""
     path = Path(run_dir) / CALIBRATION_FILE
-    if not path.is_file():
-        return None
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            means, whiten = f.get_tensor("means").float(), f.get_tensor("whiten").float()
-        max_distance = float(meta["max_distance"])
-        details = json.loads(meta["details"])
-    except Exception as exc:  # noqa: BLE001 - a damaged file of any kind is one error
+        data = read_bytes(path)
+        if data is None or OLD_CALIBRATION_ENTRY in read_metadata(data):
+            return None  # none, or written before mnist.store: stale
+        stored = decode(data, CALIBRATION_FORMAT, CALIBRATION_VERSION)
+    except READ_ERRORS as exc:
         raise CalibrationError(f"{path}: not a valid calibration file ({exc})") from None
-    if meta.get("weights_sha256") != weights_digest(run_dir):
+    digest = digest_model(model) if model is not None else run_model_digest(Path(run_dir))
+    if digest is None or not StoreKey(digest).fits(stored.key):
         return None  # stale: made for other weights
-    d = whiten.shape[-1]
-    if means.shape != (NUM_CLASSES, d) or whiten.shape != (d, d) or not math.isfinite(max_distance):
-        raise CalibrationError(f"{path}: tensors of the wrong shape or a bad threshold")
-    if not (torch.isfinite(means).all() and torch.isfinite(whiten).all()):
-        raise CalibrationError(f"{path}: holds NaN or infinite values")
-    return Calibration(means, whiten, max_distance, "stored with the model", details)
+    try:
+        return calibration_from_stored(stored)
+    except CalibrationError as exc:
+        raise CalibrationError(f"{path}: {exc}") from None
+
+
+class _NoMnist(Exception):
+    """No MNIST on disk to calibrate with: FALLBACK."""
 
 
 def calibration_for(checkpoint: Checkpoint, data: MnistData | None = None) -> Calibration:
     """A loaded checkpoint's calibration: stored in its run folder and matching its weights; else computed
-    from MNIST (`data`, or found on disk, never downloaded; about 20 s a network); else FALLBACK."""
-    if Path(checkpoint.path).is_dir():
-        stored = load_calibration(checkpoint.path)
-        if stored is not None:
-            return stored
-    if data is None:
+    from MNIST (`data`, or found on disk, never downloaded; about 20 s a network) and stored there (kept in
+    memory only when the folder cannot be written, or for a model without a folder); else FALLBACK."""
+    folder = Path(checkpoint.path)
+    path = folder / CALIBRATION_FILE if folder.is_dir() else None
+
+    def compute() -> Calibration:
         try:
-            data = load_mnist(download=False)
+            train = data or load_mnist(download=False)
         except DataError:
-            return FALLBACK
-    return calibrate(checkpoint.model, data.train_images, data.train_labels)
+            raise _NoMnist from None
+        return calibrate(checkpoint.model, train.train_images, train.train_labels)
+
+    key = StoreKey(digest_model(checkpoint.model))
+    try:
+        return load_or_compute(
+            path,
+            CALIBRATION_FORMAT,
+            CALIBRATION_VERSION,
+            key,
+            compute,
+            to_stored=lambda calibration: calibration_stored(calibration, key),
+            from_stored=stored_calibration_or_none,
+        )
+    except _NoMnist:
+        return FALLBACK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -821,15 +833,19 @@ def read_drawing(model: nn.Module, array, calibration: Calibration = FALLBACK) -
         return Reading("not_a_digit", None, (), None, None, "empty", ())
     segments = split_groups(ink)
     crops = [group_crop(segments, g) for g in range(len(segments.boxes))]
-    cuts = [cut_candidates(box, crop) for box, crop in crops]  # per group: (left, right) pieces per cut tried
-    pieces = crops + [piece for group_cuts in cuts for pair in group_cuts for piece in pair]
-    readings = read_pieces(model, pieces, calibration, ink.shape)
+    wholes = read_pieces(model, crops, calibration, ink.shape)
+    cuts = [  # per group: (left, right) pieces per distinct cut tried
+        cut_candidates(box, crop) if worth_cutting(whole, calibration) else []
+        for (box, crop), whole in zip(crops, wholes, strict=True)
+    ]
+    pieces = [piece for group_cuts in cuts for pair in group_cuts for piece in pair]
+    readings = read_pieces(model, pieces, calibration, ink.shape) if pieces else []
     groups: list[GroupReading] = []
-    k = len(crops)
-    for whole, group_cuts in zip(readings, cuts, strict=False):
+    k = 0
+    for whole, group_cuts in zip(wholes, cuts, strict=True):
         pairs = [(readings[k + 2 * i], readings[k + 2 * i + 1]) for i in range(len(group_cuts))]
         k += 2 * len(group_cuts)
-        groups += best_reading(whole, pairs)
+        groups += best_reading(whole, pairs, calibration)
     return combine(tuple(groups))
 
 
@@ -855,37 +871,38 @@ def read_pieces(
 # Touching digits
 
 
+def worth_cutting(whole: GroupReading, calibration: Calibration) -> bool:
+    """Whether a group might be two touching digits: not when read whole as a sure, typical digit (most
+    single digits; this also saves the cuts' forward pass)."""
+    typical = whole.distance is None or whole.distance <= SUSPECT_DISTANCE_SHARE * calibration.max_distance
+    return not (whole.verdict == "digit" and whole.confidence >= UNCUT_CONFIDENT and typical)
+
+
 def cut_candidates(box: Box, crop: np.ndarray) -> list[tuple[tuple[Box, np.ndarray], tuple[Box, np.ndarray]]]:
-    """A group wide enough to be two touching digits: (left piece, right piece) for each cut tried, each
+    """A group wide enough to be two touching digits: (left piece, right piece) for each distinct cut, each
     piece as group_crop gives it (its canvas box, its padded crop). Narrower groups: none."""
     if box.width < SPLIT_MIN_ASPECT * box.height or box.width < SPLIT_MIN_WIDTH_PX:
         return []
     ink = crop[CROP_PAD:-CROP_PAD, CROP_PAD:-CROP_PAD]
-    pairs = [cut_along(box, ink, valley(ink, column)) for column in cut_columns(ink)]
+    paths = {tuple(valley(ink, column).tolist()) for column in cut_columns(ink.shape[1])}
+    pairs = [cut_along(box, ink, np.array(path)) for path in sorted(paths)]
     return [pair for pair in pairs if pair is not None]
 
 
-def cut_columns(ink: np.ndarray) -> list[int]:
-    """The SPLIT_CANDIDATES least inked columns (the valleys between two digits) in the middle of the
-    group, at least SPLIT_SPACING of its width apart."""
-    w = ink.shape[1]
-    profile = ndimage.uniform_filter1d(ink.sum(0), size=max(1, round(SPLIT_SMOOTHING * w)), mode="nearest")
-    low, high = round(SPLIT_MARGIN * w), round((1 - SPLIT_MARGIN) * w)
-    chosen: list[int] = []
-    for column in (low + np.argsort(profile[low:high], kind="stable")).tolist():
-        if all(abs(column - c) >= SPLIT_SPACING * w for c in chosen):
-            chosen.append(column)
-            if len(chosen) == SPLIT_CANDIDATES:
-                break
-    return chosen
+def cut_columns(width: int) -> list[int]:
+    """Columns around which cuts are tried: every SPLIT_STEP of the width, SPLIT_MARGIN from each side
+    (the valley between two touching digits can be anywhere in the middle, and a few are not the least
+    inked columns: a 1's stroke is thinner than the digit it touches)."""
+    step = max(1, round(SPLIT_STEP * width))
+    return list(range(round(SPLIT_MARGIN * width), round((1 - SPLIT_MARGIN) * width) + 1, step))
 
 
 def valley(ink: np.ndarray, column: int) -> np.ndarray:
     """The least inked path from the top row to the bottom one, moving at most one column a row and
-    staying within SPLIT_SPACING of the group's width around `column`: per row, the first column of the
+    staying within SPLIT_REACH of the group's width around `column`: per row, the first column of the
     right-hand piece. Digits that overlap are cut around each other, not straight through."""
     h, w = ink.shape
-    reach = max(1, round(SPLIT_SPACING * w))
+    reach = max(1, round(SPLIT_REACH * w))
     low, high = max(1, column - reach), min(w - 1, column + reach + 1)
     cost = ink[:, low:high] + VALLEY_STEP_COST
     total = cost[0].copy()
@@ -936,15 +953,25 @@ def confident_digit(group: GroupReading, height: int) -> bool:
     return tall and group.verdict == "digit" and group.confidence >= SPLIT_CONFIDENT
 
 
-def best_reading(whole: GroupReading, pairs: list[tuple[GroupReading, GroupReading]]) -> tuple[GroupReading, ...]:
-    """The group read whole, or as the two digits of its best cut when both are read confidently and each
-    more surely than the whole (recognition-based segmentation): a wide 0 stays one 0."""
+def best_reading(
+    whole: GroupReading, pairs: list[tuple[GroupReading, GroupReading]], calibration: Calibration
+) -> tuple[GroupReading, ...]:
+    """The group read whole, or as the two digits of its likeliest cut (the product of its pieces'
+    probabilities; recognition-based segmentation) when both pieces are confident digits and the cut beats
+    the whole: each piece surer than it, or, when the whole is atypical (beyond SUSPECT_DISTANCE_SHARE of
+    max_distance: "14" read as a 4 at 96%), each piece more typical. A wide 0 stays one 0."""
     split = [pair for pair in pairs if all(confident_digit(half, whole.box.height) for half in pair)]
+    if whole.verdict != "not_a_digit":
+        atypical = whole.distance is not None and whole.distance > SUSPECT_DISTANCE_SHARE * calibration.max_distance
+        split = [
+            (a, b)
+            for a, b in split
+            if min(a.confidence, b.confidence) > whole.confidence
+            or (atypical and max(a.distance, b.distance) < whole.distance)
+        ]
     if not split:
         return (whole,)
-    best = max(split, key=lambda pair: min(pair[0].confidence, pair[1].confidence))
-    whole_score = whole.confidence if whole.verdict != "not_a_digit" else 0.0
-    return best if min(best[0].confidence, best[1].confidence) > whole_score else (whole,)
+    return max(split, key=lambda pair: pair[0].confidence * pair[1].confidence)
 
 
 def combine(groups: tuple[GroupReading, ...]) -> Reading:
