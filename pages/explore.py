@@ -22,6 +22,17 @@ from studio.explore_charts import (
     per_class_accuracy_chart,
     selected_cell,
 )
+from studio.explore_state import (
+    DEFAULT_SPLIT,
+    DIGIT_FILTER_KEYS,
+    DIGIT_KEY,
+    ORDER_KEY,
+    PRED_KEY,
+    PREDICTIONS_KEY,
+    SPLIT_KEY,
+    TRUE_KEY,
+    ExploreState,
+)
 from studio.sketch_state import SketchState
 from studio.tiles import make_openable, opened_index
 from studio.views import (
@@ -38,11 +49,9 @@ from studio.views import (
 SAMPLES_PER_PAGE = 60
 MISTAKES_PER_PAGE = 40
 THUMB_SCALE = 2  # 28 -> 56 pixels
-TRUE_KEY, PRED_KEY = "mistake_true", "mistake_pred"  # the gallery's filters; a confusion-matrix click sets them
 ANY = None
 DIGIT_OPTIONS = [ANY, *range(NUM_CLASSES)]
 SKETCH_PAGE = "pages/sketch.py"
-SWITCH_KEY = "explore_open_in_sketch"  # set by an Open in Sketch button's callback; the page then switches
 KEEP = {"persist_state": "session"}  # filters survive a visit to another page (and studio.remembered: a reload)
 PAGE_PREDICTIONS_CACHE = 64  # pages of training-image predictions kept (60 ints each): a visitor paging back and forth
 SAMPLE_TILES, MISTAKE_TILES, HARD_TILES = "sample_tiles", "mistake_tiles", "hard_tiles"  # clickable grids' containers
@@ -71,16 +80,15 @@ def write_digit_filter(value: object) -> str:
     return "any" if value is ANY else str(value)
 
 
-DIGIT_FILTER_KEYS = ("sample_digit", TRUE_KEY, PRED_KEY)
 # Explore's filters in a shared link (studio.share): every one written out, so the link shows the same view
 # whatever the opener last chose. The page numbers are not shared: they depend on the filters.
 LINK_PARAMS = [
-    share.Param("split", "sample_split", share.read_choice(["train", "test"]), label="Split"),
-    share.Param("digit", "sample_digit", read_digit_filter, write_digit_filter, "Digit"),
-    share.Param("predictions", "sample_predictions", share.read_bool, share.write_bool, "Show the model's predictions"),
+    share.Param("split", SPLIT_KEY, share.read_choice(["train", "test"]), label="Split"),
+    share.Param("digit", DIGIT_KEY, read_digit_filter, write_digit_filter, "Digit"),
+    share.Param("predictions", PREDICTIONS_KEY, share.read_bool, share.write_bool, "Show the model's predictions"),
     share.Param("true", TRUE_KEY, read_digit_filter, write_digit_filter, "True digit"),
     share.Param("predicted", PRED_KEY, read_digit_filter, write_digit_filter, "Predicted digit"),
-    share.Param("order", "mistake_order", share.read_choice(MISTAKE_ORDERS), label="Sort by confidence"),
+    share.Param("order", ORDER_KEY, share.read_choice(MISTAKE_ORDERS), label="Sort by confidence"),
 ]
 
 
@@ -151,21 +159,21 @@ def data_set_tab(state: dataset.DataState) -> None:
 
     st.markdown("**Samples**")
     c1, c2, c3, c4 = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
-    st.session_state.setdefault("sample_split", "train")  # not default=: the value may be a remembered one
-    split = c1.segmented_control("Split", ["train", "test"], key="sample_split", required=True, **KEEP)
-    digit = c2.selectbox("Digit", DIGIT_OPTIONS, format_func=digit_label, placeholder="any", key="sample_digit", **KEEP)
-    images, labels = data.split(split or "train")
+    st.session_state.setdefault(SPLIT_KEY, DEFAULT_SPLIT)  # not default=: the value may be a remembered one
+    split = c1.segmented_control("Split", ["train", "test"], key=SPLIT_KEY, required=True, **KEEP)
+    digit = c2.selectbox("Digit", DIGIT_OPTIONS, format_func=digit_label, placeholder="any", key=DIGIT_KEY, **KEEP)
+    images, labels = data.split(split or DEFAULT_SPLIT)
     indices = indices_of(labels, digit)
     pages = paginate(len(indices), 1, SAMPLES_PER_PAGE).count
     number = c3.number_input(f"Page (of {pages:,})", 1, pages, 1, key=f"sample_page_{split}_{digit}")
     page = paginate(len(indices), int(number), SAMPLES_PER_PAGE)
     shown = indices[page.start : page.stop].tolist()
-    show_predictions = c4.toggle("Show the model's predictions", key="sample_predictions", **KEEP)
+    show_predictions = c4.toggle("Show the model's predictions", key=PREDICTIONS_KEY, **KEEP)
     opens = "click or tap one to open it in Sketch" if split == "test" else "only test images open in Sketch"
     st.caption(
         page.caption(f"{split} images" + ("" if digit is None else f" of {digit}")) + f" · under each: its # · {opens}"
     )
-    predicted = sample_predictions(state, split or "train", shown) if show_predictions and shown else None
+    predicted = sample_predictions(state, split or DEFAULT_SPLIT, shown) if show_predictions and shown else None
     if shown:
         with st.container(key=SAMPLE_TILES):
             show_samples(images, labels, shown, predicted)
@@ -239,7 +247,7 @@ def open_tile(container_key: str) -> None:
 
 def open_test_image(index: int) -> None:
     SketchState.of().test_image = index
-    st.session_state[SWITCH_KEY] = True
+    ExploreState.of().ask_switch_to_sketch()
 
 
 def openable_tiles(container_key: str, indices: list[int], names: list[str]) -> None:
@@ -248,7 +256,7 @@ def openable_tiles(container_key: str, indices: list[int], names: list[str]) -> 
 
 
 def switch_to_sketch() -> None:
-    if st.session_state.pop(SWITCH_KEY, False):
+    if ExploreState.of().take_switch_to_sketch():
         st.switch_page(SKETCH_PAGE)
 
 
@@ -277,12 +285,11 @@ def on_confusion_click(chart_key: str) -> None:
     if cell is None:
         return
     true, predicted = cell
-    st.session_state[TRUE_KEY] = true
-    st.session_state[PRED_KEY] = predicted if predicted != true else ANY
+    ExploreState.of().mistake_filter = (true, predicted if predicted != true else ANY)
 
 
 def confusion_matrix(confusion) -> None:
-    true, predicted = st.session_state[TRUE_KEY], st.session_state[PRED_KEY]
+    true, predicted = ExploreState.of().mistake_filter
     key = confusion_key(true, predicted)
     with st.container(key=CONFUSION_BOX):
         st.altair_chart(
@@ -325,8 +332,8 @@ def mistakes_tab(state: dataset.DataState, key: str) -> None:
         digit_filter = {"format_func": digit_label, "placeholder": "any"}  # None ("any") shows the placeholder
         true = f1.selectbox("True digit", DIGIT_OPTIONS, key=TRUE_KEY, **digit_filter, **KEEP)
         predicted = f2.selectbox("Predicted digit", DIGIT_OPTIONS, key=PRED_KEY, **digit_filter, **KEEP)
-        st.session_state.setdefault("mistake_order", MISTAKE_ORDERS[0])
-        order = st.segmented_control("Sort by confidence", MISTAKE_ORDERS, key="mistake_order", required=True, **KEEP)
+        st.session_state.setdefault(ORDER_KEY, MISTAKE_ORDERS[0])
+        order = st.segmented_control("Sort by confidence", MISTAKE_ORDERS, key=ORDER_KEY, required=True, **KEEP)
 
     rows = filter_mistakes(mistakes, true, predicted, order or MISTAKE_ORDERS[0])
     what = f"true {digit_label(true)}, predicted {digit_label(predicted)}"

@@ -27,11 +27,18 @@ from studio.form import (
     parse_field,
     render_field,
 )
-from studio.remembered import RUN_NAME_KEY, SEEDS_KEY
-from studio.remembered import TRAIN_PREFIX as PREFIX
 from studio.train_jobs import REFRESH_SECONDS, STATE_LABELS, run_panel
 from studio.train_runs import RUNS_PARAM, saved_runs
-from studio.train_state import JOB_KEY, LINK_PROBLEMS_KEY, START_ERROR_KEY
+from studio.train_state import (
+    DEVICE_FIELD_KEY,
+    JOB_KEY,
+    LINK_PROBLEMS_KEY,
+    PRESET_KEY,
+    RUN_NAME_KEY,
+    SEEDS_KEY,
+    START_ERROR_KEY,
+)
+from studio.train_state import TRAIN_PREFIX as PREFIX
 from studio.views import format_duration
 
 log = logging.getLogger(__name__)
@@ -86,7 +93,7 @@ def read_seeds(text: str) -> int:
 
 
 def form_params() -> list[share.Param]:
-    params = [share.Param("preset", PREFIX + "preset", share.read_choice(PRESETS), label="Preset")]
+    params = [share.Param("preset", PRESET_KEY, share.read_choice(PRESETS), label="Preset")]
     for name in SHARED_FIELDS:
         spec = FIELD_SPECS[name]
         write = share.write_bool if spec.kind == "bool" else str
@@ -98,7 +105,7 @@ def form_params() -> list[share.Param]:
 def open_shared_link() -> None:
     """A session opened with a link: its preset, fields and compared runs win over the remembered ones."""
     values, problems = share.apply_link("train", [*form_params(), RUNS_PARAM])
-    preset = values.get(PREFIX + "preset")
+    preset = values.get(PRESET_KEY)
     if preset is not None:  # the link's preset fills the fields the link does not name
         config = preset_config(preset)
         for field in FORM_FIELDS:
@@ -118,7 +125,7 @@ def show_link_problems() -> None:
 def setup_link() -> str:
     """The link to the form as it is: the preset and the fields that differ from it (a short address)."""
     values = share.current(form_params())
-    preset = preset_config(values[PREFIX + "preset"] or "fast")
+    preset = preset_config(values[PRESET_KEY] or "fast")
     held = form_values(PREFIX)
     for name in SHARED_FIELDS:
         spec = FIELD_SPECS[name]
@@ -140,11 +147,11 @@ def share_setup() -> None:
 
 def apply_preset() -> None:
     """Fill every field from the chosen preset (the preset control's callback)."""
-    config = preset_config(st.session_state.get(PREFIX + "preset") or "fast")
+    config = preset_config(st.session_state.get(PRESET_KEY) or "fast")
     for field in FORM_FIELDS:
         st.session_state[PREFIX + field] = form_state(FIELD_SPECS[field], getattr(config, field))
     if config.device not in device_options():
-        st.session_state[PREFIX + "device"] = "auto"
+        st.session_state[DEVICE_FIELD_KEY] = "auto"
 
 
 def device_options() -> list[str]:
@@ -174,8 +181,8 @@ def config_form(data_ready: bool) -> None:
     fill_missing_fields()
     keep = {"persist_state": "session"}  # keep the values when the user visits another page
 
-    st.segmented_control("Preset", list(PRESETS), key=PREFIX + "preset", on_change=apply_preset, required=True, **keep)
-    st.caption(PRESET_DESCRIPTIONS.get(st.session_state.get(PREFIX + "preset") or "fast", ""))
+    st.segmented_control("Preset", list(PRESETS), key=PRESET_KEY, on_change=apply_preset, required=True, **keep)
+    st.caption(PRESET_DESCRIPTIONS.get(st.session_state.get(PRESET_KEY) or "fast", ""))
 
     widget_args = {  # the arch and device menus show more than the spec knows: sizes, this machine's devices
         "arch": {"format_func": lambda a: f"{a} · {arch_summary(a)[0]:,} parameters"},
@@ -214,13 +221,13 @@ def config_form(data_ready: bool) -> None:
 def fill_missing_fields() -> None:
     """Every field a value before its widget exists: the preset's, where neither the visitor nor their
     remembered choices (studio.remembered) gave one."""
-    preset = st.session_state.setdefault(PREFIX + "preset", "fast")
+    preset = st.session_state.setdefault(PRESET_KEY, "fast")
     config = preset_config(preset or "fast")
     for field in FORM_FIELDS:
         if st.session_state.get(PREFIX + field) is None:
             st.session_state[PREFIX + field] = form_state(FIELD_SPECS[field], getattr(config, field))
-    if st.session_state[PREFIX + "device"] not in device_options():
-        st.session_state[PREFIX + "device"] = "auto"
+    if st.session_state[DEVICE_FIELD_KEY] not in device_options():
+        st.session_state[DEVICE_FIELD_KEY] = "auto"
 
 
 def show_rows(form_rows, problems: dict[str, str], show) -> None:

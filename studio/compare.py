@@ -16,9 +16,9 @@ import streamlit as st
 from mnist.compare import agreement
 from mnist.verdict import Reading
 from studio import guide
+from studio.sketch_state import COMPARE_KEY
 from studio.views import a_digit, verdict_text
 
-COMPARE_KEY = "compare_with"  # the session's second model: a model key; absent or "" means off
 PICKER_KEY = "compare_picker"  # the picker widget's own key (its state goes when Sketch is not shown)
 CONTAINER_KEY = "compare"
 OFF = ""  # the picker's first option: no second model

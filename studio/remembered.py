@@ -25,22 +25,16 @@ import streamlit as st
 
 from mnist.errors import MnistError
 from mnist.records import ModelRef
+from studio.explore_state import FILTER_KEYS
+from studio.registry import ACTIVE_MODEL_KEY
+from studio.sketch_state import DEVICE_KEY as SKETCH_DEVICE_KEY
+from studio.train_state import RUN_NAME_KEY, SEEDS_KEY, TRAIN_PREFIX
 
 MAX_VISITORS = 4096  # remembered per process; the least recently seen visitor is forgotten first
 MAX_TEXT_CHARS = 200  # a typed value longer than this (a run name is at most 100) is not remembered
-MODEL_KEY = "active_model"  # studio.registry.ACTIVE_MODEL_KEY: the sidebar's selectbox
-DEVICE_KEY = "sketch_device"  # pages/sketch.py's "Device for predictions"
-TRAIN_PREFIX = "cfg_"  # pages/train.py's form: cfg_preset and cfg_<TrainConfig field>
-RUN_NAME_KEY = "new_run_name"  # pages/train.py: the next run's name
-SEEDS_KEY = "new_run_seeds"  # pages/train.py: how many seeds the next Start trains
-EXPLORE_KEYS = (  # pages/explore.py's filters (its page numbers are not: they depend on the filters)
-    "sample_split",
-    "sample_digit",
-    "sample_predictions",
-    "mistake_true",
-    "mistake_pred",
-    "mistake_order",
-)
+MODEL_KEY = ACTIVE_MODEL_KEY  # the sidebar's selectbox
+DEVICE_KEY = SKETCH_DEVICE_KEY  # Sketch's "Device for predictions"
+EXPLORE_KEYS = FILTER_KEYS  # Explore's filters (its page numbers are not: they depend on the filters)
 GUIDE_PREFIX = "guide_"  # studio.guide's progress: guide_<step> and guide_dismissed, each a bool
 SEEN_KEY = "remembered_seen"  # this session's last known values of the remembered keys
 EMPTY: Mapping[str, object] = MappingProxyType({})

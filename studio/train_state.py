@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+TRAIN_PREFIX = "cfg_"  # the form's fields: cfg_<TrainConfig field>, and PRESET_KEY
+PRESET_KEY = TRAIN_PREFIX + "preset"
+DEVICE_FIELD_KEY = TRAIN_PREFIX + "device"  # the form's device field (Sketch's device is SketchState.device)
+RUN_NAME_KEY = "new_run_name"  # the next run's name
+SEEDS_KEY = "new_run_seeds"  # how many seeds the next Start trains
+
 JOB_KEY = "job_id"  # the training job this session is looking at
 LOSS_SMOOTHING_KEY = "loss_smoothing"  # the live loss curve's EMA slider
 RUN_PICK_KEY = "runs_to_watch"  # prefix of "Your runs"' key (see studio.train_jobs.choose_run_to_watch)
