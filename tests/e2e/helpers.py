@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # conftest.py skips every browser test with the reason (in CI: fails them)
+    expect = None
 
 from bench import harness
 from bench.harness import DIGIT_STROKES, draw_digit, draw_stroke, tap_canvas, touch_stroke
@@ -22,6 +28,7 @@ VIEWPORT = {"width": 1400, "height": 1000}
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True, "device_scale_factor": 3}
 TIMEOUT_MS = 60_000  # default for every Playwright action and expect(): the machine is slow and shared
 SERVER_START_TIMEOUT = 120  # seconds for `streamlit run` to answer /_stcore/health
+SCREENSHOTS = harness.REPO / "docs" / "screenshots"  # the pictures docs/app.md shows, written by the tests
 
 
 def browser_missing_reason() -> str | None:
@@ -78,3 +85,32 @@ def tap(page, locator) -> None:
         session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     finally:
         session.detach()
+
+
+def screenshot(page, name: str) -> Path:
+    """The page as docs/screenshots/`name`, animations stopped."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / name
+    page.screenshot(path=str(path), animations="disabled")
+    return path
+
+
+def open_app(page, url: str) -> None:
+    """Load the landing page (Sketch) and wait for its canvas."""
+    page.goto(url)
+    expect(page.locator(harness.CANVAS_SELECTOR)).to_be_visible()
+    expect(page.get_by_role("heading", name="Sketch a digit")).to_be_visible()
+
+
+def go_to(page, link: str, heading: str) -> None:
+    """Follow a sidebar link and wait for the page's title."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link).click()
+    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+
+
+def markdown(page, pattern: str):
+    """The Markdown block whose text matches `pattern` (a regex): whole paragraphs, bold parts included.
+
+    The first one: while the live panel reruns, Streamlit may briefly keep the previous copy of an element.
+    """
+    return page.locator('[data-testid="stMarkdownContainer"]').filter(has_text=re.compile(pattern)).first

@@ -8,7 +8,6 @@ docs/app.md are written to docs/screenshots/ along the way.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -20,44 +19,16 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
 from bench import harness
 from mnist.config import TrainConfig
 
+from .helpers import TIMEOUT_MS, go_to, markdown, open_app, screenshot
+
 pytestmark = pytest.mark.e2e
 
-SCREENSHOTS = harness.REPO / "docs" / "screenshots"
 SKETCHED_DIGITS = (0, 1, 3, 4, 7)  # drawn with the mouse, in this order; the last one is in the screenshot
-TIMEOUT_MS = 60_000  # for a page to settle after an action
 TRAIN_RUN_TIMEOUT_MS = 240_000  # a short run, but the machine may be shared with other work
 PROGRESS_RE = re.compile(r"Epoch (\d+)/(\d+) · step ([\d,]+)/([\d,]+) · ([\d,]+) images/s · ETA")
 
 
 DEFAULT_ARCH = TrainConfig().arch  # the form starts from the fast preset
-
-
-def screenshot(page: Page, name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / name
-    page.screenshot(path=str(path), animations="disabled")
-    return path
-
-
-def open_app(page: Page, url: str) -> None:
-    """Load the landing page (Sketch) and wait for its canvas."""
-    page.goto(url)
-    expect(page.locator(harness.CANVAS_SELECTOR)).to_be_visible()
-    expect(page.get_by_role("heading", name="Sketch a digit")).to_be_visible()
-
-
-def go_to(page: Page, link: str, heading: str) -> None:
-    """Follow a sidebar link and wait for the page's title."""
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=link).click()
-    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
-
-
-def markdown(page: Page, pattern: str):
-    """The Markdown block whose text matches `pattern` (a regex): whole paragraphs, bold parts included.
-
-    The first one: while the live panel reruns, Streamlit may briefly keep the previous copy of an element.
-    """
-    return page.locator('[data-testid="stMarkdownContainer"]').filter(has_text=re.compile(pattern)).first
 
 
 MORE_SETTINGS = "More settings"  # Train's expander of the fields after Start (pages/train.py MORE_SETTINGS)

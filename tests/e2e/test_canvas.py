@@ -15,8 +15,7 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
 
 from bench import harness
 
-from .helpers import TIMEOUT_MS
-from .test_browser import open_app
+from .helpers import TIMEOUT_MS, open_app
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,7 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
 
 from bench import harness
 
-from .helpers import TIMEOUT_MS, tap
-from .test_browser import markdown, screenshot
+from .helpers import TIMEOUT_MS, markdown, screenshot, tap
 from .test_phone_layout import PHONE
 
 pytestmark = pytest.mark.e2e

@@ -25,8 +25,8 @@ from mnist.neighbours import (
 )
 from studio.background import CACHE_FOLDER
 
-from .helpers import serve_app
-from .test_browser import SCREENSHOTS, go_to, open_app, start_run
+from .helpers import SCREENSHOTS, go_to, open_app, serve_app
+from .test_browser import start_run
 
 pytestmark = pytest.mark.e2e
 

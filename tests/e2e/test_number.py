@@ -11,7 +11,7 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
 
 from bench import harness
 
-from .test_browser import open_app, screenshot
+from .helpers import open_app, screenshot
 
 pytestmark = pytest.mark.e2e
 

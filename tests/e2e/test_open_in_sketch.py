@@ -14,7 +14,8 @@ from mnist.checkpoint import BUNDLED_DIR, load_checkpoint
 from mnist.data import normalize
 from mnist.predict import predict_tensor
 
-from .test_browser import go_to, open_app, set_number
+from .helpers import go_to, open_app
+from .test_browser import set_number
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,7 @@ except ImportError:  # conftest.py skips every test with the reason (in CI: fail
 
 from bench import harness
 
-from .helpers import PHONE, TIMEOUT_MS, touch_digit
-from .test_browser import go_to, open_app, screenshot
+from .helpers import PHONE, TIMEOUT_MS, go_to, open_app, screenshot, touch_digit
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ try:
 except ImportError:  # conftest.py skips every test with the reason (in CI: fails them)
     expect = None
 
-from .test_browser import go_to, open_app
+from .helpers import go_to, open_app
 from .test_visitors import train_and_use_a_run
 
 pytestmark = pytest.mark.e2e

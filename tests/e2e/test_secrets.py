@@ -28,8 +28,7 @@ from mnist.models import build_model
 from mnist.records import RunMetrics
 from studio import ownership, serve, visitor
 
-from .helpers import SERVER_START_TIMEOUT, TIMEOUT_MS, VIEWPORT
-from .test_browser import go_to, open_app
+from .helpers import SERVER_START_TIMEOUT, TIMEOUT_MS, VIEWPORT, go_to, open_app
 
 pytestmark = pytest.mark.e2e
 

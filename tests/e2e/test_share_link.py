@@ -12,7 +12,7 @@ try:
 except ImportError:  # conftest.py skips every test with the reason (in CI: fails them)
     expect = None
 
-from .test_browser import open_app
+from .helpers import open_app
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,7 @@ from bench import harness
 from mnist.checkpoint import save_run
 from mnist.config import TrainConfig
 
-from .helpers import serve_app
-from .test_browser import open_app
+from .helpers import open_app, serve_app
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from mnist.config import TrainConfig
 from mnist.models import build_model
 from mnist.records import RunMetrics
 
-from .test_browser import open_app
+from .helpers import open_app
 
 pytestmark = pytest.mark.e2e
 

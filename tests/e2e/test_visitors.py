@@ -14,18 +14,8 @@ try:
 except ImportError:  # conftest.py skips every test with the reason (in CI: fails them)
     expect = None
 
-from .helpers import TIMEOUT_MS, VIEWPORT
-from .test_browser import (
-    DEFAULT_ARCH,
-    TRAIN_RUN_TIMEOUT_MS,
-    go_to,
-    markdown,
-    open_app,
-    progress_text,
-    set_number,
-    start_run,
-    step_of,
-)
+from .helpers import TIMEOUT_MS, VIEWPORT, go_to, markdown, open_app
+from .test_browser import DEFAULT_ARCH, TRAIN_RUN_TIMEOUT_MS, progress_text, set_number, start_run, step_of
 
 pytestmark = pytest.mark.e2e
 
