@@ -1,8 +1,8 @@
 """Shared fixtures: real MNIST (via MNIST_DATA_DIR, else ../shared/mnist), a runs folder, the app's environment
-(`with_data`) and an AppTest factory (`app`), seeded torch, no remembered choices between tests. Plain helpers
+(`with_data`, for `open_app`), seeded torch, no remembered choices between tests. Plain helpers
 (data and drawings the tests make, `open_app`) are in helpers.py: `from helpers import ...`.
 
-The fast lane, a few minutes on 2 cores: `python -m pytest -m "not slow and not e2e"`. It leaves out the
+The fast lane, under 3 minutes on 2 cores: `python -m pytest -m "not slow and not e2e"`. It leaves out the
 browser tests (tests/e2e, marked e2e by tests/e2e/conftest.py) and the tests marked slow (training runs, whole
 test-set evaluations, servers, load and fault runs); every module keeps fast tests in it. `python -m pytest`
 (CI) runs everything.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import open_app, real_mnist_dir
+from helpers import real_mnist_dir
 
 
 @pytest.fixture(scope="session")
@@ -53,12 +53,6 @@ def with_data(monkeypatch, mnist_dir, runs_dir) -> Path:
     monkeypatch.setenv("MNIST_DATA_DIR", str(mnist_dir))
     monkeypatch.setattr("mnist.data.download_mnist", lambda root: pytest.fail("tests never download MNIST"))
     return runs_dir
-
-
-@pytest.fixture
-def app(with_data):
-    """open_app (helpers.py) in with_data's environment: `app("train", token=..., query=..., **session_state)`."""
-    return open_app
 
 
 @pytest.fixture(autouse=True)
