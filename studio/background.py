@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,11 @@ WORKERS = 1  # one background computation at a time: the other CPUs stay for Ske
 MAX_TASKS = 8  # finished results kept in memory (a neighbour index is 31-138 MB); the oldest go first
 CACHE_FOLDER = ".inside-cache"  # under the runs folder; hidden, so list_runs ignores it
 log = logging.getLogger(__name__)
+_workers: weakref.WeakSet[BackgroundWorker] = weakref.WeakSet()  # every worker of this process: stop_all()
+
+
+class Stopped(Exception):
+    """Raised in a computation by its progress report once its worker is stopped: the computation ends."""
 
 
 @dataclass
@@ -59,7 +65,12 @@ class Task:
     def ready(self) -> bool:
         return self.finished.is_set() and self.error is None
 
+    stopping: threading.Event = field(default_factory=threading.Event, repr=False)  # the worker's
+
     def report(self, fraction: float) -> None:
+        """Progress from the computation; once the worker is stopped, ends it (a neighbour index takes ~110 s)."""
+        if self.stopping.is_set():
+            raise Stopped("the background worker was stopped")
         self.progress = max(self.progress, min(1.0, fraction))
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -74,6 +85,8 @@ class BackgroundWorker:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="inside", initializer=lower_thread_priority)
         self._tasks: OrderedDict[str, Task] = OrderedDict()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        _workers.add(self)
 
     def task(self, key: str, compute: Callable[[Progress], object]) -> Task:
         """The task for `key`, started with compute(progress) the first time it is asked for."""
@@ -82,10 +95,16 @@ class BackgroundWorker:
             if existing is not None:
                 self._tasks.move_to_end(key)
                 return existing
-            task = self._tasks[key] = Task(key)
+            task = self._tasks[key] = Task(key, stopping=self._stopping)
             self._forget_oldest()
         self._pool.submit(self._run, task, compute)
         return task
+
+    def stop(self) -> None:
+        """End the running computation at its next progress report and drop the queued ones, so that the
+        process can exit without waiting for them (Python joins a pool's threads at exit)."""
+        self._stopping.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _forget_oldest(self) -> None:
         finished = [k for k, t in self._tasks.items() if t.finished.is_set()]
@@ -97,11 +116,19 @@ class BackgroundWorker:
         try:
             task.result = compute(task.report)
             task.progress = 1.0
+        except Stopped:
+            task.error = "stopped: the server is shutting down"
         except Exception as exc:  # a failure ends this task only, with a message for the page
             log.exception("background task %s failed", task.key)
             task.error = str(exc) or type(exc).__name__
         finally:
             task.finished.set()
+
+
+def stop_all() -> None:
+    """Stop every background worker of this process (tests, at the end of the session)."""
+    for each in list(_workers):
+        each.stop()
 
 
 @st.cache_resource(show_spinner=False)

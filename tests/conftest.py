@@ -60,6 +60,16 @@ def _seed_torch():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stop_background_work():
+    """After the last test, end the app's background computations (a neighbour index runs ~110 s): Python
+    would otherwise wait for them before the run can exit."""
+    yield
+    background = sys.modules.get("studio.background")  # not imported: nothing runs
+    if background is not None:
+        background.stop_all()
+
+
 @pytest.fixture(autouse=True)
 def forget_remembered_choices():
     """Each test starts with no visitor's remembered choices: studio.remembered keeps them per process, and
