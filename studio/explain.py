@@ -179,11 +179,16 @@ def probabilities_text(digit: int, confidence: float, threshold: float = CONFIDE
     )
 
 
-def label_smoothing_text(label_smoothing: float, confidence: float | None = None) -> str:
+def label_smoothing_text(label_smoothing: float, confidence: float | None = None, threshold: float = CONFIDENT) -> str:
     """Why a model trained with label smoothing is rarely very sure; '' when it was trained without."""
     if label_smoothing <= 0:
         return ""
-    seen = f' That is why even a clean digit can show only {confidence:.0%} and "not sure".' if confidence else ""
+    if confidence is None:
+        seen = ""
+    elif confidence < threshold:
+        seen = f' That is why even a clean digit can show only {confidence:.0%} and "not sure".'
+    else:
+        seen = f" That is why this drawing's tallest bar stops at {confidence:.0%}, not 100%."
     return (
         f"This model was trained with label smoothing {label_smoothing:g}: it was taught to keep "
         f"{label_smoothing:.0%} of its probability spread over the other digits on purpose, so it never learns "

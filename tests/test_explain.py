@@ -49,6 +49,8 @@ def test_label_smoothing_is_explained_only_for_a_model_trained_with_it():
     assert explain.label_smoothing_text(0.0, 0.38) == ""
     text = explain.label_smoothing_text(0.1, 0.38)
     assert "label smoothing 0.1" in text and "10%" in text and "38%" in text and "not sure" in text
+    sure = explain.label_smoothing_text(0.05, 0.95)  # above the 60% line: the page is sure, and says so
+    assert "95%, not 100%" in sure and "not sure" not in sure
 
 
 def test_an_ensemble_below_its_best_member_says_why():
