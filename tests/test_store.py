@@ -152,3 +152,16 @@ def test_insight_is_a_store_file_and_files_written_before_the_store_still_load(t
     assert decode_insight(new)[0].filters.weights.shape == (2, 1, 3, 3)
     (tmp_path / INSIGHT_FILE).write_bytes(old[: len(old) // 2])
     assert load_insight(tmp_path) == []
+
+
+def test_a_calibration_written_before_the_store_reads_as_stale_and_the_bundled_one_as_current(tmp_path):
+    from mnist.verdict import CALIBRATION_FILE, load_calibration
+
+    bundled = load_calibration(BUNDLED_DIR)
+    assert bundled is not None and bundled.source == "stored with the model"
+    run = tmp_path / "run"
+    shutil.copytree(BUNDLED_DIR, run)
+    tensors = {"means": bundled.means, "whiten": bundled.whiten}
+    old = {"max_distance": repr(bundled.max_distance), "details": "{}", "weights_sha256": "d1cb44ad"}
+    save_file(tensors, run / CALIBRATION_FILE, metadata=old)
+    assert load_calibration(run) is None  # recomputed once by calibration_for, in the new format
