@@ -45,8 +45,8 @@ How a drawing is read:
    valleys (`valley`: the least inked top-to-bottom path around a column; columns every SPLIT_STEP of
    its width), each distinct cut's pieces read in a second batch; the group becomes two digits when
    both pieces of a cut are confident digits (SPLIT_CONFIDENT), nearly as tall as the group
-   (SPLIT_MIN_HEIGHT), and the cut is likelier than the whole (`best_reading`): each piece surer than
-   the whole, or, for a whole the model finds atypical, each piece more typical. A wide 0 stays a 0.
+   (SPLIT_MIN_HEIGHT), and the cut beats the whole (`best_reading`): each piece more typical than the
+   whole for the model, and surer, unless the whole is atypical. A wide 0 stays a 0.
 3. **Ink rules** (`InkStats`, measured on the group's 28x28 image and its box on the canvas;
    thresholds chosen on MNIST's training set): too little ink (the group spans under MIN_EXTENT of
    the canvas' longest side); a line (elongated, LINE_ELONGATION, and tilted LINE_MIN_TILT or more from
@@ -958,20 +958,27 @@ def best_reading(
 ) -> tuple[GroupReading, ...]:
     """The group read whole, or as the two digits of its likeliest cut (the product of its pieces'
     probabilities; recognition-based segmentation) when both pieces are confident digits and the cut beats
-    the whole: each piece surer than it, or, when the whole is atypical (beyond SUSPECT_DISTANCE_SHARE of
-    max_distance: "14" read as a 4 at 96%), each piece more typical. A wide 0 stays one 0."""
+    the whole: each piece more typical than it, and surer, or the whole atypical (beyond
+    SUSPECT_DISTANCE_SHARE of max_distance: "14" read as a 4 at 96%). A wide 0 stays one 0, a 9 keeps
+    its tail."""
     split = [pair for pair in pairs if all(confident_digit(half, whole.box.height) for half in pair)]
     if whole.verdict != "not_a_digit":
         atypical = whole.distance is not None and whole.distance > SUSPECT_DISTANCE_SHARE * calibration.max_distance
         split = [
             (a, b)
             for a, b in split
-            if min(a.confidence, b.confidence) > whole.confidence
-            or (atypical and max(a.distance, b.distance) < whole.distance)
+            if more_typical((a, b), whole) and (atypical or min(a.confidence, b.confidence) > whole.confidence)
         ]
     if not split:
         return (whole,)
     return max(split, key=lambda pair: pair[0].confidence * pair[1].confidence)
+
+
+def more_typical(pair: tuple[GroupReading, GroupReading], whole: GroupReading) -> bool:
+    """Both pieces nearer the digits than the whole, in the model's features (always, uncalibrated)."""
+    if whole.distance is None:
+        return True
+    return max(pair[0].distance, pair[1].distance) < whole.distance
 
 
 def combine(groups: tuple[GroupReading, ...]) -> Reading:
