@@ -15,15 +15,15 @@ How a photo becomes ink:
    picture is shrunk to at most WORKING_SIDE pixels on its long side.
 2. **Transparency.** A picture with transparent pixels is a drawing whose alpha is its ink, as the
    canvas path reads it (`preprocess.ink_map`): that alpha is returned as it is.
-3. **Polarity.** The ink is the minority that stands out from its surroundings (a coarse median over a
-   third of the frame: the paper, or the board, with its uneven light): when the brightest pixels stand out
+3. **Polarity.** The ink is the minority that stands out from its surroundings (a coarse median over
+   half the frame: the paper, or the board, with its uneven light): when the brightest pixels stand out
    more than the darkest, the ink is light (chalk) on dark and the picture is inverted, so that the ink is
    always the dark part.
 4. **The paper's own light.** Each pixel's darkest channel (a blue pen is darkest in red), lightly blurred
    (INK_BLUR_SHARE: paper grain, JPEG noise). A morphological closing removes dark strokes narrower than its
    window and keeps the paper with its shadows and uneven light, sharp shadow edges included. The window
    (`paper_window`) is the narrowest from which widening it no longer adds ink: wider than the strokes,
-   narrower than a shadow.
+   narrower than a shadow, and wider than the strokes it finds (a bold pen's).
 5. **Ink strength** per pixel: how much darker than its local paper it is, as a share of the paper's
    brightness, so ink in a shadow counts like ink in the light.
 6. **Threshold.** Ink is what is darker than the paper's own variation allows: NOISE_SIGMAS robust
@@ -53,13 +53,15 @@ PICTURE_FORMATS = ("JPEG", "PNG", "WEBP")  # PIL's JPEG reader also opens phones
 WORKING_SIDE = 640  # pixels on the long side the photo is shrunk to: enough for a digit a tenth of the frame
 OPAQUE_ALPHA = 250  # 0..255: a pixel with less alpha is (partly) transparent: the picture is a drawing
 INK_BLUR_SHARE = 1 / 640  # Gaussian sigma, as a share of the long side: paper grain and JPEG noise
-PAPER_WINDOW_SHARE = 1 / 6  # widest closing window, a share of the long side: wider than any digit's stroke
+PAPER_WINDOW_SHARE = 1 / 3  # widest closing window, a share of the long side: wider than any digit's stroke
 MIN_PAPER_WINDOW = 15  # pixels: the narrowest closing window tried (see paper_window)
 WINDOW_STEP = 1.4  # each window tried is this much wider than the last
 PLATEAU_GROWTH = 0.1  # the ink's area growing by less than this share from one window to the next: a plateau
+MIN_BOLD_INK_SHARE = 0.06  # ink in the widest window: a bold digit covers more of the frame than this
+STROKE_FIT = 0.6  # and its ink's strokes (stroke_width) narrower than this share of the window (see strokes_fit)
 MIN_PAPER_LEVEL = 0.25  # ink strength is divided by the paper's brightness, but at least this (no noise blown up)
-POLARITY_SIDE = 80  # pixels on the long side of the coarse picture whose median filter is the paper's level
-POLARITY_WINDOW = 27  # coarse pixels (a third of the frame): wide enough that even a bold digit is a minority in it
+POLARITY_SIDE = 54  # pixels on the long side of the coarse picture whose median filter is the paper's level
+POLARITY_WINDOW = 27  # coarse pixels (half the frame): even a bold digit's ink is a minority in it
 POLARITY_TAIL = 0.002  # share of the darkest and brightest pixels compared with their surroundings
 MIN_INK_CONTRAST = 0.15  # ink is at least this much darker than its paper (a share of the paper's brightness)
 NOISE_SIGMAS = 5.0  # and this many robust standard deviations of the paper's own variation
@@ -289,13 +291,31 @@ def paper_window(dark: np.ndarray) -> int:
     windows.append(widest)
     half = dark[::2, ::2]
     speck = MIN_INK_AREA_SHARE * half.size
-    areas = []
+    areas, empty = [], None
     for window in windows:
         strength = ink_strength(half, window // 2 | 1)
-        areas.append(int((strength > ink_threshold(strength)).sum()))
-        if len(areas) >= 2 and areas[-1] <= (1 + PLATEAU_GROWTH) * areas[-2] + speck:
+        mask = strength > ink_threshold(strength)
+        areas.append(int(mask.sum()))
+        if len(areas) < 2 or areas[-1] > (1 + PLATEAU_GROWTH) * areas[-2] + speck:
+            continue
+        if areas[-2] <= speck:  # no ink yet: blank paper, or strokes wider than the window
+            empty = empty or window
+        elif strokes_fit(mask, window // 2):
             return window
-    return widest
+    # blank paper's grain adds up to a little ink in a wide window, a bold digit to a lot
+    return empty if empty and areas[-1] < MIN_BOLD_INK_SHARE * half.size else widest
+
+
+def strokes_fit(mask: np.ndarray, window: int) -> bool:
+    """The ink found inside the frame is thinner than STROKE_FIT of the window: a bold stroke about as wide as
+    the window is only partly taken for ink (its middle is taken for paper), in pieces as wide as the window.
+    Ink the frame cuts is left out: a shadow's edge is as wide as the window at every window."""
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    framed = np.unique(np.concatenate((labels[0], labels[-1], labels[:, 0], labels[:, -1])))
+    inside = mask & ~np.isin(labels, framed)
+    if not inside.any():
+        return True
+    return stroke_width(inside) < STROKE_FIT * window
 
 
 def ink_of_photo(rgb: np.ndarray) -> np.ndarray:
