@@ -14,13 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
 from torch import nn
 
 from .constants import NUM_CLASSES
-from .data import normalize
-from .errors import MnistError
 from .verdict import (
     CONFIDENT,
     FALLBACK,
@@ -28,10 +24,9 @@ from .verdict import (
     GroupReading,
     Reading,
     combine,
-    distances,
-    features_and_logits,
     ink_reason,
     model_reason,
+    score_batch,
 )
 
 
@@ -42,17 +37,8 @@ def reread(model: nn.Module, reading: Reading, calibration: Calibration = FALLBA
     Raises MnistError for a model that gives NaN probabilities (broken weights)."""
     if not reading.groups:  # nothing drawn: no model is asked
         return reading
-    x = normalize(torch.from_numpy(np.stack([group.pixels for group in reading.groups])))
-    feats, logits = features_and_logits(model, x)
-    probs = logits.softmax(1)
-    if not torch.isfinite(probs).all():
-        raise MnistError("the model produced NaN probabilities; its weights are broken")
-    dist = distances(calibration, feats)
-    rows = [tuple(row) for row in probs.tolist()]
-    groups = tuple(
-        regroup(group, rows[i], None if dist is None else float(dist[i]), calibration)
-        for i, group in enumerate(reading.groups)
-    )
+    rows, dists = score_batch(model, [group.pixels for group in reading.groups], calibration)
+    groups = tuple(regroup(group, rows[i], dists[i], calibration) for i, group in enumerate(reading.groups))
     return combine(groups)
 
 

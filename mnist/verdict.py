@@ -849,20 +849,29 @@ def read_drawing(model: nn.Module, array, calibration: Calibration = FALLBACK) -
     return combine(tuple(groups))
 
 
-def read_pieces(
-    model: nn.Module, pieces: list[tuple[Box, np.ndarray]], calibration: Calibration, shape: tuple[int, int]
-) -> list[GroupReading]:
-    """Each piece of ink (its box, its padded crop) read like a drawing of its own, all in one batch."""
-    images = [preprocess_canvas(crop) for _, crop in pieces]
-    x = normalize(torch.from_numpy(np.stack([image.pixels for image in images])))
+def score_batch(
+    model: nn.Module, pixels: list[np.ndarray], calibration: Calibration
+) -> tuple[list[tuple[float, ...]], list[float | None]]:
+    """One batch of 28x28 inputs through the model: each one's ten probabilities and its distance to the
+    calibration's digits (None without a calibration). Raises MnistError for NaN probabilities (broken weights)."""
+    x = normalize(torch.from_numpy(np.stack(pixels)))
     feats, logits = features_and_logits(model, x)
     probs = logits.softmax(1)
     if not torch.isfinite(probs).all():
         raise MnistError("the model produced NaN probabilities; its weights are broken")
     dist = distances(calibration, feats)
     rows = [tuple(row) for row in probs.tolist()]
+    return rows, [None] * len(rows) if dist is None else [float(d) for d in dist]
+
+
+def read_pieces(
+    model: nn.Module, pieces: list[tuple[Box, np.ndarray]], calibration: Calibration, shape: tuple[int, int]
+) -> list[GroupReading]:
+    """Each piece of ink (its box, its padded crop) read like a drawing of its own, all in one batch."""
+    images = [preprocess_canvas(crop) for _, crop in pieces]
+    rows, dists = score_batch(model, [image.pixels for image in images], calibration)
     return [
-        read_group(box, image, rows[i], None if dist is None else float(dist[i]), calibration, shape)
+        read_group(box, image, rows[i], dists[i], calibration, shape)
         for i, ((box, _), image) in enumerate(zip(pieces, images, strict=True))
     ]
 
