@@ -234,7 +234,7 @@ def render_benchmarks_doc(folder: Path = PUBLISHED_DIR) -> str:
             str(res.get("date", "?"))[:16].replace("T", " "),
             describe_commit(res.get("git")),
             describe_machine(res.get("machine")),
-            "`" + " ".join(["python", "-m", f"bench.{name}", *res.get("argv", [])]) + "`",
+            "`" + " ".join(["python", "-m", f"bench.{res.get('name', name)}", *res.get("argv", [])]) + "`",
         ]
         for name, res in results.items()
     ]
