@@ -26,26 +26,26 @@ TITLE = "Start here"
 class Step(Enum):
     """The guide's steps, in order: value = (remembered key's suffix, page, what to do, how).
 
-    The labels are short: a sidebar link is one line, cut at about 24 characters.
+    The labels are short: a sidebar link is one line, cut at about 24 characters, "(done)" included.
     """
 
     DRAW = ("draw", "pages/sketch.py", "Draw a digit", "On Sketch: draw one digit and read the model's answer.")
     TRAIN = (
         "train",
         "pages/train.py",
-        "Train a fast model",
+        "Train a model",
         "On Train: press Start with the fast preset (about 8 s of training on this server's kind of CPU).",
     )
     COMPARE = (
         "compare",
         "pages/sketch.py",
-        "Compare two models",
+        "Compare models",
         "On Sketch: show your new model's answer beside the bundled model's, on the same drawing.",
     )
     MISTAKES = (
         "mistakes",
         "pages/explore.py",
-        "See the mistakes",
+        "See mistakes",
         "On Explore, The model's mistakes: the test images your model gets wrong, and what it read instead.",
     )
 
