@@ -26,6 +26,7 @@ from studio.explore_state import (
     DEFAULT_SPLIT,
     DIGIT_FILTER_KEYS,
     DIGIT_KEY,
+    LINK_PROBLEMS_KEY,
     ORDER_KEY,
     PRED_KEY,
     PREDICTIONS_KEY,
@@ -96,8 +97,8 @@ def open_shared_link() -> None:
     """A session opened with a link: its filters win over the remembered ones; bad values are named."""
     _, problems = share.apply_link("explore", LINK_PARAMS)
     if problems:
-        lines = "\n".join(f"- {p}" for p in problems)
-        st.warning(f"Some of this link's filters could not be used; the page kept its own:\n{lines}")
+        st.session_state[LINK_PROBLEMS_KEY] = problems
+    share.show_problems(LINK_PROBLEMS_KEY, "Some of this link's filters could not be used; the page kept its own:")
 
 
 def share_view() -> None:

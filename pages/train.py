@@ -116,10 +116,7 @@ def open_shared_link() -> None:
 
 
 def show_link_problems() -> None:
-    problems = st.session_state.pop(LINK_PROBLEMS_KEY, None)
-    if problems:
-        lines = "\n".join(f"- {p}" for p in problems)
-        st.warning(f"Some of this link's settings could not be used; the form kept its own:\n{lines}")
+    share.show_problems(LINK_PROBLEMS_KEY, "Some of this link's settings could not be used; the form kept its own:")
 
 
 def setup_link() -> str:

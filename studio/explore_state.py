@@ -22,6 +22,7 @@ FILTER_KEYS = (SPLIT_KEY, DIGIT_KEY, PREDICTIONS_KEY, TRUE_KEY, PRED_KEY, ORDER_
 DIGIT_FILTER_KEYS = (DIGIT_KEY, TRUE_KEY, PRED_KEY)  # None is "any"
 SWITCH_KEY = "explore_open_in_sketch"  # set by an Open in Sketch callback; the page then switches to Sketch
 DEFAULT_SPLIT = "train"
+LINK_PROBLEMS_KEY = "explore_link_problems"  # what the link this session was opened with could not set
 
 
 @dataclass

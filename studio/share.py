@@ -135,3 +135,15 @@ def apply_link(scope: str, params: Sequence[Param]) -> tuple[dict[str, object], 
         if param.name in st.query_params:
             del st.query_params[param.name]
     return values, problems
+
+
+def show_problems(key: str, intro: str) -> None:
+    """The sentences a link's refused values got (kept at st.session_state[key] by the page), under `intro`,
+    until the visitor dismisses them: a page's first runs follow each other quickly (the visitor cookie, the
+    address being tidied), so a message shown once could vanish before anyone reads it."""
+    problems = st.session_state.get(key)
+    if not problems:
+        return
+    lines = "\n".join(f"- {p}" for p in problems)
+    st.warning(f"{intro}\n{lines}")
+    st.button("Dismiss", key=f"{key}_dismiss", on_click=st.session_state.pop, args=(key, None))
