@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import benchlib, procfs, ps
+from bench import benchlib, harness, procfs, ps
 from bench.benchlib import Figure
 
 TARGET_PREDICT_MB = 1024.0
@@ -296,12 +296,7 @@ def wait_for_saved_run(runs: Path, before: set[str], process: subprocess.Popen, 
 
 def stop_server(process: subprocess.Popen) -> None:
     """SIGTERM, then SIGKILL after STOP_SECONDS (a server stopping mid-training waits for the run's step)."""
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    harness.stop_process(process, timeout_s=STOP_SECONDS)
 
 
 def load_args(scenario: Scenario, url: str, pid: int) -> list[str]:
