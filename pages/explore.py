@@ -13,6 +13,7 @@ from mnist.data import normalize
 from mnist.errors import MnistError
 from mnist.hard_digits import HardDigit, rank_hard_digits
 from mnist.predict import predict_tensor
+from mnist.records import ModelRef
 from mnist.stats import class_counts, indices_of, mean_images
 from studio import dataset, guide, registry, session, share
 from studio.explore_charts import (
@@ -186,16 +187,16 @@ def data_set_tab(state: dataset.DataState) -> None:
 
 def sample_predictions(state: dataset.DataState, split: str, shown: list[int]) -> list[int] | None:
     """The active model's digit for each shown image, or None (with a message) when there is no model."""
-    key = registry.active_model_key()
-    if key is None:
+    ref = registry.active_model()
+    if ref is None:
         st.info("No model yet: train one on the Train page to see its predictions here.")
         return None
     try:
         if split == "test":  # already known for all 10,000: the shared evaluation
-            result, _ = registry.evaluation(key, state)
+            result, _ = registry.evaluation(ref, state)
             return result.predictions[shown].tolist()
-        model = registry.get_checkpoint(key).model
-        return page_predictions(registry.model_identity(key), str(state.root), tuple(shown), model, state.data)
+        model = registry.get_checkpoint(ref).model
+        return page_predictions(registry.model_identity(ref), str(state.root), tuple(shown), model, state.data)
     except MnistError as exc:
         st.error(f"The active model cannot predict: {exc}")
         return None
@@ -304,15 +305,15 @@ def confusion_matrix(confusion) -> None:
         )
 
 
-def mistakes_tab(state: dataset.DataState, key: str) -> None:
+def mistakes_tab(state: dataset.DataState, ref: ModelRef) -> None:
     try:
-        checkpoint = registry.get_checkpoint(key)
-        result, mistakes = registry.evaluation(key, state)
+        checkpoint = registry.get_checkpoint(ref)
+        result, mistakes = registry.evaluation(ref, state)
     except MnistError as exc:
         st.error(f"The active model cannot be evaluated: {exc}")
         return
-    label = registry.model_choices().get(key)
-    shown = label.label if label else key
+    label = registry.model_choices().get(ref)
+    shown = label.label if label else registry.model_name(ref)
     st.caption(f"Active model: {shown} (change it in the sidebar) · {checkpoint.record.model_text}")
     n = len(result.labels)
     m1, m2, m3 = st.columns(3)
@@ -407,12 +408,12 @@ def hard_digits_tab(state: dataset.DataState) -> None:
     predictions = []
     try:
         for run in runs:
-            result, _ = registry.evaluation(run.ref.key, state)
+            result, _ = registry.evaluation(run.ref, state)
             predictions.append(result.predictions)
     except MnistError as exc:
         st.error(f"A saved run cannot be evaluated: {exc}")
         return
-    identities = tuple(registry.model_identity(run.ref.key) for run in runs)
+    identities = tuple(registry.model_identity(run.ref) for run in runs)
     ranked = hard_ranking(identities, predictions, state.data.test_labels)
     names = ", ".join(run.name for run in runs)
     by_all = sum(1 for h in ranked if h.missed_by == len(runs))
@@ -442,17 +443,17 @@ if data_state.data is None:
     dataset.show_data_help(data_state)
     st.stop()
 
-model_key = registry.active_model_key()
+active = registry.active_model()
 # on_change="rerun": a tab's .open says whether it is the one shown. The first two always run (their content
 # is ready when a visitor switches); the third evaluates several runs, so it runs only when opened.
 tab_data, tab_mistakes, tab_hard = st.tabs(TABS, key="explore_tab", on_change="rerun")
 with tab_data:
     data_set_tab(data_state)
 with tab_mistakes:
-    if model_key is None:
+    if active is None:
         st.info("No model yet: train one on the Train page, then come back to see its mistakes.")
     else:
-        mistakes_tab(data_state, model_key)
+        mistakes_tab(data_state, active)
         if tab_mistakes.open:
             guide.mark_done(guide.Step.MISTAKES)
 with tab_hard:

@@ -12,6 +12,7 @@ from mnist.ensemble import first_member, members_of
 from mnist.errors import MnistError
 from mnist.predict import LIVE_IG_STEPS, predict_tensor, saliency_map
 from mnist.preprocess import CanvasImage
+from mnist.records import ModelRef
 from mnist.verdict import FALLBACK, Calibration, Reading
 from studio import (
     background,
@@ -62,12 +63,12 @@ INPUT_TAB_KEY = canvas_style.INPUT_TABS_KEY  # its phone layout: studio.page_css
 DRAW_TAB, PICTURE_TAB = "Draw", "Picture"
 
 
-def read_calibration(key: str) -> tuple[Calibration, bool]:
+def read_calibration(ref: ModelRef) -> tuple[Calibration, bool]:
     """The not-a-digit check's calibration for the model, and whether it is ready (else FALLBACK meanwhile).
 
     Computed once per model in the background (a stored one loads at once; a new run's takes ~20 s).
     """
-    task = background.calibration_task(key)
+    task = background.calibration_task(ref)
     task.wait(CALIBRATION_WAIT_SECONDS)  # a stored calibration is ready by then: no fallback flash
     return (task.result, True) if task.ready else (FALLBACK, False)
 
@@ -93,21 +94,21 @@ def heading(reading: Reading) -> str:
     return verdict_text(reading, CONFIDENCE_THRESHOLD)
 
 
-def explain_probabilities(key: str, digit: int, confidence: float) -> None:
+def explain_probabilities(ref: ModelRef, digit: int, confidence: float) -> None:
     """Under the probabilities chart: what its line means and, for a model trained with label smoothing, why it
     is rarely very sure (studio.explain)."""
     st.caption(explain.probabilities_text(digit, confidence, CONFIDENCE_THRESHOLD))
-    smoothing = registry.get_checkpoint(key).record.config.label_smoothing
+    smoothing = registry.get_checkpoint(ref).record.config.label_smoothing
     if text := explain.label_smoothing_text(smoothing, confidence):
         st.caption(text)
 
 
-def compare_drawing(key: str, reading: Reading, names: dict[str, str], device: str) -> None:
+def compare_drawing(ref: ModelRef, reading: Reading, names: dict[ModelRef, str], device: str) -> None:
     """The second-model menu and, when one is chosen, its reading of the same drawing beside the active one's.
 
     The second model rereads the drawing's groups as the first reading cut them (mnist.compare.reread): no
     second preprocessing, and no second saliency map."""
-    other = compare.show_picker(names, key)
+    other = compare.show_picker(names, ref)
     if other is None or reading.empty:
         return
     try:
@@ -119,17 +120,17 @@ def compare_drawing(key: str, reading: Reading, names: dict[str, str], device: s
             st.error(f"{names[other]} cannot read this drawing: {exc}")
         return
     compare.show_comparison(
-        compare.reading_answer(names[key], reading, CONFIDENCE_THRESHOLD),
+        compare.reading_answer(names[ref], reading, CONFIDENCE_THRESHOLD),
         compare.reading_answer(names[other], second, CONFIDENCE_THRESHOLD),
     )
 
 
-def show_prediction(key: str, label: str, array, names: dict[str, str], what: str = "drawing") -> None:
+def show_prediction(ref: ModelRef, label: str, array, names: dict[ModelRef, str], what: str = "drawing") -> None:
     """The verdict on `array` (the canvas's drawing or a picture's ink: `what`), its details and the comparison."""
     device = SketchState.of().device
     try:
-        model = registry.model_on_device(key, device)
-        calibration, calibrated = read_calibration(key)
+        model = registry.model_on_device(ref, device)
+        calibration, calibrated = read_calibration(ref)
         started = time.perf_counter()
         reading = verdict.read_drawing(model, array, calibration)
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -145,14 +146,14 @@ def show_prediction(key: str, label: str, array, names: dict[str, str], what: st
             if reading.verdict == "not_a_digit":
                 st.caption(NOT_A_DIGIT_HINT)
     if reading.empty:
-        compare.show_picker(names, key)
+        compare.show_picker(names, ref)
         return
     guide.mark_done(guide.Step.DRAW)
     note = "" if calibrated else " · not-a-digit check still calibrating for this model"
     st.caption(f"{label} · {device} · {elapsed_ms:.0f} ms{note}")
     if len(reading.groups) > 1:
         show_digits(reading)
-        compare_drawing(key, reading, names, device)
+        compare_drawing(ref, reading, names, device)
         return
     group = reading.groups[0]
     st.plotly_chart(
@@ -161,8 +162,8 @@ def show_prediction(key: str, label: str, array, names: dict[str, str], what: st
         config={"displayModeBar": False},
     )
     if group.digit is not None:  # not a digit: no digit for the line's words
-        explain_probabilities(key, group.digit, group.confidence)
-    compare_drawing(key, reading, names, device)
+        explain_probabilities(ref, group.digit, group.confidence)
+    compare_drawing(ref, reading, names, device)
     seen, why = st.columns(2)
     with seen:
         read = None if reading.verdict == "not_a_digit" else group.digit
@@ -218,7 +219,7 @@ def close_test_image() -> None:
     SketchState.of().test_image = None
 
 
-def show_test_image(key: str | None, label: str | None, index: int, names: dict[str, str]) -> None:
+def show_test_image(ref: ModelRef | None, label: str | None, index: int, names: dict[ModelRef, str]) -> None:
     """MNIST test image `index` as the input instead of the drawing (set by Explore: SketchState.test_image).
 
     The model gets the image's own 28x28 pixels (views.mnist_input), so this is the prediction Explore
@@ -245,14 +246,14 @@ def show_test_image(key: str | None, label: str | None, index: int, names: dict[
         )
     with right:
         hidden_heading("The model's answer")
-        if key is None:
+        if ref is None:
             with st.container(key="prediction"):
                 st.info("No model yet: train one on the Train page (about 20 s) or upload a checkpoint below.")
-        if key is None or not known:
+        if ref is None or not known:
             return
         image = mnist_input(data.test_images[index])
         try:
-            model = registry.model_on_device(key, SketchState.of().device)
+            model = registry.model_on_device(ref, SketchState.of().device)
             probs = predict_tensor(model, image.to_tensor())[0]
             saliency = saliency_of(model, image, int(probs.argmax()))
         except MnistError as exc:
@@ -269,9 +270,9 @@ def show_test_image(key: str | None, label: str | None, index: int, names: dict[
             key="probabilities",
             config={"displayModeBar": False},
         )
-        explain_probabilities(key, digit, probabilities[digit])
-        first = compare.probabilities_answer(names[key], text, probabilities)
-        compare_test_image(key, first, image, int(data.test_labels[index]), names)
+        explain_probabilities(ref, digit, probabilities[digit])
+        first = compare.probabilities_answer(names[ref], text, probabilities)
+        compare_test_image(ref, first, image, int(data.test_labels[index]), names)
         why, _ = st.columns(2)
         why.image(
             saliency_overlay(image.pixels, saliency, PREVIEW_SCALE),
@@ -280,9 +281,11 @@ def show_test_image(key: str | None, label: str | None, index: int, names: dict[
         )
 
 
-def compare_test_image(key: str, first: compare.Answer, image: CanvasImage, truth: int, names: dict[str, str]) -> None:
+def compare_test_image(
+    ref: ModelRef, first: compare.Answer, image: CanvasImage, truth: int, names: dict[ModelRef, str]
+) -> None:
     """The second-model menu and, when one is chosen, both models' answers for the test image, with its label."""
-    other = compare.show_picker(names, key)
+    other = compare.show_picker(names, ref)
     if other is None:
         return
     try:
@@ -317,15 +320,15 @@ def show_controls() -> int:
 
 
 @st.fragment
-def sketch(key: str | None, label: str | None, names: dict[str, str]) -> None:
+def sketch(ref: ModelRef | None, label: str | None, names: dict[ModelRef, str]) -> None:
     """Canvas, its controls and the prediction that follows the drawing.
 
     A fragment: a stroke, the stroke-width slider and Clear rerun only this function, not the sidebar
     or the rest of the page (a whole-page rerun cost about 3x the CPU per stroke: bench/stroke_cpu.py).
-    A change of model or device is a full rerun, which calls it again with the new key and label.
+    A change of model or device is a full rerun, which calls it again with the new model and label.
     """
     if (test_image := SketchState.of().test_image) is not None:  # a test image opened from Explore
-        show_test_image(key, label, test_image, names)
+        show_test_image(ref, label, test_image, names)
         return
     with st.container(key=canvas_style.SKETCH_LAYOUT_KEY):
         left, right = st.columns(COLUMNS, gap="large")
@@ -344,32 +347,32 @@ def sketch(key: str | None, label: str | None, names: dict[str, str]) -> None:
         if picture_tab.open:
             with picture_tab:
                 given = show_picture_input()
-        if key is not None:
+        if ref is not None:
             inside_views.show_toggle()  # under the canvas, whose height is fixed: it stays in sight
     what = "picture" if picture_tab.open else "drawing"
     array = (given.ink if given is not None else None) if picture_tab.open else drawing
     with right:
         hidden_heading("The model's answer")
-        if key is None:
+        if ref is None:
             with st.container(key="prediction"):
                 st.info("No model yet: train one on the Train page (about 20 s) or upload a checkpoint below.")
         elif array is None:
             with st.container(key="prediction"):
                 ask_for_input(what)
-            compare.show_picker(names, key)
+            compare.show_picker(names, ref)
         else:
-            show_prediction(key, label, array, names, what)
-    if key is not None:  # after the prediction, full width: a view never delays the heading
-        inside_views.show_inside(key, array)
+            show_prediction(ref, label, array, names, what)
+    if ref is not None:  # after the prediction, full width: a view never delays the heading
+        inside_views.show_inside(ref, array)
 
 
 session.page_setup()
 st.title("Sketch a digit")
 choices = registry.model_choices()
-key = registry.active_model_key(choices)
+ref = registry.active_model(choices)
 
-sketch(key, None if key is None else choices[key].label, {k: choice.where for k, choice in choices.items()})
+sketch(ref, None if ref is None else choices[ref].label, {k: choice.where for k, choice in choices.items()})
 # Outside the fragment: an upload or another device changes the model, which the sidebar shows too.
 _, settings = st.columns(COLUMNS, gap="large")
 with settings:
-    model_settings(expanded=key is None)
+    model_settings(expanded=ref is None)

@@ -137,10 +137,9 @@ def worker() -> BackgroundWorker:
     return BackgroundWorker()
 
 
-def writable_folder(key: str) -> Path | None:
+def writable_folder(ref: ModelRef) -> Path | None:
     """Where a model's computed files are kept: its run folder, the runs folder's cache for the bundled
     model, None (memory) for an upload."""
-    ref = ModelRef.parse(key)
     if ref.kind == "run":
         return registry.runs_dir() / ref.name
     if ref.kind == "bundled":
@@ -167,10 +166,10 @@ def compute_neighbours(model: nn.Module, data: MnistData, folder: Path | None, p
     return load_or_build_neighbour_index(model, data, folder, threads=background_threads(), progress=progress)
 
 
-def within_budget(key: str, compute: Callable[[Progress], object]) -> Callable[[Progress], object]:
+def within_budget(ref: ModelRef, compute: Callable[[Progress], object]) -> Callable[[Progress], object]:
     """compute, then (for a saved run, whose folder may have grown by a cache) the disk budget kept: the
     model is someone's active one, so its files stay; other runs' caches or runs may go (mnist.disk)."""
-    if ModelRef.parse(key).kind != "run":
+    if ref.kind != "run":
         return compute  # the bundled model's caches and uploads are outside the budget
     runs = registry.runs_dir()
 
@@ -182,19 +181,19 @@ def within_budget(key: str, compute: Callable[[Progress], object]) -> Callable[[
     return computed_then_budget
 
 
-def digit_map_task(key: str, data: MnistData) -> Task:
-    """The (shared) task computing the digit map of the model behind `key` (an ensemble: its first member's)."""
-    model = registry.inside_model(key)
-    shipped = BUNDLED_DIR if ModelRef.parse(key).kind == "bundled" else None
-    compute = functools.partial(compute_digit_map, model, data, writable_folder(key), shipped)
-    return worker().task(f"digit-map|{registry.model_identity(key)}", within_budget(key, compute))
+def digit_map_task(ref: ModelRef, data: MnistData) -> Task:
+    """The (shared) task computing the digit map of the model `ref` names (an ensemble: its first member's)."""
+    model = registry.inside_model(ref)
+    shipped = BUNDLED_DIR if ref.kind == "bundled" else None
+    compute = functools.partial(compute_digit_map, model, data, writable_folder(ref), shipped)
+    return worker().task(f"digit-map|{registry.model_identity(ref)}", within_budget(ref, compute))
 
 
-def neighbours_task(key: str, data: MnistData) -> Task:
-    """The (shared) task building the neighbour index of the model behind `key` (an ensemble: its first member's)."""
-    model = registry.inside_model(key)
-    compute = functools.partial(compute_neighbours, model, data, writable_folder(key))
-    return worker().task(f"neighbours|{registry.model_identity(key)}", within_budget(key, compute))
+def neighbours_task(ref: ModelRef, data: MnistData) -> Task:
+    """The (shared) task building the neighbour index of the model `ref` names (an ensemble: its first member's)."""
+    model = registry.inside_model(ref)
+    compute = functools.partial(compute_neighbours, model, data, writable_folder(ref))
+    return worker().task(f"neighbours|{registry.model_identity(ref)}", within_budget(ref, compute))
 
 
 def compute_calibration(checkpoint: Checkpoint, save_to: Path | None) -> Calibration:
@@ -205,9 +204,9 @@ def compute_calibration(checkpoint: Checkpoint, save_to: Path | None) -> Calibra
     return calibration
 
 
-def calibration_task(key: str) -> Task:
-    """The (shared) task calibrating the not-a-digit check for the model behind `key`."""
-    checkpoint = registry.get_checkpoint(key)
-    save_to = writable_folder(key) if ModelRef.parse(key).kind == "run" else None
+def calibration_task(ref: ModelRef) -> Task:
+    """The (shared) task calibrating the not-a-digit check for the model `ref` names."""
+    checkpoint = registry.get_checkpoint(ref)
+    save_to = writable_folder(ref) if ref.kind == "run" else None
     compute = functools.partial(compute_calibration, checkpoint, save_to)
-    return worker().task(f"verdict|{registry.model_identity(key)}", within_budget(key, lambda _progress: compute()))
+    return worker().task(f"verdict|{registry.model_identity(ref)}", within_budget(ref, lambda _progress: compute()))

@@ -1,6 +1,6 @@
 """Sketch's "Compare with": a second model's answer beside the active model's, for the same input.
 
-The session's choice is kept behind `compare_key` / `set_compare_key` (per session, off by default; a model
+The session's choice is kept behind `compare_model` / `set_compare_model` (per session, off by default; a model
 that is no longer offered turns it off). The comparison is one keyed container, `compare`: each model's
 answer side by side, whether they agree, and their ten probabilities as one small table (a table, not two
 more charts: a chart per model per stroke would cost more server CPU than the second model's forward pass).
@@ -9,11 +9,13 @@ more charts: a chart per model per stroke would cost more server CPU than the se
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import streamlit as st
 
 from mnist.compare import agreement
+from mnist.records import ModelRef
 from mnist.verdict import Reading
 from studio import guide
 from studio.sketch_state import COMPARE_KEY
@@ -31,33 +33,33 @@ SHADE_RGB = "255, 140, 66"  # the theme's accent: a cell's background is as stro
 # --- the session's choice ---------------------------------------------------------------------
 
 
-def compare_key(offered: dict[str, str], active: str | None) -> str | None:
+def compare_model(offered: Mapping[ModelRef, str], active: ModelRef | None) -> ModelRef | None:
     """The session's second model if it is still offered and is not the active one, else None (off)."""
-    key = st.session_state.get(COMPARE_KEY) or None
-    return key if key in offered and key != active else None
+    ref = st.session_state.get(COMPARE_KEY) or None
+    return ref if ref in offered and ref != active else None
 
 
-def set_compare_key(key: str | None) -> None:
-    st.session_state[COMPARE_KEY] = key or OFF
+def set_compare_model(ref: ModelRef | None) -> None:
+    st.session_state[COMPARE_KEY] = ref or OFF
 
 
 def remember_picker() -> None:
-    set_compare_key(st.session_state.get(PICKER_KEY))
+    set_compare_model(st.session_state.get(PICKER_KEY) or None)
 
 
-def show_picker(offered: dict[str, str], active: str) -> str | None:
-    """The second-model menu (every offered model but the active one, and Off); the chosen key or None.
+def show_picker(offered: Mapping[ModelRef, str], active: ModelRef) -> ModelRef | None:
+    """The second-model menu (every offered model but the active one, and Off); the chosen model or None.
 
     Nothing is shown when no other model is offered."""
-    others = [key for key in offered if key != active]
+    others = [ref for ref in offered if ref != active]
     if not others:
         return None
-    chosen = compare_key(offered, active)
+    chosen = compare_model(offered, active)
     st.session_state[PICKER_KEY] = chosen or OFF  # from the session's choice: survives page switches
     st.selectbox(
         PICKER_LABEL,
         [OFF, *others],
-        format_func=lambda key: offered.get(key, key) if key else "Off",
+        format_func=lambda ref: offered.get(ref, str(ref)) if ref else "Off",
         key=PICKER_KEY,
         on_change=remember_picker,
         help=PICKER_HELP,

@@ -46,9 +46,8 @@ class ActiveRuns:
         self._published: frozenset[str] | None = None
         self._lock = threading.Lock()
 
-    def note(self, session_id: str, model_key: str | None) -> None:
+    def note(self, session_id: str, ref: ModelRef | None) -> None:
         """The session's active model now (a bundled model or an upload holds no run)."""
-        ref = ModelRef.parse(model_key) if model_key else None
         with self._lock:
             if ref is not None and ref.kind == "run":
                 self._by_session[session_id] = ref.name
@@ -123,12 +122,12 @@ def policy_text(limit: int) -> str:
     )
 
 
-def show_in_sidebar(runs_dir: Path, owner: str, model_key: str | None) -> None:
+def show_in_sidebar(runs_dir: Path, owner: str, model: ModelRef | None) -> None:
     """Inside `with st.sidebar`: note this session's model, tell this visitor about removed runs, say the policy."""
     watch_saves()
     context = get_script_run_ctx()
     if context is not None:
-        active_runs(runs_dir).note(context.session_id, model_key)
+        active_runs(runs_dir).note(context.session_id, model)
     removals = removed_runs(runs_dir, owner)
     if removals:
         st.warning("\n\n".join(r.message() for r in removals), icon=":material/delete_sweep:")

@@ -13,6 +13,7 @@ import streamlit as st
 
 from mnist.constants import NUM_CLASSES
 from mnist.digit_map import DigitMap
+from mnist.records import ModelRef
 from studio import background, dataset, explain, registry
 from studio.charts import DIGIT_PALETTE, _layout
 from studio.inside_maps import gallery, png_bytes
@@ -129,19 +130,19 @@ def selected_test_index(event, indices: list[np.ndarray]) -> int | None:
     return None
 
 
-def show_digit_map(key: str, inspection) -> None:
+def show_digit_map(ref: ModelRef, inspection) -> None:
     features, prediction = inspection.features, inspection.prediction
     state = dataset.get_data()
     if state.data is None:
         st.info("The digit map and the nearest training images need MNIST (see Train or Explore).")
         return
-    map_task = background.digit_map_task(key, state.data)
-    index_task = background.neighbours_task(key, state.data)
+    map_task = background.digit_map_task(ref, state.data)
+    index_task = background.neighbours_task(ref, state.data)
     left, right = st.columns([3, 2], gap="medium")
     with left:
         st.markdown("**Digit map**: the 10,000 test images as the model sees them")
         if map_task.ready:
-            show_map(key, map_task.result, features, state.data)
+            show_map(ref, map_task.result, features, state.data)
             st.caption(explain.digit_map_text(prediction, float(inspection.probabilities[prediction])))
         else:
             show_pending(map_task, "computing the map…")
@@ -171,8 +172,8 @@ def poll(tasks: list[background.Task]) -> None:
         st.rerun()
 
 
-def show_map(key: str, digit_map: DigitMap, features: np.ndarray, data) -> None:
-    fig, indices = session_map_figure(registry.model_identity(key), digit_map)
+def show_map(ref: ModelRef, digit_map: DigitMap, features: np.ndarray, data) -> None:
+    fig, indices = session_map_figure(registry.model_identity(ref), digit_map)
     event = st.plotly_chart(
         place_drawing(fig, map_units(digit_map.place(features)[None], digit_map.coords)[0]),
         key="digit_map_chart",

@@ -22,6 +22,7 @@ from plotly.colors import hex_to_rgb, sequential
 from torch import nn
 
 from mnist.inside import Filters, LayerActivation, extract_filters
+from mnist.records import ModelRef
 from studio import explain, registry
 
 GAP = 1  # pixels between tiles, in the grid's own scale
@@ -225,8 +226,8 @@ def shown_width(pixels: int) -> int:
     return pixels * max(1, round(MAP_IMAGE_PX / pixels))
 
 
-def show_filters(key: str, model: nn.Module) -> None:
+def show_filters(ref: ModelRef, model: nn.Module) -> None:
     st.markdown("**Filters**: the first layer's learned weights")
-    png, width, caption, text = cached_filters_image(registry.model_identity(key), model)
+    png, width, caption, text = cached_filters_image(registry.model_identity(ref), model)
     st.html(gallery([(png, width, caption)]))
     st.caption(text)

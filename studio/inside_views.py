@@ -1,6 +1,6 @@
 """Sketch's "Inside the model" views: feature maps, filters, the digit map with neighbours, fool the model.
 
-`show_inside(key, drawing)` is called by the Sketch fragment after the prediction, on every stroke. The
+`show_inside(ref, drawing)` is called by the Sketch fragment after the prediction, on every stroke. The
 views are off until the visitor switches them on (a first-time visitor's stroke must stay cheap), and
 each view chosen in the pills is computed only while chosen; one st.container(key=...) per view. Feature
 maps and filters are drawn by studio.inside_maps, the digit map and neighbours by studio.inside_digit_map
@@ -21,6 +21,7 @@ from mnist.constants import NUM_CLASSES
 from mnist.errors import MnistError
 from mnist.inside import inspect_drawing
 from mnist.preprocess import CanvasImage, preprocess_canvas
+from mnist.records import ModelRef
 from studio import explain, registry
 from studio.charts import probabilities_figure
 from studio.inside_digit_map import SELECTED_SCALE, show_digit_map
@@ -66,8 +67,8 @@ def show_toggle() -> bool:
     )
 
 
-def show_inside(key: str, drawing) -> None:
-    """The chosen views of the model `key` for the canvas's RGBA `drawing` (or None), if show_toggle is on."""
+def show_inside(ref: ModelRef, drawing) -> None:
+    """The chosen views of the model `ref` names for the canvas's RGBA `drawing` (or None), if show_toggle is on."""
     if not st.session_state.get(TOGGLE_KEY):
         return
     st.html(GALLERY_CSS)
@@ -78,8 +79,8 @@ def show_inside(key: str, drawing) -> None:
     if image is None or image.pixels is None:
         st.caption("Draw a digit to see inside the model.")
         return
-    model = registry.inside_model(key)  # the CPU copy: these views are batch-1 work
-    record = registry.get_checkpoint(key).record
+    model = registry.inside_model(ref)  # the CPU copy: these views are batch-1 work
+    record = registry.get_checkpoint(ref).record
     if record.is_ensemble:
         first = record.members[0]
         st.caption(
@@ -93,8 +94,8 @@ def show_inside(key: str, drawing) -> None:
         return
     renderers = {
         "feature-maps": lambda: show_feature_maps(inspection.activations, model),
-        "filters": lambda: show_filters(key, model),
-        "digit-map": lambda: show_digit_map(key, inspection),
+        "filters": lambda: show_filters(ref, model),
+        "digit-map": lambda: show_digit_map(ref, inspection),
         "fool-the-model": lambda: show_fool(model, image, inspection.prediction),
     }
     for view in chosen or []:

@@ -39,11 +39,11 @@ def on_upload() -> None:
         return
     st.session_state[UPLOAD_PAIRED_KEY] = meta.file_id if meta is not None else None
     try:
-        key = registry.add_upload(weights.getvalue(), meta.getvalue() if meta is not None else None, weights.name)
+        ref = registry.add_upload(weights.getvalue(), meta.getvalue() if meta is not None else None, weights.name)
     except MnistError as exc:
         st.session_state[UPLOAD_ERROR_KEY] = f"{weights.name} cannot be used. {uploads.refusal_text(exc)}"
         return
-    record = registry.model_choices()[key].record
+    record = registry.model_choices()[ref].record
     used = f"{weights.name} with {meta.name}" if meta is not None else weights.name
     model = f"{record.model_text}, {record.metrics.accuracy_text(' test accuracy')}"
     st.session_state[UPLOAD_OK_KEY] = f"Loaded {used}: {model}. It is now the active model (see the sidebar)."

@@ -31,17 +31,19 @@ from mnist.data import MnistData
 from mnist.ensemble import first_member
 from mnist.errors import MnistError
 from mnist.records import ModelRef, RunRecord
+from mnist.store import digest_weights_file
 from mnist.train import EvalResult, evaluate
 from studio.dataset import DataState
 from studio.ownership import POLICY_ENV, Access, Policy, access, read_policy, visible_runs
 from studio.visitor import owner_id
 
-ACTIVE_MODEL_KEY = "active_model"  # the sidebar's model selectbox; a model key (see model_choices)
-UPLOADS_KEY = "uploaded_models"  # model key -> (name, Checkpoint), this session's uploads
+ACTIVE_MODEL_KEY = "active_model"  # the sidebar's model selectbox; a ModelRef (see model_choices)
+UPLOADS_KEY = "uploaded_models"  # ModelRef -> (name, Checkpoint), this session's uploads
 MODEL_GONE_KEY = "model_gone_notice"  # why the active model changed without the visitor's doing
 # Test-set evaluations kept (each about 0.2 MB: three 10,000-long tensors): Explore's hard digits compare
 # 5 runs, beside visitors' own models.
 EVALUATIONS_KEPT = 16
+WEIGHT_DIGESTS_KEPT = 64  # model_identity's digests (64 hex characters each) of the weights files seen
 
 
 def init_uploads() -> None:
@@ -113,10 +115,6 @@ class ModelChoice:
     record: RunRecord
     where: str = ""  # short: "Bundled", the run's name, "uploaded NAME" (the sidebar's narrow menu shows this)
 
-    @property
-    def key(self) -> str:
-        return self.ref.key
-
 
 def _bundled_record() -> RunRecord:
     """The bundled model's description: its meta.json, else the one embedded in its weights."""
@@ -130,8 +128,8 @@ def _label(record: RunRecord, where: str) -> str:
     return f"{record.model_text} {record.metrics.accuracy_text()} · {where}"
 
 
-def model_choices() -> dict[str, ModelChoice]:
-    """Every model this session can use, by key: the bundled one, saved runs (newest first), its uploads."""
+def model_choices() -> dict[ModelRef, ModelChoice]:
+    """Every model this session can use, by ModelRef: the bundled one, saved runs (newest first), its uploads."""
     choices: list[ModelChoice] = []
     if bundled_available():
         try:
@@ -143,13 +141,13 @@ def model_choices() -> dict[str, ModelChoice]:
             choices.append(ModelChoice(ModelRef.bundled(), label, record, "Bundled"))
     for run in runs_list():
         choices.append(ModelChoice(run.ref, _label(run.record, f"run {run.name}"), run.record, run.name))
-    for key, (name, ckpt) in st.session_state.get(UPLOADS_KEY, {}).items():
+    for ref, (name, ckpt) in st.session_state.get(UPLOADS_KEY, {}).items():
         where = f"uploaded {name}"
-        choices.append(ModelChoice(ModelRef.parse(key), _label(ckpt.record, where), ckpt.record, where))
-    return {choice.key: choice for choice in choices}
+        choices.append(ModelChoice(ref, _label(ckpt.record, where), ckpt.record, where))
+    return {choice.ref: choice for choice in choices}
 
 
-def active_model_key(choices: dict[str, ModelChoice] | None = None) -> str | None:
+def active_model(choices: dict[ModelRef, ModelChoice] | None = None) -> ModelRef | None:
     """The session's model, made valid: bundled by default, else the newest run; None when there is none."""
     choices = model_choices() if choices is None else choices
     current = st.session_state.get(ACTIVE_MODEL_KEY)
@@ -158,18 +156,15 @@ def active_model_key(choices: dict[str, ModelChoice] | None = None) -> str | Non
     return next(iter(choices), None)
 
 
-def model_name(key: str) -> str | None:
-    """A model key's name for visitors; None when the value names no model at all (a stale or forged
-    widget value: the menu then falls back to the default, with no notice and no error)."""
-    try:
-        return ModelRef.parse(key).name or key
-    except MnistError:
-        return None
+def model_name(value: object) -> str | None:
+    """A model's name for visitors; None when the value names no model at all (a stale or forged widget
+    value comes back as the label's text: the menu then falls back to the default, with no notice and no error)."""
+    return (value.name or value.key) if isinstance(value, ModelRef) else None
 
 
-def set_active_model(key: str) -> None:
-    """Callback-safe: make `key` the session's model (used by Sketch and Explore)."""
-    st.session_state[ACTIVE_MODEL_KEY] = key
+def set_active_model(ref: ModelRef) -> None:
+    """Callback-safe: make `ref` the session's model (used by Sketch and Explore)."""
+    st.session_state[ACTIVE_MODEL_KEY] = ref
 
 
 def _folder_of(ref: ModelRef) -> Path:
@@ -177,11 +172,10 @@ def _folder_of(ref: ModelRef) -> Path:
     return BUNDLED_DIR if ref.kind == "bundled" else runs_dir() / ref.name
 
 
-def get_checkpoint(key: str) -> Checkpoint:
-    """Load (cached) the model behind a key; raises MnistError (CheckpointError) when it cannot."""
-    ref = ModelRef.parse(key)
+def get_checkpoint(ref: ModelRef) -> Checkpoint:
+    """Load (cached) the model `ref` names; raises MnistError (CheckpointError) when it cannot."""
     if ref.kind == "upload":
-        upload = st.session_state.get(UPLOADS_KEY, {}).get(key)
+        upload = st.session_state.get(UPLOADS_KEY, {}).get(ref)
         if upload is None:
             raise MnistError("the uploaded model is no longer in this session; upload it again")
         return upload[1]
@@ -189,18 +183,29 @@ def get_checkpoint(key: str) -> Checkpoint:
     return _load_checkpoint(str(folder), _mtime(folder / WEIGHTS_FILE))
 
 
-def inside_model(key: str) -> nn.Module:
-    """The one network Inside the model shows for `key`: its model, or an ensemble's first member."""
-    return first_member(get_checkpoint(key).model)
+def inside_model(ref: ModelRef) -> nn.Module:
+    """The one network Inside the model shows for `ref`: its model, or an ensemble's first member."""
+    return first_member(get_checkpoint(ref).model)
 
 
-def model_identity(key: str) -> str:
-    """A string that changes whenever the model behind `key` changes: the cache key for its results."""
-    ref = ModelRef.parse(key)
+@st.cache_resource(show_spinner=False, max_entries=WEIGHT_DIGESTS_KEPT)
+def _weights_digest(path: str, mtime: int, size: int) -> str:
+    # mtime and size are part of the key: a file rewritten (a run retrained under its name) is hashed again,
+    # and a rerun's stat is all an unchanged file costs.
+    return digest_weights_file(path) or f"unreadable {path}@{mtime}"
+
+
+def model_identity(ref: ModelRef) -> str:
+    """A digest of the weights of the model `ref` names: the cache key for its results. Equal weights (a run
+    saved again with the same bytes) share it; new weights under the same name change it."""
     if ref.kind == "upload":
-        return key  # the key holds a hash of the bytes
-    folder = _folder_of(ref)
-    return f"{folder}@{_mtime(folder / WEIGHTS_FILE)}"
+        return ref.key  # its name is a digest of the uploaded bytes
+    path = _folder_of(ref) / WEIGHTS_FILE
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"missing {path}"  # loading it fails too, with the visitor's message
+    return _weights_digest(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -208,12 +213,12 @@ def _model_on(identity: str, device: str, _model: nn.Module) -> nn.Module:
     return copy.deepcopy(_model).to(device).eval()
 
 
-def model_on_device(key: str, device: str) -> nn.Module:
-    """The model of `key` on `device` (a cached copy; the CPU original stays untouched)."""
-    model = get_checkpoint(key).model
+def model_on_device(ref: ModelRef, device: str) -> nn.Module:
+    """The model of `ref` on `device` (a cached copy; the CPU original stays untouched)."""
+    model = get_checkpoint(ref).model
     if device == "cpu":
         return model
-    return _model_on(model_identity(key), device, model)
+    return _model_on(model_identity(ref), device, model)
 
 
 @st.cache_resource(show_spinner="Evaluating the model on the 10,000 test images…", max_entries=EVALUATIONS_KEPT)
@@ -222,15 +227,15 @@ def _evaluate(identity: str, data_root: str, _model: nn.Module, _data: MnistData
     return result, result.misclassified()
 
 
-def evaluation(key: str, state: DataState) -> tuple[EvalResult, list[dict]]:
+def evaluation(ref: ModelRef, state: DataState) -> tuple[EvalResult, list[dict]]:
     """Test-set evaluation of a model and its mistakes, computed once per model and shared by all sessions."""
-    return _evaluate(model_identity(key), str(state.root), get_checkpoint(key).model, state.data)
+    return _evaluate(model_identity(ref), str(state.root), get_checkpoint(ref).model, state.data)
 
 
-def add_upload(weights: bytes, meta_json: bytes | None, name: str) -> str:
-    """Validate an uploaded checkpoint, add it to this session's models and make it active; its key."""
+def add_upload(weights: bytes, meta_json: bytes | None, name: str) -> ModelRef:
+    """Validate an uploaded checkpoint, add it to this session's models and make it active; its ModelRef."""
     ckpt = load_uploaded(weights, meta_json, name=name)
-    key = ModelRef.upload(hashlib.sha256(weights + (meta_json or b"")).hexdigest()[:16]).key
-    st.session_state.setdefault(UPLOADS_KEY, {})[key] = (name, ckpt)
-    set_active_model(key)
-    return key
+    ref = ModelRef.upload(hashlib.sha256(weights + (meta_json or b"")).hexdigest()[:16])
+    st.session_state.setdefault(UPLOADS_KEY, {})[ref] = (name, ckpt)
+    set_active_model(ref)
+    return ref

@@ -23,7 +23,6 @@ from types import MappingProxyType
 
 import streamlit as st
 
-from mnist.errors import MnistError
 from mnist.records import ModelRef
 from studio.explore_state import FILTER_KEYS
 from studio.registry import ACTIVE_MODEL_KEY
@@ -44,7 +43,7 @@ EMPTY: Mapping[str, object] = MappingProxyType({})
 class Choices:
     """One visitor's remembered choices; None or empty: never chosen (the page's default applies)."""
 
-    model: str | None = None  # a model key (bundled or a saved run; an upload lives in its session only)
+    model: ModelRef | None = None  # the bundled model or a saved run (an upload lives in its session only)
     device: str | None = None
     train_form: Mapping[str, object] = field(default_factory=lambda: EMPTY)  # session-state key -> widget value
     explore_filters: Mapping[str, object] = field(default_factory=lambda: EMPTY)
@@ -115,18 +114,10 @@ def is_remembered(key: str) -> bool:
     return key in (MODEL_KEY, DEVICE_KEY) or key in EXPLORE_KEYS or is_train_key(key)
 
 
-def names_a_model(value: str) -> bool:
-    try:
-        ModelRef.parse(value)
-    except MnistError:
-        return False
-    return True
-
-
 def worth_keeping(key: str, value: object) -> bool:
     """Plain values only, of a bounded size; an uploaded model is gone with its session, so not kept."""
-    if key == MODEL_KEY:  # a value that names no model (stale, forged) is not kept either
-        return isinstance(value, str) and names_a_model(value) and ModelRef.parse(value).kind != "upload"
+    if key == MODEL_KEY:  # a value that names no model (a stale or forged label's text) is not kept either
+        return isinstance(value, ModelRef) and value.kind != "upload"
     if isinstance(value, str):
         return len(value) <= MAX_TEXT_CHARS
     return value is None or isinstance(value, bool | int | float)

@@ -11,7 +11,7 @@ from mnist.device import describe_device, resolve_device
 from studio import disk_budget
 from studio.dataset import data_root
 from studio.job_pool import job_manager
-from studio.registry import ACTIVE_MODEL_KEY, MODEL_GONE_KEY, active_model_key, model_choices, model_name, runs_dir
+from studio.registry import ACTIVE_MODEL_KEY, MODEL_GONE_KEY, active_model, model_choices, model_name, runs_dir
 from studio.visitor import owner_id
 
 
@@ -29,7 +29,7 @@ def _announce_folders(root: str, runs: str) -> None:
 def show() -> None:
     """Device, MNIST availability, the active model (selectable) with its accuracy, training load."""
     choices = model_choices()
-    active = active_model_key(choices)
+    active = active_model(choices)
     previous = st.session_state.get(ACTIVE_MODEL_KEY)
     gone = None if previous is None or previous in choices else model_name(previous)
     if gone is not None and active is not None:
@@ -49,7 +49,7 @@ def show() -> None:
             st.selectbox(
                 "Active model",
                 options=list(choices),
-                format_func=lambda k: choices[k].where if k in choices else k,  # the rest is in the caption
+                format_func=lambda ref: choices[ref].where if ref in choices else str(ref),  # the rest: the caption
                 key=ACTIVE_MODEL_KEY,
                 help="Used by Sketch and Explore. Train a model or upload a checkpoint on Sketch to add one.",
             )

@@ -32,7 +32,7 @@ UPLOAD_OK_KEY = "checkpoint_upload_ok"
 PICTURE_UPLOAD_KEY = "picture_upload"
 PICTURE_CAMERA_KEY = "picture_camera"
 CAMERA_ON_KEY = "picture_camera_on"  # the camera is opened on demand: a visitor who uploads is never asked
-COMPARE_KEY = "compare_with"  # the session's second model (studio.compare): a model key; absent or "" means off
+COMPARE_KEY = "compare_with"  # the session's second model (studio.compare): a ModelRef; absent or "" means off
 
 
 @dataclass

@@ -139,11 +139,11 @@ def render_summary(job) -> None:
 
 def use_button(run_name: str, label: str, icon: str, key: str) -> None:
     """A button that makes the saved run the active model, or a line saying it already is."""
-    model_key = ModelRef.run(run_name).key
-    if st.session_state.get(registry.ACTIVE_MODEL_KEY) == model_key:
+    ref = ModelRef.run(run_name)
+    if st.session_state.get(registry.ACTIVE_MODEL_KEY) == ref:
         st.caption(f"Saved as `{run_name}` · the active model for Sketch and Explore.")
     else:
-        st.button(label, icon=icon, on_click=registry.set_active_model, args=(model_key,), key=key)
+        st.button(label, icon=icon, on_click=registry.set_active_model, args=(ref,), key=key)
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -161,7 +161,7 @@ def show_seed_group(group) -> None:
     n = len(group.jobs)
     if group.state == DONE:
         name = group.run_dir.name
-        record = registry.get_checkpoint(ModelRef.run(name).key).record
+        record = registry.get_checkpoint(ModelRef.run(name)).record
         acc = record.metrics.accuracy_text(" test accuracy")
         st.success(f"{plural(n, 'seed')} done: saved `{name}`, {record.model_text}, {acc}.")
         if text := ensemble_text(record):

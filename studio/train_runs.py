@@ -59,11 +59,11 @@ def refusal(name: str, verb: str) -> str | None:
 
 def forget_run(name: str, new_name: str | None = None) -> None:
     """Drop (or follow, for a rename) this session's references to a run that was deleted or renamed."""
-    if st.session_state.get(registry.ACTIVE_MODEL_KEY) == ModelRef.run(name).key:
+    if st.session_state.get(registry.ACTIVE_MODEL_KEY) == ModelRef.run(name):
         if new_name is None:
             st.session_state.pop(registry.ACTIVE_MODEL_KEY, None)  # back to the default model
         else:
-            st.session_state[registry.ACTIVE_MODEL_KEY] = ModelRef.run(new_name).key
+            st.session_state[registry.ACTIVE_MODEL_KEY] = ModelRef.run(new_name)
     compared = st.session_state.get(COMPARE_KEY, [])
     st.session_state[COMPARE_KEY] = [new_name if n == name else n for n in compared if new_name or n != name]
     st.session_state[MANAGE_RUN_KEY] = new_name
@@ -176,14 +176,13 @@ def saved_runs() -> None:
         )
         if record.is_ensemble and (text := ensemble_text(record)):
             st.caption(text)
-        key = run.ref.key
-        is_active = st.session_state.get(registry.ACTIVE_MODEL_KEY) == key
+        is_active = st.session_state.get(registry.ACTIVE_MODEL_KEY) == run.ref
         st.button(
             "Active model" if is_active else "Make it the active model",
             icon=":material/check:",
             disabled=is_active,
             on_click=registry.set_active_model,
-            args=(key,),
+            args=(run.ref,),
             width="stretch",
         )
         try:
@@ -217,12 +216,12 @@ def make_ensemble() -> None:
     try:
         if state.data is None:
             raise MnistError("it is measured on the MNIST test set, which is not available")
-        members = [registry.get_checkpoint(ModelRef.run(n).key) for n in chosen]
+        members = [registry.get_checkpoint(ModelRef.run(n)) for n in chosen]
         path = save_ensemble(members, state.data, registry.runs_dir(), name or None, visitor.owner_id())
     except MnistError as exc:
         st.session_state[ENSEMBLE_RESULT_KEY] = (False, f"Could not make the ensemble: {exc}.")
         return
-    why = ensemble_text(registry.get_checkpoint(ModelRef.run(path.name).key).record)
+    why = ensemble_text(registry.get_checkpoint(ModelRef.run(path.name)).record)
     st.session_state[ENSEMBLE_RESULT_KEY] = (True, f"Saved the ensemble as `{path.name}`. {why}".rstrip())
     st.session_state[ENSEMBLE_PICK_KEY] = []
     st.session_state[ENSEMBLE_NAME_KEY] = ""

@@ -23,6 +23,7 @@ from mnist.cost import MAX_MINUTES_ENV
 from mnist.device import resolve_device, resolve_precision
 from mnist.errors import MnistError
 from mnist.jobs import REQUESTS_ENV
+from mnist.records import ModelRef
 from mnist.train import evaluate
 from studio.compare import plain
 from studio.ownership import owner_of
@@ -71,17 +72,17 @@ def fallback_run(mnist_data, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def model_key(request, with_data) -> str:
-    """The bundled model's key, else a freshly trained run copied into this test's runs folder."""
+def model_key(request, with_data) -> ModelRef:
+    """The bundled model, else a freshly trained run copied into this test's runs folder."""
     if (BUNDLED_DIR / WEIGHTS_FILE).is_file():
-        return "bundled"
+        return ModelRef.bundled()
     run = request.getfixturevalue("fallback_run")
     shutil.copytree(run, with_data / run.name)
-    return f"run:{run.name}"
+    return ModelRef.run(run.name)
 
 
-def model_path(key: str, runs_dir: Path) -> Path:
-    return BUNDLED_DIR if key == "bundled" else runs_dir / key.removeprefix("run:")
+def model_path(ref: ModelRef, runs_dir: Path) -> Path:
+    return BUNDLED_DIR if ref.kind == "bundled" else runs_dir / ref.name
 
 
 def texts(at: AppTest) -> str:
@@ -195,8 +196,8 @@ def test_short_training_run_completes_and_reports_metrics(with_data):
     use = [b for b in at.button if b.label == "Use this model in Sketch and Explore"]
     if use:  # absent when the new run is already active (the only model, without the bundled one)
         use[0].click().run()
-    assert at.session_state["active_model"] == f"run:{runs[0].name}"
-    assert runs[0].name in at.sidebar.selectbox(key="active_model").format_func(f"run:{runs[0].name}")
+    assert at.session_state["active_model"] == ModelRef.run(runs[0].name)
+    assert runs[0].name in at.sidebar.selectbox(key="active_model").format_func(ModelRef.run(runs[0].name))
 
 
 def test_preset_fills_the_form_and_values_survive_a_page_switch(with_data):
@@ -357,7 +358,7 @@ def saved_run(request, with_data) -> str:
 def test_saved_run_download_and_delete_with_confirmation(saved_run, with_data, monkeypatch):
     monkeypatch.setattr("studio.registry.BUNDLED_DIR", with_data / "no-bundled-model")  # the run is the only model
     name = saved_run
-    model_key = f"run:{name}"
+    model_key = ModelRef.run(name)
     at = open_app("train", visitor_token=VISITOR)
     assert at.selectbox(key="manage_run").value == name
     download = at.get("download_button")[0]
@@ -445,7 +446,7 @@ def test_uploaded_checkpoint_becomes_the_active_model(model_key, with_data, mnis
     at = open_app("sketch", active_model=model_key)
     at.file_uploader(key="checkpoint_upload").upload("model.safetensors", weights).run()
     assert not at.exception
-    assert at.session_state["active_model"].startswith("upload:")
+    assert at.session_state["active_model"].kind == "upload"
     assert any("now the active model" in m.value for m in at.success)
     model_select = at.sidebar.selectbox(key="active_model")
     assert "uploaded model.safetensors" in model_select.format_func(model_select.value)
@@ -461,7 +462,7 @@ def test_upload_with_its_json(model_key, with_data):
     at.file_uploader(key="checkpoint_upload_json_0").upload("meta.json", meta, "application/json").run()
     at.file_uploader(key="checkpoint_upload").upload("model.safetensors", checkpoint_file_bytes(folder)).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    assert at.session_state["active_model"].startswith("upload:")
+    assert at.session_state["active_model"].kind == "upload"
     assert any(m.value.startswith("Loaded model.safetensors with meta.json:") for m in at.success)
 
 
@@ -492,12 +493,12 @@ def two_quick_runs(mnist_data, tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture
-def ensemble_key(two_quick_runs, with_data, mnist_data) -> str:
+def ensemble_key(two_quick_runs, with_data, mnist_data) -> ModelRef:
     """An ensemble of the two quick runs, saved in this test's runs folder (the members beside it)."""
     from mnist.checkpoint import save_ensemble
 
     members = [load_checkpoint(shutil.copytree(run, with_data / run.name)) for run in two_quick_runs]
-    return f"run:{save_ensemble(members, mnist_data, with_data, 'duo').name}"
+    return ModelRef.run(save_ensemble(members, mnist_data, with_data, "duo").name)
 
 
 @pytest.mark.slow
@@ -538,10 +539,10 @@ def alone(folder: Path, drawing: np.ndarray):
 
 
 @pytest.fixture
-def second_key(two_quick_runs, with_data) -> tuple[str, Path]:
+def second_key(two_quick_runs, with_data) -> tuple[ModelRef, Path]:
     """A quick mlp run in this test's runs folder: the second model on offer."""
     run = shutil.copytree(two_quick_runs[0], with_data / two_quick_runs[0].name)
-    return f"run:{run.name}", run
+    return ModelRef.run(run.name), run
 
 
 def guide_ticks(token: str) -> dict[str, bool]:
@@ -673,7 +674,7 @@ def test_train_page_trains_seeds_then_saves_their_ensemble(with_data):
     assert [m.name for m in names["twins"].members] == ["twins-seed0", "twins-seed1"]
     assert names["twins"].provenance.owner == owner_of(VISITOR)
     button(at, "Use the ensemble in Sketch and Explore").click().run()
-    assert at.session_state["active_model"] == "run:twins"
+    assert at.session_state["active_model"] == ModelRef.run("twins")
     assert any("Saved as `twins` · the active model" in c.value for c in at.caption)
     stranger = open_app("train", visitor_token="another-visitor")  # no runs of their own: the latest curves
     meanwhile = [c.value for c in stranger.caption if c.value.startswith("Meanwhile")]

@@ -225,7 +225,7 @@ def test_app_spares_active_models_and_tells_the_maker(trained, app_server):
     save(trained, runs, "operator", "", "2026-01-01T00:00:00+00:00")
     save(trained, runs, "active", "a" * 32, "2026-01-02T00:00:00+00:00")
     save(trained, runs, "mine", owner_of(maker), "2026-01-03T00:00:00+00:00")
-    user = open_app(visitor_token="another-visitor-token-000001", active_model=ModelRef.run("active").key)
+    user = open_app(visitor_token="another-visitor-token-000001", active_model=ModelRef.run("active"))
     assert any("Disk budget: visitors' runs may use 0.3 MB" in c.value for c in user.sidebar.caption)
 
     # A new run passes the budget: the oldest visitor run is in use, so the next oldest goes.

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, load_checkpoint
 from mnist.data import normalize
 from mnist.predict import predict_canvas
+from mnist.records import ModelRef
 from mnist.train import evaluate
 from studio.sketch_state import SKETCH_IMAGE_KEY
 from studio.views import WRONG_FRAME_RGB, digit_canvas, framed
@@ -40,7 +41,7 @@ def result(model, mnist_data):
 
 
 def open_explore() -> AppTest:
-    return open_app("explore", active_model="bundled", timeout=TIMEOUT)
+    return open_app("explore", active_model=ModelRef.bundled(), timeout=TIMEOUT)
 
 
 def expected_caption(label: int, predicted: int) -> str:

@@ -13,7 +13,7 @@ from mnist.checkpoint import META_FILE, list_runs, load_checkpoint, rename_run, 
 from mnist.config import TrainConfig
 from mnist.errors import CheckpointError, MnistError
 from mnist.models import build_model
-from mnist.records import RunMetrics, RunRecord
+from mnist.records import ModelRef, RunMetrics, RunRecord
 from studio import ownership
 from studio.ownership import Policy, access, owner_of, read_policy
 
@@ -156,13 +156,13 @@ def test_a_run_in_use_by_another_visitor_does_not_vanish_silently(runs_dir):
     make_run(runs_dir, "alices-run", ALICE)
     make_run(runs_dir, "bobs-run", BOB)
     bob = open_train(BOB)
-    bob.session_state["active_model"] = "run:alices-run"
+    bob.session_state["active_model"] = ModelRef.run("alices-run")
     bob.run()
     rename_run(runs_dir, "alices-run", "alices-renamed")  # what Alice's Rename does
     bob.run()
     notice = [w.value for w in bob.sidebar.warning]
     assert notice and "alices-run" in notice[0] and "You now have" in notice[0], notice
-    assert bob.session_state["active_model"] != "run:alices-run"
+    assert bob.session_state["active_model"] != ModelRef.run("alices-run")
 
 
 def test_private_policy_hides_other_visitors_runs(runs_dir, monkeypatch):

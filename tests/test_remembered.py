@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, load_checkpoint, save_run
 from mnist.config import TrainConfig
 from mnist.models import build_model
-from mnist.records import RunMetrics
+from mnist.records import ModelRef, RunMetrics
 from mnist.train import evaluate
 from studio.ownership import owner_of
 from studio.remembered import MAX_TEXT_CHARS, Choices, ChoiceStore, worth_keeping
@@ -49,13 +49,13 @@ def visible_text(at: AppTest) -> str:
 
 def test_the_store_forgets_the_least_recently_seen_visitor_first():
     store = ChoiceStore(capacity=2)
-    store.remember("a", {"active_model": "run:x"})
+    store.remember("a", {"active_model": ModelRef.run("x")})
     store.remember("b", {"sketch_device": "cpu"})
     store.recall("a")  # a was seen after b
     store.remember("c", {"cfg_preset": "best"})
     assert len(store) == 2
     assert store.recall("b") == Choices()  # forgotten
-    assert store.recall("a").model == "run:x" and store.recall("c").train_form == {"cfg_preset": "best"}
+    assert store.recall("a").model == ModelRef.run("x") and store.recall("c").train_form == {"cfg_preset": "best"}
 
 
 def test_changes_merge_and_two_threads_lose_nothing():
@@ -89,8 +89,8 @@ def test_the_guides_flags_are_kept_but_never_copied_into_a_session():
 
 
 def test_uploads_and_long_texts_are_not_kept():
-    assert worth_keeping("active_model", "run:mine") and worth_keeping("active_model", "bundled")
-    assert not worth_keeping("active_model", "upload:0123456789abcdef")  # gone with its session
+    assert worth_keeping("active_model", ModelRef.run("mine")) and worth_keeping("active_model", ModelRef.bundled())
+    assert not worth_keeping("active_model", ModelRef.upload("0123456789abcdef"))  # gone with its session
     assert worth_keeping("new_run_name", "x" * MAX_TEXT_CHARS)
     assert not worth_keeping("new_run_name", "x" * (MAX_TEXT_CHARS + 1))
 
@@ -100,7 +100,7 @@ def test_uploads_and_long_texts_are_not_kept():
 
 def test_a_new_session_of_the_visitor_restores_model_form_and_filters(visitors_run):
     first = session("train")
-    first.sidebar.selectbox(key="active_model").set_value(f"run:{RUN}").run()
+    first.sidebar.selectbox(key="active_model").set_value(ModelRef.run(RUN)).run()
     first.segmented_control(key="cfg_preset").set_value("best").run()
     first.text_input(key="cfg_epochs").set_value("7").run()
     first.switch_page(PAGES["explore"]).run()
@@ -108,7 +108,7 @@ def test_a_new_session_of_the_visitor_restores_model_form_and_filters(visitors_r
     first.switch_page(PAGES["sketch"]).run()  # one more run: the last change is saved at the next run's start
 
     again = session("train")  # a reload: a new session, the same cookie
-    assert again.session_state["active_model"] == f"run:{RUN}"
+    assert again.session_state["active_model"] == ModelRef.run(RUN)
     assert again.segmented_control(key="cfg_preset").value == "best"
     assert again.text_input(key="cfg_epochs").value == "7"
     assert again.toggle(key="cfg_augment").value is True  # the rest of the best preset
@@ -116,30 +116,35 @@ def test_a_new_session_of_the_visitor_restores_model_form_and_filters(visitors_r
     assert again.selectbox(key="mistake_true").value == 3
 
     stranger = session("train", token="visitor-token-of-someone-else-02")
-    assert stranger.session_state["active_model"] == "bundled"
+    assert stranger.session_state["active_model"] == ModelRef.bundled()
     assert stranger.segmented_control(key="cfg_preset").value == "fast"
 
 
 def test_a_remembered_model_that_is_gone_falls_back_with_the_notice(visitors_run):
     first = session("sketch")
-    first.sidebar.selectbox(key="active_model").set_value(f"run:{RUN}").run()
+    first.sidebar.selectbox(key="active_model").set_value(ModelRef.run(RUN)).run()
     first.run()
     shutil.rmtree(visitors_run)
     again = session("sketch")
     notice = "\n".join(w.value for w in again.sidebar.warning)
     assert f"The model you were using ({RUN}) was deleted or renamed" in notice
-    assert again.session_state["active_model"] == "bundled"
+    assert again.session_state["active_model"] == ModelRef.bundled()
 
 
 @pytest.mark.parametrize(
     ("forged", "notice"),
-    [("Bundled: ensemble of 4 · cnn-bn 99.75%", False), ("", False), ("run:../../etc", True), ("upload:x", True)],
+    [
+        ("Bundled: ensemble of 4 · cnn-bn 99.75%", False),
+        ("", False),
+        (ModelRef.run("../../etc"), True),
+        (ModelRef.upload("x"), True),
+    ],
 )
 def test_a_value_that_names_no_model_falls_back_without_an_error(with_data, forged, notice):
-    """A stale or forged menu value (a replayed old label, a hand-made message) is no crash; a value of a
-    model's form that is not there reads as a model that is gone (the usual notice)."""
+    """A stale or forged menu value (a replayed old label, a hand-made message: the menu gives back its text)
+    is no crash; a model that is not there reads as a model that is gone (the usual notice)."""
     at = open_app(token="visitor-token-forging-a-value-03", active_model=forged, timeout=TIMEOUT)
-    assert at.session_state["active_model"] == "bundled"
+    assert at.session_state["active_model"] == ModelRef.bundled()
     assert bool([w.value for w in at.sidebar.warning if "deleted or renamed" in w.value]) == notice
 
 

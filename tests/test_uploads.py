@@ -20,7 +20,7 @@ from streamlit.testing.v1 import AppTest
 from mnist.checkpoint import CheckpointError, build_record, encode_weights, load_uploaded
 from mnist.config import TrainConfig
 from mnist.models import build_model
-from mnist.records import RunMetrics, RunRecord
+from mnist.records import ModelRef, RunMetrics, RunRecord
 
 WEIGHTS = "checkpoint_upload"
 JSON_0 = "checkpoint_upload_json_0"  # the .json uploader's first key (bumped when it is emptied)
@@ -115,7 +115,7 @@ def test_a_json_of_another_run_is_refused_naming_the_field(app, other, field, sa
     message = assert_plain_refusal(app, "model.safetensors", "another run")
     assert f"the .json says {field} {said} but the weights were saved as {saved}" in message
     assert "Remove the .json" in message
-    assert not any(k.startswith("upload:") for k in app.session_state["uploaded_models"])
+    assert not any(k.kind == "upload" for k in app.session_state["uploaded_models"])
     assert (app.session_state["active_model"] if "active_model" in app.session_state else None) == before
 
 
@@ -160,7 +160,7 @@ def test_a_second_upload_replaces_the_first_and_becomes_active(app):
     upload(app, "second.safetensors", second)
     assert not errors(app)
     assert app.file_uploader(key=WEIGHTS).value.name == "second.safetensors"  # one file: the new one
-    assert app.session_state["active_model"] not in ("bundled", first_key)
+    assert app.session_state["active_model"] not in (ModelRef.bundled(), first_key)
     assert active_label(app) == "uploaded second.safetensors"
     assert successes(app) == [
         "Loaded second.safetensors: mlp, 92.00% test accuracy. It is now the active model (see the sidebar)."
