@@ -5,6 +5,7 @@ recorded per-epoch insight (mnist.insight). It is built under a hidden temporary
 place, so a crash never leaves a half-written run visible. Files computed later from its model (the digit
 map, the training features, the verdict calibration: mnist.store) may be added beside them.
 Loading never unpickles: safetensors holds raw tensors only.
+The runs folder itself (listing it, deleting and renaming a run): mnist.runs.
 
 An ensemble (mnist.ensemble) is a run like any other: its model.safetensors holds every member's tensors,
 named `members.<k>.<tensor>`, and its description (arch "ensemble") lists each member's name, arch, config,
@@ -23,14 +24,13 @@ import re
 import secrets
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
@@ -45,7 +45,7 @@ from .inside import digest_model
 from .insight import INSIGHT_FILE, encode_insight
 from .io import atomic_write_bytes, atomic_write_json
 from .models import build_model, count_parameters, ready_for_inference
-from .records import MemberRecord, ModelRef, Provenance, RunMetrics, RunRecord
+from .records import MemberRecord, Provenance, RunMetrics, RunRecord
 from .train import History, evaluate
 
 WEIGHTS_FILE = "model.safetensors"
@@ -424,100 +424,3 @@ def load_uploaded(weights: bytes, meta_json: bytes | None = None, name: str = "u
     # The weights' own description wins: a .json only describes weights saved without one.
     model, record = model_from_bytes(weights, record, name, embedded_wins=True)
     return Checkpoint(model, record, Path(name))
-
-
-@dataclass(frozen=True)
-class SavedRun:
-    """A run folder on disk and its parsed description; its history is read on demand (load_history)."""
-
-    name: str  # the folder's name
-    path: Path
-    record: RunRecord
-
-    @property
-    def ref(self) -> ModelRef:
-        return ModelRef.run(self.name)
-
-
-def list_runs(runs_dir: Path | str | None = None) -> list[SavedRun]:
-    """Saved runs, newest first. Damaged folders are skipped with a warning, hidden ones ignored."""
-    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    if not runs_dir.is_dir():
-        return []
-    runs = []
-    for path in sorted(runs_dir.iterdir(), reverse=True):
-        if path.name.startswith(".") or not path.is_dir():
-            continue
-        try:
-            record = RunRecord.parse(read_limited(path / META_FILE, MAX_JSON_BYTES), str(path / META_FILE))
-            check_weights_file(path / WEIGHTS_FILE)
-        except CheckpointError as exc:
-            warnings.warn(f"skipping damaged run folder: {exc}", stacklevel=2)
-            continue
-        runs.append(SavedRun(path.name, path, record))
-    runs.sort(key=lambda r: r.record.created, reverse=True)  # ISO 8601 text sorts by time
-    return runs
-
-
-def check_weights_file(path: Path) -> None:
-    """Cheap structural check of a safetensors file (header and size, no tensor read): catches truncation."""
-    if not path.is_file():
-        raise CheckpointError(f"{path.parent}: {WEIGHTS_FILE} is missing")
-    try:
-        with safe_open(str(path), framework="pt"):
-            pass
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not a valid safetensors file ({exc})") from None
-
-
-def load_history(run_dir: Path) -> History:
-    """The run's curves; a missing or damaged history.json reads as what it still holds (often nothing)."""
-    try:
-        values = json.loads((Path(run_dir) / HISTORY_FILE).read_text())
-    except (OSError, ValueError, RecursionError):
-        return History()
-    return History.from_dict(values)
-
-
-def delete_run(runs_dir: Path | str, name: str) -> None:
-    """Remove a run folder: renamed to a hidden name first, so a crash mid-delete hides it."""
-    path = run_path(Path(runs_dir), name)
-    if not path.is_dir():
-        raise CheckpointError(f"no run named {name!r}")
-    trash = path.with_name(f".deleted-{name}-{secrets.token_hex(2)}")
-    os.replace(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def rename_run(runs_dir: Path | str, name: str, new_name: str) -> Path:
-    """Give a run a new name: its folder and the name in its description (meta.json and the weights' header).
-
-    The renamed copy is built under a hidden name and renamed into place, then the old folder is removed,
-    so a crash leaves either the old run or the new one visible, never half of one.
-    """
-    old, new = run_path(Path(runs_dir), name), run_path(Path(runs_dir), new_name)
-    if not old.is_dir():
-        raise CheckpointError(f"no run named {name!r}")
-    if new.exists():
-        raise CheckpointError(f"a run named {new_name!r} already exists; choose another name")
-    checkpoint = load_checkpoint(old)
-    record = replace(checkpoint.record, name=new_name)
-    tmp = Path(tempfile.mkdtemp(dir=old.parent, prefix=f".{new_name}."))
-    try:
-        tmp.chmod(0o755)
-        atomic_write_bytes(tmp / WEIGHTS_FILE, encode_weights(checkpoint.model, record))
-        atomic_write_json(tmp / META_FILE, record.to_dict())
-        for extra in old.iterdir():  # history.json, insight and files computed from the model come along
-            if extra.name not in (WEIGHTS_FILE, META_FILE) and not extra.name.startswith(".") and extra.is_file():
-                shutil.copy2(extra, tmp / extra.name)
-        os.replace(tmp, new)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    delete_run(runs_dir, name)
-    return new
-
-
-def checkpoint_file_bytes(run_dir: Path) -> bytes:
-    """The run's model.safetensors (its JSON embedded), for download."""
-    return read_limited(Path(run_dir) / WEIGHTS_FILE, MAX_CHECKPOINT_BYTES)

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .checkpoint import SavedRun, delete_run, list_runs
 from .errors import CheckpointError, MnistError
 from .io import atomic_write_json
+from .runs import SavedRun, delete_run, list_runs
 from .store import COMPUTED_FILES
 
 BUDGET_ENV = "MNIST_RUNS_MAX_MB"

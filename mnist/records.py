@@ -281,7 +281,8 @@ KEY_SEPARATOR = ":"
 class ModelRef:
     """Which model: the bundled one, a saved run (by name) or an upload (by a digest of its bytes).
 
-    `key` is its one string form, for select boxes and session state; `ModelRef.parse` reads it back.
+    The app passes these objects themselves (session state, select boxes: frozen, so hashable and comparable);
+    `key` is its one string form, for where a model must be named in text; `ModelRef.parse` reads it back.
     """
 
     kind: ModelKind

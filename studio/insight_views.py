@@ -12,8 +12,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from mnist.checkpoint import SavedRun
 from mnist.insight import INSIGHT_FILE, EpochInsight, load_insight
+from mnist.runs import SavedRun
 from mnist.train import EpochEvent
 from studio import dataset, explain
 from studio.charts import confusion_figure

@@ -14,8 +14,8 @@ import secrets
 from dataclasses import dataclass
 from enum import Enum
 
-from mnist.checkpoint import SavedRun
 from mnist.errors import MnistError
+from mnist.runs import SavedRun
 
 POLICY_ENV = "MNIST_RUNS_POLICY"
 TOKEN_BYTES = 16  # 128 random bits: not guessable

@@ -21,9 +21,7 @@ from mnist.checkpoint import (
     META_FILE,
     WEIGHTS_FILE,
     Checkpoint,
-    SavedRun,
     default_runs_dir,
-    list_runs,
     load_checkpoint,
     load_uploaded,
 )
@@ -31,6 +29,7 @@ from mnist.data import MnistData
 from mnist.ensemble import first_member
 from mnist.errors import MnistError
 from mnist.records import ModelRef, RunRecord
+from mnist.runs import SavedRun, list_runs
 from mnist.store import digest_weights_file
 from mnist.train import EvalResult, evaluate
 from studio.dataset import DataState

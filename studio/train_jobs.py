@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist.checkpoint import load_history
 from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED
 from mnist.records import ModelRef
+from mnist.runs import load_history
 from mnist.train import History
 from studio import explain, guide, insight_views, job_pool, registry, visitor
 from studio.charts import DEFAULT_SMOOTHING, epoch_figure, lr_figure, step_loss_figure

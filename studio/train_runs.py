@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mnist.checkpoint import checkpoint_file_bytes, delete_run, rename_run, save_ensemble
+from mnist.checkpoint import save_ensemble
 from mnist.ensemble import MAX_MEMBERS, MIN_MEMBERS
 from mnist.errors import MnistError
 from mnist.records import ModelRef
+from mnist.runs import checkpoint_file_bytes, delete_run, rename_run
 from studio import dataset, disk_budget, insight_views, registry, share, visitor
 from studio.charts import compare_figure
 from studio.train_jobs import cached_history, ensemble_text

@@ -17,13 +17,14 @@ import pytest
 from helpers import PAGES, digits_side_by_side, open_app
 from streamlit.testing.v1 import AppTest
 
-from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, checkpoint_file_bytes, list_runs, load_checkpoint, save_run
+from mnist.checkpoint import BUNDLED_DIR, WEIGHTS_FILE, load_checkpoint, save_run
 from mnist.config import FIELD_SPECS, PRESETS, TrainConfig, range_text
 from mnist.cost import MAX_MINUTES_ENV
 from mnist.device import resolve_device, resolve_precision
 from mnist.errors import MnistError
 from mnist.jobs import REQUESTS_ENV
 from mnist.records import ModelRef
+from mnist.runs import checkpoint_file_bytes, list_runs
 from mnist.train import evaluate
 from studio.compare import plain
 from studio.ownership import owner_of

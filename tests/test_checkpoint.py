@@ -5,21 +5,13 @@ import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 
-from mnist.checkpoint import (
-    META_FILE,
-    WEIGHTS_FILE,
-    delete_run,
-    list_runs,
-    load_checkpoint,
-    load_history,
-    load_uploaded,
-    save_run,
-)
+from mnist.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint, load_uploaded, save_run
 from mnist.config import TrainConfig
 from mnist.data import normalize
 from mnist.errors import CheckpointError
 from mnist.models import build_model
 from mnist.records import RunMetrics
+from mnist.runs import delete_run, list_runs, load_history
 from mnist.train import run_training
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import open_app, random_mnist
 
-from mnist.checkpoint import add_save_listener, list_runs, save_run
+from mnist.checkpoint import add_save_listener, save_run
 from mnist.config import TrainConfig
 from mnist.digit_map import DIGIT_MAP_FILE
 from mnist.disk import (
@@ -25,6 +25,7 @@ from mnist.disk import (
 )
 from mnist.errors import MnistError
 from mnist.neighbours import TRAIN_FEATURES_FILE
+from mnist.runs import list_runs
 from mnist.train import run_training
 
 

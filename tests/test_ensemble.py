@@ -14,16 +14,7 @@ from helpers import random_mnist
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
-from mnist.checkpoint import (
-    META_FILE,
-    META_KEY,
-    WEIGHTS_FILE,
-    list_runs,
-    load_checkpoint,
-    load_uploaded,
-    save_ensemble,
-    save_run,
-)
+from mnist.checkpoint import META_FILE, META_KEY, WEIGHTS_FILE, load_checkpoint, load_uploaded, save_ensemble, save_run
 from mnist.config import TrainConfig
 from mnist.ensemble import Ensemble, members_of
 from mnist.errors import CheckpointError, MnistError
@@ -31,6 +22,7 @@ from mnist.models import build_model, count_parameters
 from mnist.predict import predict_tensor, saliency_map
 from mnist.preprocess import CanvasImage
 from mnist.records import RunMetrics, RunRecord
+from mnist.runs import list_runs
 from mnist.verdict import features_and_logits, read_drawing
 
 ARCHS = ("mlp", "cnn-bn-fast")  # two small, different architectures

@@ -12,7 +12,6 @@ import pytest
 from helpers import random_mnist
 
 from mnist import cost
-from mnist.checkpoint import list_runs
 from mnist.config import TrainConfig, preset_config
 from mnist.errors import MnistError
 from mnist.jobs import (
@@ -26,6 +25,7 @@ from mnist.jobs import (
     Fairness,
     JobManager,
 )
+from mnist.runs import list_runs
 from mnist.train import train
 
 LONG = TrainConfig(epochs=200, batch_size=64, train_limit=512, log_every=1, device="cpu")  # stopped by the tests

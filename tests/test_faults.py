@@ -30,10 +30,7 @@ from mnist.checkpoint import (
     WEIGHTS_FILE,
     CheckpointError,
     atomic_write_bytes,
-    delete_run,
-    list_runs,
     load_checkpoint,
-    load_history,
     save_run,
 )
 from mnist.config import TrainConfig
@@ -42,6 +39,7 @@ from mnist.errors import DataError
 from mnist.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, JobManager
 from mnist.models import build_model
 from mnist.records import RunMetrics
+from mnist.runs import delete_run, list_runs, load_history
 from mnist.train import History, StepEvent
 from mnist.train import train as real_train
 

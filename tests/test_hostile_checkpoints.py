@@ -33,9 +33,7 @@ from mnist.checkpoint import (
     Checkpoint,
     CheckpointError,
     build_record,
-    checkpoint_file_bytes,
     encode_weights,
-    list_runs,
     load_checkpoint,
     load_uploaded,
     save_run,
@@ -44,6 +42,7 @@ from mnist.config import TrainConfig
 from mnist.errors import MnistError
 from mnist.models import build_model, ready_for_inference
 from mnist.records import RunMetrics
+from mnist.runs import checkpoint_file_bytes, list_runs
 
 SAVED_CONFIG = TrainConfig(arch="cnn-bn-fast")  # the config of the small cnn-bn-fast models these tests save
 

@@ -14,15 +14,7 @@ import torch
 from torch import nn
 
 from mnist.attack import fool
-from mnist.checkpoint import (
-    BUNDLED_DIR,
-    build_record,
-    encode_weights,
-    load_checkpoint,
-    load_uploaded,
-    rename_run,
-    save_run,
-)
+from mnist.checkpoint import BUNDLED_DIR, build_record, encode_weights, load_checkpoint, load_uploaded, save_run
 from mnist.config import TrainConfig
 from mnist.data import normalize
 from mnist.digit_map import (
@@ -41,6 +33,7 @@ from mnist.models import ARCHS, build_model, summarize_model
 from mnist.neighbours import build_neighbour_index, load_neighbour_index, save_neighbour_index
 from mnist.predict import predict_tensor
 from mnist.records import RunMetrics
+from mnist.runs import rename_run
 from mnist.train import EpochEvent, History, train
 
 REPO = Path(__file__).resolve().parent.parent

@@ -20,20 +20,13 @@ from hypothesis import strategies as st
 
 import mnist.train
 from mnist.__main__ import main as cli_main
-from mnist.checkpoint import (
-    CheckpointError,
-    check_run_name,
-    delete_run,
-    list_runs,
-    load_checkpoint,
-    run_path,
-    save_run,
-)
+from mnist.checkpoint import CheckpointError, check_run_name, load_checkpoint, run_path, save_run
 from mnist.config import MAX_BATCH_SIZE, MAX_EPOCHS, TrainConfig
 from mnist.data import DATA_DIR_ENV, MnistData, load_mnist, read_idx, read_split
 from mnist.errors import ConfigError, DataError, DataNotFoundError
 from mnist.models import build_model
 from mnist.records import RunMetrics
+from mnist.runs import delete_run, list_runs
 from mnist.train import train
 
 SAVED_CONFIG = TrainConfig(arch="cnn-bn-fast")  # the config of the small cnn-bn-fast models these tests save

@@ -9,11 +9,12 @@ import pytest
 from helpers import open_app
 from streamlit.testing.v1 import AppTest
 
-from mnist.checkpoint import META_FILE, list_runs, load_checkpoint, rename_run, save_run
+from mnist.checkpoint import META_FILE, load_checkpoint, save_run
 from mnist.config import TrainConfig
 from mnist.errors import CheckpointError, MnistError
 from mnist.models import build_model
 from mnist.records import ModelRef, RunMetrics, RunRecord
+from mnist.runs import list_runs, rename_run
 from studio import ownership
 from studio.ownership import Policy, access, owner_of, read_policy
 

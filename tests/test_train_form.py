@@ -11,10 +11,11 @@ import pytest
 from helpers import PAGES, open_app
 from streamlit.testing.v1 import AppTest
 
-from mnist.checkpoint import list_runs, load_checkpoint, save_ensemble, save_run
+from mnist.checkpoint import load_checkpoint, save_ensemble, save_run
 from mnist.config import FIELD_SPECS, TrainConfig, range_text
 from mnist.models import build_model
 from mnist.records import RunMetrics
+from mnist.runs import list_runs
 from studio import explain
 from studio.views import queue_text
 
