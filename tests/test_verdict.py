@@ -35,9 +35,8 @@ from mnist.verdict import (
     calibrate,
     calibration_for,
     combine,
+    count_components,
     count_holes,
-    find_runs,
-    label_runs,
     load_calibration,
     read_drawing,
     save_calibration,
@@ -212,8 +211,7 @@ SEVEN_WITH_BAR = [[(60, 50), (210, 50), (120, 250)], [(95, 150), (135, 150)]]
 @pytest.mark.parametrize("strokes, digit", [(FOUR_APART, 4), (FIVE_DETACHED_FLAG, 5), (SEVEN_WITH_BAR, 7)])
 def test_a_digit_of_separate_strokes_stays_one_digit(bundled, calibration, strokes, digit):
     canvas = draw(strokes, width=16)
-    components = label_runs(*find_runs(canvas[..., 0] > 50), diagonal=True)
-    assert components.max() + 1 == len(strokes)  # the strokes really do not touch
+    assert count_components(canvas[..., 0] > 50, diagonal=True) == len(strokes)  # the strokes really do not touch
     reading = read(bundled, calibration, canvas)
     assert len(reading.groups) == 1
     assert (reading.verdict, reading.digit) == ("digit", digit), reading.message
@@ -306,8 +304,8 @@ def test_components_8_connected_for_ink_and_4_connected_for_holes():
     mask[1, 1] = mask[2, 2] = True  # diagonal neighbours: one piece of ink
     mask[5:8, 5:8] = True
     mask[6, 6] = False  # a ring: one hole
-    assert label_runs(*find_runs(mask), diagonal=True).max() + 1 == 2
-    assert label_runs(*find_runs(mask), diagonal=False).max() + 1 == 3
+    assert count_components(mask, diagonal=True) == 2
+    assert count_components(mask, diagonal=False) == 3
     assert count_holes(mask) == 1
     eight = np.zeros((7, 5), bool)
     eight[[0, 3, 6], 1:4] = True
