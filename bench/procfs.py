@@ -12,12 +12,6 @@ from pathlib import Path
 
 from bench import ps
 
-# Kept for the modules that still import them from here (bench/stroke_cpu.py, bench/transfer.py,
-# tests/test_serve.py, tests/test_machine.py): psutil's, through bench/ps.py.
-process_tree = ps.process_tree
-read_process_cpu_seconds = ps.read_cpu_seconds
-read_tree_cpu_seconds = ps.read_tree_cpu_seconds
-
 
 def _read(path: str) -> str | None:
     try:

@@ -44,7 +44,7 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
 from bench import benchlib, harness
 from bench.benchlib import Figure
-from bench.procfs import read_process_cpu_seconds
+from bench.ps import read_cpu_seconds
 from mnist.checkpoint import BUNDLED_DIR
 
 TARGET_MEDIAN_MS = 40.0  # issue 10: median server CPU per stroke
@@ -72,9 +72,9 @@ def app_env(runs_dir: Path) -> dict[str, str]:
 
 def idle_cpu_rate(pid: int, seconds: float) -> float:
     """The server's CPU seconds per wall second while nobody interacts (websocket keep-alives and such)."""
-    cpu0, t0 = read_process_cpu_seconds(pid), time.perf_counter()
+    cpu0, t0 = read_cpu_seconds(pid), time.perf_counter()
     time.sleep(seconds)
-    return (read_process_cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
+    return (read_cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
 
 
 def open_sketch(page, url: str) -> None:
@@ -102,13 +102,13 @@ def measure_stroke(page, pid: int, points, digit: int, idle_rate: float) -> dict
     runs = harness.script_runs(page)
     ink, sidebar = harness.canvas_ink(page), runs.deltas[SIDEBAR_ROOT]
     harness.press_and_trace(page, points)
-    cpu0, t0 = read_process_cpu_seconds(pid), time.perf_counter()
+    cpu0, t0 = read_cpu_seconds(pid), time.perf_counter()
     harness.release(page)
     harness.wait_for_ink(page, ink, digit)
     harness.wait_for_run_after_stroke(page, TIMEOUT_MS)
     heading = harness.prediction_heading(page)
     time.sleep(SETTLE_SECONDS)
-    cpu1, t1 = read_process_cpu_seconds(pid), time.perf_counter()
+    cpu1, t1 = read_cpu_seconds(pid), time.perf_counter()
     return {
         "digit": digit,
         "cpu_ms": ((cpu1 - cpu0) - idle_rate * (t1 - t0)) * 1000,
@@ -252,9 +252,9 @@ def measure(playwright, runs_dir: Path, digits: int, idle_seconds: float, inside
             clear(page)
             idle_rate = idle_cpu_rate(pid, idle_seconds)
             print(f"server idle CPU: {idle_rate * 1000:.1f} ms per second (subtracted from each stroke)", flush=True)
-            cpu0 = read_process_cpu_seconds(pid)
+            cpu0 = read_cpu_seconds(pid)
             samples = draw_digits(page, pid, digits, idle_rate)
-            server_cpu_s = read_process_cpu_seconds(pid) - cpu0
+            server_cpu_s = read_cpu_seconds(pid) - cpu0
             rss = server.rss_mb()
     finally:
         browser.close()

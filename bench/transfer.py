@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import benchlib, harness, procfs
+from bench import benchlib, harness, ps
 from bench.benchlib import Figure
 
 PAGES = {"sketch": "/", "train": "/train", "explore": "/explore"}
@@ -172,7 +172,7 @@ def measure_page(browser, url: str) -> dict:
 
 def backend_url(server: harness.Server) -> str:
     """One Streamlit backend of the running studio.serve, read from its children's command lines."""
-    for pid in procfs.process_tree(server.process.pid)[1:]:
+    for pid in ps.process_tree(server.process.pid)[1:]:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
         if "--server.port" in args:
             return f"http://127.0.0.1:{args[args.index('--server.port') + 1]}"
