@@ -80,9 +80,16 @@ def is_dismissed() -> bool:
 
 
 def mark_done(step: Step) -> None:
-    """Tick a step off for this visitor (cheap when it already is: one look-up, no write)."""
-    if not is_done(step):
-        remembered.store().remember(visitor.owner_id(), {step.key: True})
+    """Tick a step off for this visitor (cheap when it already is: one look-up, no write).
+
+    The guide is drawn in the sidebar before the page runs, and Sketch ticks its steps inside its fragment, so a
+    new tick is shown by rerunning the whole app once (once per step and visitor); without it the sidebar kept
+    the old count until some other click. No rerun when the store did not keep the tick (no loop)."""
+    if is_done(step):
+        return
+    remembered.store().remember(visitor.owner_id(), {step.key: True})
+    if is_done(step):
+        st.rerun(scope="app")
 
 
 def set_dismissed(dismissed: bool) -> None:

@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from studio import guide, remembered
 from studio.ownership import owner_of
+from studio.views import digit_canvas
 
 PAGES = {guide.Step.DRAW: "", guide.Step.TRAIN: "train", guide.Step.COMPARE: "", guide.Step.MISTAKES: "explore"}
 
@@ -58,3 +59,20 @@ def test_a_dismissed_guide_stays_dismissed_and_can_come_back():
     again.sidebar.button(key="guide_show").click().run()
     assert len(step_links(again)) == 4
     assert len(step_links(session(token))) == 4
+
+
+def test_a_drawing_ticks_step_one_in_the_sidebar_of_the_same_run(mnist_data):
+    """The guide is drawn before the page runs and Sketch ticks inside its fragment: in Chromium a visitor who
+    had just drawn still read "0 of 4 done" until some other click reran the app."""
+    token = "visitor-token-of-guide-at-once-05"
+    at = open_app(token=token)
+    assert ticked(at) == [False] * 4
+    at.session_state["sketch_canvas_override"] = digit_canvas(mnist_data.test_images[0])
+    at.run()
+    assert not at.exception, at.exception
+    assert remembered.store().recall(owner_of(token)).guide.get(guide.Step.DRAW.key)
+    assert ticked(at) == [True, False, False, False], "the sidebar shows the tick the drawing just earned"
+    assert step_links(at)[0].proto.label == "1. Draw a digit (done)"
+    assert "1 of 4 done" in "\n".join(m.value for m in at.sidebar.markdown)
+    at.run()  # the next stroke: the step is done already, nothing more happens
+    assert ticked(at) == [True, False, False, False]
