@@ -15,6 +15,7 @@ from __future__ import annotations
 from enum import Enum
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from mnist.jobs import DONE
 from studio import job_pool, remembered, visitor
@@ -46,7 +47,8 @@ class Step(Enum):
         "mistakes",
         "pages/explore.py",
         "See mistakes",
-        "On Explore, The model's mistakes: the test images your model gets wrong, and what it read instead.",
+        "On Explore, The model's mistakes: the test images the active model gets wrong, and what it read instead. "
+        "To see your new model's, choose it as Active model in the sidebar first.",
     )
 
     @property
@@ -80,16 +82,38 @@ def is_dismissed() -> bool:
 
 
 def mark_done(step: Step) -> None:
-    """Tick a step off for this visitor (cheap when it already is: one look-up, no write).
+    """Tick a step off for this visitor (cheap when it already is: one look-up, no write), and show the tick now.
 
-    The guide is drawn in the sidebar before the page runs, and Sketch ticks its steps inside its fragment, so a
-    new tick is shown by rerunning the whole app once (once per step and visitor); without it the sidebar kept
-    the old count until some other click. No rerun when the store did not keep the tick (no loop)."""
+    The guide is drawn in the sidebar before the page runs, so a new tick would wait for the next click. In a
+    whole-page run the app reruns once (once per step and visitor) to show it. Sketch ticks inside its fragment,
+    whose runs never redraw the sidebar (a stroke stays cheap): there a toast says so, and the sidebar shows the
+    tick at the next page run. Nothing when the store did not keep the tick (no rerun loop)."""
     if is_done(step):
         return
     remembered.store().remember(visitor.owner_id(), {step.key: True})
-    if is_done(step):
+    if not is_done(step):
+        return
+    if in_fragment_run():
+        st.toast(done_toast(step), icon=":material/check_circle:")
+    else:
         st.rerun(scope="app")
+
+
+def done_toast(step: Step) -> str:
+    """What the toast says when a step is ticked: which one, and the next one not done yet."""
+    steps = list(Step)
+    left = [(number, s) for number, s in enumerate(steps, start=1) if not is_done(s)]
+    done = f"{TITLE}: step {steps.index(step) + 1}, {step.label.lower()}, is done."
+    if not left:
+        return f"{done} All four steps are done."
+    number, following = left[0]
+    return f"{done} Next: {number}. {following.label}."
+
+
+def in_fragment_run() -> bool:
+    """Whether this script run is a fragment's alone (a stroke on Sketch, a live panel's refresh)."""
+    context = get_script_run_ctx()
+    return bool(context and context.fragment_ids_this_run)
 
 
 def set_dismissed(dismissed: bool) -> None:
