@@ -417,7 +417,8 @@ def hard_digits_tab(state: dataset.DataState) -> None:
     ranked = hard_ranking(identities, predictions, state.data.test_labels)
     names = ", ".join(run.name for run in runs)
     by_all = sum(1 for h in ranked if h.missed_by == len(runs))
-    st.markdown(f"**{count_text(by_all, 'test image')} missed by all {len(runs)} runs** ({names})")
+    every = "both runs" if len(runs) == 2 else f"all {len(runs)} runs"  # "all 2 runs" reads oddly
+    st.markdown(f"**{count_text(by_all, 'test image')} missed by {every}** ({names})")
     st.caption(
         f"The test images that most of the {len(runs)} newest saved runs you can see get wrong, most missed first "
         "(ensembles are left out: they repeat their members). Under each: test index, its label, how many runs "

@@ -67,7 +67,7 @@ def test_the_tab_lists_an_image_both_saved_runs_miss(runs_dir, mnist_dir, mnist_
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
     texts = [m.value for m in at.markdown]
-    assert f"**{int(both.sum()):,} test images missed by all 2 runs** (hard-2, hard-1)" in texts
+    assert f"**{int(both.sum()):,} test images missed by both runs** (hard-2, hard-1)" in texts
     tiles = at.image[-1]
     label = int(mnist_data.test_labels[first])
     assert tiles.captions[0].startswith(f"#{first}: {label}→") and tiles.captions[0].endswith(" · 2 of 2")
