@@ -289,6 +289,58 @@ def test_unsure_shows_the_top_two_and_several_digits_mark_their_unsure_ones():
     assert number.message == "142 (44.5%)"
 
 
+MAX_DISTANCE = 100.0  # a made-up calibration's threshold for the cut-choice tests below
+CUT_CALIBRATION = Calibration(torch.zeros(10, 2), torch.eye(2), MAX_DISTANCE, "made up for the test")
+
+
+def piece(digit, confidence, distance, height=100, verdict="digit", reason=None) -> GroupReading:
+    """A group of a cut (or a whole group) with the numbers best_reading looks at."""
+    probs = np.full(10, (1 - confidence) / 9)
+    probs[digit] = confidence
+    ink = InkStats(0.5, 1.5, 10.0, 1, 0, 0.6)
+    box, pixels = Box(0, 0, 60, height), np.zeros((28, 28), np.float32)
+    shown = None if verdict == "not_a_digit" else digit
+    return GroupReading(box, pixels, verdict, shown, confidence, tuple(probs), distance, reason, ink)
+
+
+def digits_of(groups) -> tuple:
+    return tuple(g.digit for g in groups)
+
+
+def test_a_refused_group_is_read_from_a_cut_whose_pieces_are_typical_digits_even_if_one_is_unsure():
+    whole = piece(8, 0.6, 130.0, verdict="not_a_digit", reason="unlike_any_digit")
+    loose = (piece(9, 0.95, 30.0), piece(6, 0.45, 60.0, verdict="unsure"))
+    assert digits_of(verdict.best_reading(whole, [loose], CUT_CALIBRATION)) == (9, 6)
+    # the same cut of a group an ink rule refused (a blob, a scribble) is not taken: stars and blobs cut in
+    # two often read as two unsure digits
+    blob = piece(8, 0.6, 130.0, verdict="not_a_digit", reason="blob")
+    assert verdict.best_reading(blob, [loose], CUT_CALIBRATION) == (blob,)
+    # nor when the pieces are far from the digits together, or both unsure, or one too short
+    far = (piece(9, 0.95, 80.0), piece(6, 0.7, 60.0))
+    both_unsure = (piece(9, 0.5, 20.0, verdict="unsure"), piece(6, 0.45, 20.0, verdict="unsure"))
+    short = (piece(9, 0.95, 20.0), piece(6, 0.7, 20.0, height=60))
+    for pair in (far, both_unsure, short):
+        assert verdict.best_reading(whole, [pair], CUT_CALIBRATION) == (whole,), pair
+    # uncalibrated, nothing says the pieces are digits: only a confident cut is taken
+    assert verdict.best_reading(whole, [loose], FALLBACK) == (whole,)
+
+
+def test_a_cut_is_chosen_for_typical_pieces_not_only_sure_ones():
+    whole = piece(4, 0.99, 170.0, verdict="not_a_digit", reason="unlike_any_digit")
+    sliver = (piece(4, 0.97, 50.0), piece(1, 0.97, 60.0))  # the 4 and a sliver of the second 4 read as 1
+    right = (piece(4, 0.95, 30.0), piece(4, 0.96, 35.0))  # a little less sure, nearer the digits
+    assert digits_of(verdict.best_reading(whole, [sliver, right], CUT_CALIBRATION)) == (4, 4)
+    assert digits_of(verdict.best_reading(whole, [right, sliver], CUT_CALIBRATION)) == (4, 4)
+
+
+def test_a_sure_whole_digit_needs_confident_pieces_to_be_cut():
+    whole = piece(0, 0.75, 72.0)  # read as a 0, sure but atypical
+    loose = (piece(1, 0.95, 20.0), piece(1, 0.7, 29.0))  # a piece under SPLIT_CONFIDENT: the 0 stays
+    assert verdict.best_reading(whole, [loose], CUT_CALIBRATION) == (whole,)
+    confident = (piece(1, 0.95, 20.0), piece(1, 0.95, 29.0))
+    assert digits_of(verdict.best_reading(whole, [confident], CUT_CALIBRATION)) == (1, 1)
+
+
 def test_reading_as_json_has_the_cli_keys(bundled, calibration):
     out = json.loads(json.dumps(read(bundled, calibration, draw([[(140, 140)]], width=20)).to_dict()))
     assert {"verdict", "digit", "digits", "confidence", "probabilities", "reason", "groups"} <= set(out)

@@ -41,12 +41,16 @@ How a drawing is read:
    `preprocess_canvas`, like a single drawing: a one-group drawing gives exactly `predict_canvas`'s
    pixels and probabilities. All groups go through the model in one batch.
    **Touching digits** ("17" written fast) are one component. A group at least SPLIT_MIN_ASPECT as wide
-   as tall, unless read whole as a sure and typical digit (`worth_cutting`), is also cut in two along
-   valleys (`valley`: the least inked top-to-bottom path around a column; columns every SPLIT_STEP of
-   its width), each distinct cut's pieces read in a second batch; the group becomes two digits when
-   both pieces of a cut are confident digits (SPLIT_CONFIDENT), nearly as tall as the group
-   (SPLIT_MIN_HEIGHT), and the cut beats the whole (`best_reading`): each piece more typical than the
-   whole for the model, and surer, unless the whole is atypical. A wide 0 stays a 0.
+   as tall (WEAK_SPLIT_MIN_ASPECT when it is read whole as unsure: "11" is narrow), unless read
+   whole as a sure and typical digit (`worth_cutting`), is also cut in two along valleys (`valley`: the
+   least inked top-to-bottom path around a column; columns every SPLIT_STEP of its width), each
+   distinct cut's pieces read in a second batch. A cut counts when both pieces are confident digits
+   (SPLIT_CONFIDENT) nearly as tall as the group (SPLIT_MIN_HEIGHT), or, for a group the model cannot
+   place (unsure, or refused as unlike any digit; never one an ink rule refused, like a blob), when
+   both pieces are digits near the digits in the model's features, one of them possibly unsure
+   (`loose_pair`, LOOSE_*). Among the cuts that count, the best (`cut_score`: the pieces'
+   probabilities and their typicality) replaces the whole if it beats it (`best_reading`): each piece
+   more typical than the whole, and surer, unless the whole is atypical. A wide 0 stays a 0.
 3. **Ink rules** (`InkStats`, measured on the group's 28x28 image and its box on the canvas;
    thresholds chosen on MNIST's training set): too little ink (the group spans under MIN_EXTENT of
    the canvas' longest side); a line (elongated, LINE_ELONGATION, and tilted LINE_MIN_TILT or more from
@@ -86,125 +90,63 @@ seeds of one architecture), so they cannot be averaged; side by side, every memb
 covariance weighs how much they agree. A single member's distance is noisier: a 1 with a wide base sat at
 0.92-1.09 of each member's own threshold. A stored calibration belongs to the ensemble's own weights.
 
-Modules, one job each (every public name is importable from mnist.verdict):
+Modules, one job each (what other packages use is importable from mnist.verdict itself):
 `reading` (verdicts, reasons and the Box, InkStats, GroupReading and Reading results), `calibration` (what
 digit-like means for one model, stored beside it), `segment` (groups of ink), `shape` (the ink rules and
 the model's evidence), `cuts` (touching digits), `read` (read_drawing: one verdict per drawing), `cli`
 (``python -m mnist.verdict calibrate``).
 """
 
-# ruff: noqa: F401 - this file re-exports the modules' public names: the package's API
-from ..features import features_and_logits, member_features_and_logits, split_model
+from ..features import features_and_logits, member_features_and_logits
 from ..store import CALIBRATION_FILE
 from .calibration import (
-    CALIBRATION_BATCH,
-    CALIBRATION_FIT_SAMPLES,
-    CALIBRATION_FORMAT,
-    CALIBRATION_SEED,
-    CALIBRATION_THRESHOLD_SAMPLES,
-    CALIBRATION_VERSION,
-    COVARIANCE_RIDGE,
     FALLBACK,
-    OLD_CALIBRATION_ENTRY,
-    REJECT_QUANTILE,
     Calibration,
-    CalibrationError,
     all_features,
     calibrate,
     calibration_for,
-    calibration_from_stored,
-    calibration_stored,
     distances,
-    fit_gaussians,
     load_calibration,
     preprocessed_digits,
-    run_model_digest,
     save_calibration,
-    stored_calibration_or_none,
 )
-from .cli import (
-    main,
-)
-from .cuts import (
-    FRAGMENT_SHARE,
-    SPLIT_CONFIDENT,
-    SPLIT_MARGIN,
-    SPLIT_MIN_ASPECT,
-    SPLIT_MIN_HEIGHT,
-    SPLIT_MIN_WIDTH_PX,
-    SPLIT_REACH,
-    SPLIT_STEP,
-    UNCUT_CONFIDENT,
-    VALLEY_STEP_COST,
-    best_reading,
-    confident_digit,
-    cut_along,
-    cut_candidates,
-    cut_columns,
-    main_ink,
-    more_typical,
-    valley,
-    worth_cutting,
-)
-from .read import (
-    combine,
-    read_drawing,
-    read_group,
-    read_pieces,
-    score_batch,
-    top_two,
-)
-from .reading import (
-    CONFIDENT,
-    FILLED_DEPTH,
-    FILLED_SOLIDITY,
-    REASONS,
-    VERDICTS,
-    Box,
-    Choice,
-    GroupReading,
-    GroupVerdict,
-    InkStats,
-    Reading,
-    Reason,
-    Verdict,
-    digit_text,
-)
-from .segment import (
-    CROP_PAD,
-    EIGHT_NEIGHBOURS,
-    MERGE_OVERLAP,
-    MINOR_GAP,
-    MINOR_HEIGHT,
-    SEGMENT_SIDE,
-    SPECK_SHARE,
-    STACKED_OVERLAP,
-    Segments,
-    belong_together,
-    cell_mass,
-    count_components,
-    group_crop,
-    merge_pieces,
-    normalized_ink,
-    split_groups,
-    union_box,
-)
-from .shape import (
-    BUSY_HOLES,
-    DOT_MAX_EXTENT,
-    FALLBACK_MIN_CONFIDENCE,
-    LINE_ELONGATION,
-    LINE_MIN_TILT,
-    MIN_EXTENT,
-    SCRIBBLE_HOLES,
-    STATS_INK_LEVEL,
-    SUSPECT_DISTANCE_SHARE,
-    axis_shape,
-    count_holes,
-    erosion_depth,
-    ink_reason,
-    measure_ink,
-    model_reason,
-    solidity,
-    suspect_reason,
-)
+from .cuts import best_reading
+from .read import combine, read_drawing, read_group, score_batch
+from .reading import CONFIDENT, REASONS, VERDICTS, Box, GroupReading, InkStats, Reading, digit_text
+from .segment import belong_together, count_components, normalized_ink, split_groups
+from .shape import count_holes, ink_reason, model_reason
+
+__all__ = [
+    "Box",
+    "CALIBRATION_FILE",
+    "CONFIDENT",
+    "Calibration",
+    "FALLBACK",
+    "GroupReading",
+    "InkStats",
+    "REASONS",
+    "Reading",
+    "VERDICTS",
+    "all_features",
+    "belong_together",
+    "best_reading",
+    "calibrate",
+    "calibration_for",
+    "combine",
+    "count_components",
+    "count_holes",
+    "digit_text",
+    "distances",
+    "features_and_logits",
+    "ink_reason",
+    "load_calibration",
+    "member_features_and_logits",
+    "model_reason",
+    "normalized_ink",
+    "preprocessed_digits",
+    "read_drawing",
+    "read_group",
+    "save_calibration",
+    "score_batch",
+    "split_groups",
+]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage
 
@@ -11,7 +13,9 @@ from .segment import CROP_PAD
 from .shape import SUSPECT_DISTANCE_SHARE
 
 # Touching digits (recognition-based segmentation of one group of ink into two digits)
-SPLIT_MIN_ASPECT = 0.75  # a group at least this wide for its height may be two digits that touch
+SPLIT_MIN_ASPECT = 0.75  # a group read as a digit, at least this wide for its height, may be two that touch
+WEAK_SPLIT_MIN_ASPECT = 0.4  # a group read unsure: "11" or "31" written fast is narrower than a 0 (not a refused
+# group: narrow blobs and scribbles cut in two read as "11" too often)
 SPLIT_MIN_WIDTH_PX = 8  # narrower groups are never cut: no room for two digits
 SPLIT_MARGIN = 0.15  # cuts are tried between this share of the group's width from each side
 SPLIT_STEP = 0.04  # a cut around every this share of the width (cuts that end up the same are read once)
@@ -21,6 +25,16 @@ UNCUT_CONFIDENT = 0.99  # a group read whole this surely, and typical (SUSPECT_D
 VALLEY_STEP_COST = 0.05  # ink cost of every pixel of a cut: the shortest of equally blank paths
 SPLIT_MIN_HEIGHT = 0.8  # and span at least this share of the group's height
 FRAGMENT_SHARE = 0.15  # after a cut, ink pieces under this share of the half's largest are dropped
+# A group the model cannot place (refused as unlike any digit, or unsure) may be read from a looser cut:
+# two touching digits are often such a group, and each half of the right cut is close to the digits.
+# Not a group refused by an ink rule (blob, scribble, dot, line): those are what non-digits look like.
+LOOSE_MIN_HEIGHT = 0.7  # each piece spans at least this share of the group's height (a 1 is often shorter)
+LOOSE_CONFIDENT = 0.6  # and is read at least this sure (CONFIDENT: the Sketch page's bar) ...
+LOOSE_UNSURE = 0.3  # ... or, for one piece of the two, unsure but at least this sure (marked unsure)
+LOOSE_MAX_DISTANCE = 0.9  # and each piece is within this share of max_distance of the digits
+LOOSE_SUM_DISTANCE = 1.2  # and both together within this share: a star or blob cut in two is not
+LOOSE_REASONS = (None, "unlike_any_digit")  # whole groups refused for these reasons (or unsure) may be cut loosely
+TYPICAL_WEIGHT = 1.0  # a cut's score: log p(left) + log p(right) - this x (distances / max_distance)
 
 
 def worth_cutting(whole: GroupReading, calibration: Calibration) -> bool:
@@ -30,10 +44,18 @@ def worth_cutting(whole: GroupReading, calibration: Calibration) -> bool:
     return not (whole.verdict == "digit" and whole.confidence >= UNCUT_CONFIDENT and typical)
 
 
-def cut_candidates(box: Box, crop: np.ndarray) -> list[tuple[tuple[Box, np.ndarray], tuple[Box, np.ndarray]]]:
-    """A group wide enough to be two touching digits: (left piece, right piece) for each distinct cut, each
-    piece as group_crop gives it (its canvas box, its padded crop). Narrower groups: none."""
-    if box.width < SPLIT_MIN_ASPECT * box.height or box.width < SPLIT_MIN_WIDTH_PX:
+def min_aspect(whole: GroupReading) -> float:
+    """How wide for its height a group must be to be cut: narrower when the model is unsure of it whole."""
+    return WEAK_SPLIT_MIN_ASPECT if whole.verdict == "unsure" else SPLIT_MIN_ASPECT
+
+
+def cut_candidates(
+    box: Box, crop: np.ndarray, aspect: float = SPLIT_MIN_ASPECT
+) -> list[tuple[tuple[Box, np.ndarray], tuple[Box, np.ndarray]]]:
+    """A group wide enough to be two touching digits (width >= aspect x height): (left piece, right piece)
+    for each distinct cut, each piece as group_crop gives it (its canvas box, its padded crop). Narrower
+    groups: none."""
+    if box.width < aspect * box.height or box.width < SPLIT_MIN_WIDTH_PX:
         return []
     ink = crop[CROP_PAD:-CROP_PAD, CROP_PAD:-CROP_PAD]
     paths = {tuple(valley(ink, column).tolist()) for column in cut_columns(ink.shape[1])}
@@ -105,15 +127,51 @@ def confident_digit(group: GroupReading, height: int) -> bool:
     return tall and group.verdict == "digit" and group.confidence >= SPLIT_CONFIDENT
 
 
+def loose_pair(pair: tuple[GroupReading, GroupReading], height: int, calibration: Calibration) -> bool:
+    """A cut of a group the model cannot place whose pieces are digits, less sure than confident_digit asks
+    (one may be unsure), but both close to the digits in the model's features (LOOSE_*)."""
+    if calibration.max_distance is None or any(half.distance is None for half in pair):
+        return False  # uncalibrated: no evidence that the pieces are digits rather than halves of a shape
+    if any(half.box.height < LOOSE_MIN_HEIGHT * height for half in pair):
+        return False
+    sure = [half.verdict == "digit" and half.confidence >= LOOSE_CONFIDENT for half in pair]
+    unsure = [half.verdict == "unsure" and half.confidence >= LOOSE_UNSURE for half in pair]
+    if not all(s or u for s, u in zip(sure, unsure, strict=True)) or not any(sure):
+        return False
+    shares = [half.distance / calibration.max_distance for half in pair]
+    return max(shares) <= LOOSE_MAX_DISTANCE and sum(shares) <= LOOSE_SUM_DISTANCE
+
+
+def may_cut_loosely(whole: GroupReading) -> bool:
+    """A whole the model cannot place (unsure, or refused as unlike any digit), not one an ink rule refused."""
+    return whole.verdict != "digit" and whole.reason in LOOSE_REASONS
+
+
+def cut_score(pair: tuple[GroupReading, GroupReading], calibration: Calibration) -> float:
+    """How likely a cut is the right one: its pieces' probabilities, and how typical they are. A model trained
+    with label smoothing reads most clean digits at 95-97%, so typicality separates cuts that both read sure:
+    a 4 cut into "4" and a sliver read as 1 is surer than "44" but further from the digits."""
+    score = sum(math.log(half.confidence) for half in pair)
+    if calibration.max_distance is not None and all(half.distance is not None for half in pair):
+        score -= TYPICAL_WEIGHT * sum(half.distance for half in pair) / calibration.max_distance
+    return score
+
+
 def best_reading(
     whole: GroupReading, pairs: list[tuple[GroupReading, GroupReading]], calibration: Calibration
 ) -> tuple[GroupReading, ...]:
-    """The group read whole, or as the two digits of its likeliest cut (the product of its pieces'
-    probabilities; recognition-based segmentation) when both pieces are confident digits and the cut beats
-    the whole: each piece more typical than it, and surer, or the whole atypical (beyond
+    """The group read whole, or as the two digits of its best cut (cut_score; recognition-based
+    segmentation) when both pieces are confident digits, or a loose_pair of a whole the model cannot place,
+    and the cut beats the whole: each piece more typical than it, and surer, or the whole atypical (beyond
     SUSPECT_DISTANCE_SHARE of max_distance: "14" read as a 4 at 96%). A wide 0 stays one 0, a 9 keeps
-    its tail."""
-    split = [pair for pair in pairs if all(confident_digit(half, whole.box.height) for half in pair)]
+    its tail, a blob or a star stays refused."""
+    height = whole.box.height
+    loose = may_cut_loosely(whole)
+    split = [
+        pair
+        for pair in pairs
+        if all(confident_digit(half, height) for half in pair) or (loose and loose_pair(pair, height, calibration))
+    ]
     if whole.verdict != "not_a_digit":
         atypical = whole.distance is not None and whole.distance > SUSPECT_DISTANCE_SHARE * calibration.max_distance
         split = [
@@ -123,7 +181,7 @@ def best_reading(
         ]
     if not split:
         return (whole,)
-    return max(split, key=lambda pair: pair[0].confidence * pair[1].confidence)
+    return max(split, key=lambda pair: cut_score(pair, calibration))
 
 
 def more_typical(pair: tuple[GroupReading, GroupReading], whole: GroupReading) -> bool:

@@ -14,7 +14,7 @@ from ..errors import MnistError
 from ..features import features_and_logits
 from ..preprocess import CanvasImage, preprocess_canvas
 from .calibration import FALLBACK, Calibration, distances
-from .cuts import best_reading, cut_candidates, worth_cutting
+from .cuts import best_reading, cut_candidates, min_aspect, worth_cutting
 from .reading import CONFIDENT, Box, Choice, GroupReading, GroupVerdict, Reading
 from .segment import group_crop, normalized_ink, split_groups
 from .shape import ink_reason, measure_ink, model_reason
@@ -53,7 +53,7 @@ def read_drawing(model: nn.Module, array, calibration: Calibration = FALLBACK) -
     crops = [group_crop(segments, g) for g in range(len(segments.boxes))]
     wholes = read_pieces(model, crops, calibration, ink.shape)
     cuts = [  # per group: (left, right) pieces per distinct cut tried
-        cut_candidates(box, crop) if worth_cutting(whole, calibration) else []
+        cut_candidates(box, crop, min_aspect(whole)) if worth_cutting(whole, calibration) else []
         for (box, crop), whole in zip(crops, wholes, strict=True)
     ]
     pieces = [piece for group_cuts in cuts for pair in group_cuts for piece in pair]
