@@ -438,7 +438,7 @@ def hard_digits_tab(state: dataset.DataState) -> None:
 session.page_setup()
 open_shared_link()
 switch_to_sketch()
-st.title("Explore")
+st.title("Explore", anchor=False)
 data_state = dataset.get_data()
 if data_state.data is None:
     dataset.show_data_help(data_state)

@@ -367,7 +367,7 @@ def sketch(ref: ModelRef | None, label: str | None, names: dict[ModelRef, str]) 
 
 
 session.page_setup()
-st.title("Sketch a digit")
+st.title("Sketch a digit", anchor=False)
 choices = registry.model_choices()
 ref = registry.active_model(choices)
 

@@ -440,7 +440,7 @@ def start_run() -> None:
 
 session.page_setup()
 open_shared_link()  # before any widget: the address's setup goes into the form
-st.title("Train a model")
+st.title("Train a model", anchor=False)
 show_link_problems()
 data_state = dataset.get_data()
 if data_state.data is None:
@@ -449,10 +449,10 @@ if data_state.data is None:
 form_col, run_col = st.columns([1.15, 1.6], gap="large")
 with form_col:
     with st.container(border=True):
-        st.header("New run")
+        st.header("New run", anchor=False)
         config_form(data_state.data is not None)
 with run_col:
-    st.header("Progress")
+    st.header("Progress", anchor=False)
     run_panel()
 
 st.divider()

@@ -122,7 +122,7 @@ def manage_controls(run) -> None:
 
 
 def saved_runs() -> None:
-    st.header("Saved runs")
+    st.header("Saved runs", anchor=False)
     policy, policy_problem = registry.runs_policy()
     st.caption(f":material/group: {policy.description}")
     if limit := disk_budget.budget():

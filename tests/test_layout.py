@@ -63,3 +63,19 @@ def test_pages_hold_only_page_scripts():
     routed = {node.args[0].value for node in ast.walk(ast.parse((REPO / "streamlit_app.py").read_text()))
               if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "Page" and node.args}  # fmt: skip
     assert routed == {f"pages/{p.name}" for p in (REPO / "pages").glob("*.py")}
+
+
+HEADING_CALLS = ("title", "header", "subheader")  # Streamlit gives each a hidden "link to heading" Tab stop
+
+
+def test_page_headings_have_no_link_anchor():
+    """A keyboard user tabbed through four invisible heading links on Sketch: every heading says anchor=False."""
+    linked = []
+    for path in python_files("pages", "studio") + [REPO / "streamlit_app.py"]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            call = isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            if call and node.func.attr in HEADING_CALLS and getattr(node.func.value, "id", None) == "st":
+                anchor = next((k.value for k in node.keywords if k.arg == "anchor"), None)
+                if not (isinstance(anchor, ast.Constant) and anchor.value is False):
+                    linked.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not linked, f"headings with a link anchor (add anchor=False): {linked}"
