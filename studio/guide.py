@@ -86,28 +86,16 @@ def mark_done(step: Step) -> None:
 
     The guide is drawn in the sidebar before the page runs, so a new tick would wait for the next click. In a
     whole-page run the app reruns once (once per step and visitor) to show it. Sketch ticks inside its fragment,
-    whose runs never redraw the sidebar (a stroke stays cheap): there a toast says so, and the sidebar shows the
-    tick at the next page run. Nothing when the store did not keep the tick (no rerun loop)."""
+    whose runs never redraw the sidebar (a stroke stays cheap): the sidebar shows that tick at the next page
+    run. No toast there: on a phone it covered the canvas's Undo and Clear until it went
+    (tests/e2e/test_canvas.py). Nothing when the store did not keep the tick (no rerun loop)."""
     if is_done(step):
         return
     remembered.store().remember(visitor.owner_id(), {step.key: True})
     if not is_done(step):
         return
-    if in_fragment_run():
-        st.toast(done_toast(step), icon=":material/check_circle:")
-    else:
+    if not in_fragment_run():
         st.rerun(scope="app")
-
-
-def done_toast(step: Step) -> str:
-    """What the toast says when a step is ticked: which one, and the next one not done yet."""
-    steps = list(Step)
-    left = [(number, s) for number, s in enumerate(steps, start=1) if not is_done(s)]
-    done = f"{TITLE}: step {steps.index(step) + 1}, {step.label.lower()}, is done."
-    if not left:
-        return f"{done} All four steps are done."
-    number, following = left[0]
-    return f"{done} Next: {number}. {following.label}."
 
 
 def in_fragment_run() -> bool:

@@ -76,13 +76,3 @@ def test_a_drawing_ticks_step_one_in_the_sidebar_of_the_same_run(mnist_data):
     assert "1 of 4 done" in "\n".join(m.value for m in at.sidebar.markdown)
     at.run()  # the next stroke: the step is done already, nothing more happens
     assert ticked(at) == [True, False, False, False]
-
-
-def test_a_tick_in_a_stroke_says_which_step_is_done_and_which_comes_next(monkeypatch):
-    """Sketch's strokes rerun only its fragment, which cannot redraw the sidebar: a toast says it instead."""
-    flags = {guide.Step.DRAW.key: True, guide.Step.COMPARE.key: True}
-    monkeypatch.setattr(guide, "progress", lambda: flags)
-    expected = "Start here: step 3, compare models, is done. Next: 2. Train a model."
-    assert guide.done_toast(guide.Step.COMPARE) == expected
-    flags.update({step.key: True for step in guide.Step})
-    assert guide.done_toast(guide.Step.MISTAKES).endswith("is done. All four steps are done.")
