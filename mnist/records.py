@@ -14,7 +14,7 @@ from typing import Literal
 from .config import TrainConfig
 from .device import TRAINING_DTYPES
 from .ensemble import MAX_MEMBERS, MIN_MEMBERS
-from .errors import CheckpointError, ConfigError, MnistError
+from .errors import CheckpointError, ConfigError
 
 FORMAT = "mnist-studio-checkpoint"
 FORMAT_VERSION = 1
@@ -273,7 +273,6 @@ def _parse_members(meta: dict, source: str) -> tuple[MemberRecord, ...]:
 # --- which model ------------------------------------------------------------------------------
 
 ModelKind = Literal["bundled", "run", "upload"]
-MODEL_KINDS: tuple[ModelKind, ...] = ("bundled", "run", "upload")
 KEY_SEPARATOR = ":"
 
 
@@ -282,7 +281,7 @@ class ModelRef:
     """Which model: the bundled one, a saved run (by name) or an upload (by a digest of its bytes).
 
     The app passes these objects themselves (session state, select boxes: frozen, so hashable and comparable);
-    `key` is its one string form, for where a model must be named in text; `ModelRef.parse` reads it back.
+    `key` is its one string form, for where a model must be named in text;
     """
 
     kind: ModelKind
@@ -303,10 +302,3 @@ class ModelRef:
     @classmethod
     def upload(cls, digest: str) -> ModelRef:
         return cls("upload", digest)
-
-    @classmethod
-    def parse(cls, key: str) -> ModelRef:
-        kind, _, name = str(key).partition(KEY_SEPARATOR)
-        if kind not in MODEL_KINDS or (kind == "bundled") != (name == ""):
-            raise MnistError(f"{key!r} does not name a model: expected 'bundled', 'run:NAME' or 'upload:DIGEST'")
-        return cls(kind, name)
